@@ -1,0 +1,98 @@
+"""The command line: LightningCLI over :class:`SequenceModel` and :class:`SequenceDataModule`.
+
+``python train.py fit|validate|test|predict --config configs/NAME.yaml [--section.key value ...]``.
+Bare ``python train.py`` runs ``fit --config configs/default.yaml``. ``fit`` ends by testing the best
+checkpoint. Every run ends with a short metrics table and writes its hyperparameters with the final
+metrics to TensorBoard's HPARAMS tab.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from seqmodels.data.datamodule import SequenceDataModule
+from seqmodels.models.sequence_model import SequenceModel
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class SeqModelsCLI(LightningCLI):
+    """LightningCLI that links the data's vocabularies into the model and reports final metrics."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # The model's sizes come from the data: pass the vocabularies once the data module exists.
+        parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Name the TensorBoard run after the first ``--config`` file: ``logs/<config name>/version_N``."""
+        config = self.config[self.subcommand]
+        logger = config.trainer.logger
+        if logger and getattr(logger, "init_args", None) is not None and logger.init_args.get("name") is None:
+            config_files = [Path(str(p)) for p in (config.get("config") or [])]
+            logger.init_args.name = config_files[0].stem if config_files else "default"
+
+    def after_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        if best is None or self.trainer.interrupted:
+            return
+        metrics = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        if self.datamodule.has_test:
+            metrics |= self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        self.report(metrics, f"best checkpoint: {best}")
+
+    def after_validate(self) -> None:
+        self.report(self.trainer.callback_metrics)
+
+    def after_test(self) -> None:
+        self.report(self.trainer.callback_metrics)
+
+    def report(self, metrics: dict, heading: str = "") -> None:
+        """Print the val/test metrics as a table and log them with the hyperparameters to TensorBoard."""
+        metrics = {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+        logger = self.trainer.logger
+        if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            config = self.config[self.subcommand]
+            params = {"model": config.model.as_dict(), "data": config.data.as_dict(), "seed": config.seed_everything}
+            params["trainer"] = {k: config.trainer[k] for k in ("max_epochs", "precision", "gradient_clip_val")}
+            logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in metrics.items()})
+            logger.save()  # hparams.yaml
+        if self.trainer.is_global_zero:
+            print(format_metrics(metrics, heading))
+            if logger is not None:
+                print(f"TensorBoard: tensorboard --logdir {Path(logger.save_dir or 'logs')}")
+
+
+def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
+    """A small table: one row per metric name, one column per stage (val, test)."""
+    stages = [s for s in ("val", "test") if any(k.startswith(f"{s}/") for k in metrics)]
+    names = sorted({k.split("/", 1)[1] for k in metrics})
+    width = max([len(n) for n in names] + [6])
+    lines = [heading] if heading else []
+    lines.append(f"{'metric':<{width}}" + "".join(f"{s:>10}" for s in stages))
+    for name in names:
+        cells = (metrics.get(f"{stage}/{name}") for stage in stages)
+        lines.append(f"{name:<{width}}" + "".join(f"{c:>10.4f}" if c is not None else f"{'-':>10}" for c in cells))
+    return "\n".join(lines)
+
+
+def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> SeqModelsCLI:
+    """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``."""
+    config_dir = config_dir or Path("configs")
+    args = list(sys.argv[1:] if args is None else args)
+    if not args:
+        args = ["fit", "--config", str(config_dir / "default.yaml")]
+    base = {"default_config_files": [str(config_dir / "base.yaml")]}
+    return SeqModelsCLI(
+        SequenceModel,
+        SequenceDataModule,
+        args=args,
+        parser_kwargs={subcommand: base for subcommand in SUBCOMMANDS},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )

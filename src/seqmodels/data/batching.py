@@ -1,0 +1,100 @@
+"""Batching: a collate function that pads, and a length-bucketing batch sampler that is DDP-aware."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Sampler
+
+IGNORE_INDEX = -100  # tag id at padded positions: skipped by cross-entropy and by the metrics
+
+
+class PadCollator:
+    """Pad a list of encoded examples into one batch.
+
+    Each example has ``token_ids`` (list[int]) and, when the task has them, ``tag_ids`` (list[int])
+    and ``label_id`` (int). The batch has ``token_ids`` (B, T), ``lengths`` (B,) on the CPU,
+    ``tag_ids`` (B, T) padded with ``IGNORE_INDEX`` and ``label_ids`` (B,).
+    """
+
+    def __init__(self, pad_id: int = 0) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: Sequence[dict]) -> dict[str, Tensor]:
+        tokens = [torch.as_tensor(ex["token_ids"], dtype=torch.long) for ex in examples]
+        batch = {
+            "token_ids": pad_sequence(tokens, batch_first=True, padding_value=self.pad_id),  # (B, T)
+            "lengths": torch.tensor([len(t) for t in tokens], dtype=torch.long),  # (B,)
+        }
+        if "tag_ids" in examples[0]:
+            tags = [torch.as_tensor(ex["tag_ids"], dtype=torch.long) for ex in examples]
+            batch["tag_ids"] = pad_sequence(tags, batch_first=True, padding_value=IGNORE_INDEX)  # (B, T)
+        if "label_id" in examples[0]:
+            batch["label_ids"] = torch.tensor([ex["label_id"] for ex in examples], dtype=torch.long)  # (B,)
+        return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of examples of similar length, so that little of each batch is padding.
+
+    Each epoch, examples are shuffled, sorted by length (the shuffle breaks ties), cut into batches,
+    and the batches are shuffled, all from ``seed + epoch``: every rank draws the same order.
+    ``bucket=False`` skips the sort (plain random batches); ``shuffle=False`` skips both shuffles.
+    Under DDP (``num_replicas > 1``) rank ``r`` takes every ``num_replicas``-th batch starting at
+    ``r``; while shuffling, the few batches left over are dropped so that every rank gets the
+    same number (a different few each epoch). With ``shuffle=False`` (evaluation), batches keep
+    sorted order and none are dropped, so the last ranks may get one batch fewer.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        bucket: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucket = bucket
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch; changes the shuffle."""
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.bucket:  # a stable sort keeps the shuffle as the tie-break
+            order = order[torch.sort(self.lengths[order], stable=True).indices]
+        batches = [b.tolist() for b in order.split(self.batch_size)]
+        if not self.shuffle:
+            return batches
+        permutation = torch.randperm(len(batches), generator=generator).tolist()
+        usable = len(batches) - len(batches) % self.num_replicas
+        return [batches[i] for i in permutation[:usable]]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._all_batches()[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        num_batches = math.ceil(len(self.lengths) / self.batch_size)
+        if self.shuffle:
+            return num_batches // self.num_replicas
+        return len(range(self.rank, num_batches, self.num_replicas))

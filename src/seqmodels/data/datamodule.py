@@ -1,0 +1,157 @@
+"""The LightningDataModule: load a corpus, build vocabularies from train, encode, batch."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+import lightning as L
+import torch
+from datasets import DatasetDict
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from seqmodels.data.batching import BucketBatchSampler, PadCollator
+from seqmodels.data.synthetic import load_synthetic_corpus
+from seqmodels.data.vocab import Vocabulary
+
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+
+
+def encode_batch(batch: dict[str, list], tokens: Vocabulary, tags: Vocabulary | None, labels: Vocabulary | None) -> dict:
+    """``datasets.map`` function (batched): strings -> ids, plus each sentence's length."""
+    encoded = {"token_ids": [tokens.encode(s) for s in batch["tokens"]], "length": [len(s) for s in batch["tokens"]]}
+    if tags is not None:
+        encoded["tag_ids"] = [tags.encode(s) for s in batch["tags"]]
+    if labels is not None:
+        encoded["label_id"] = [labels.stoi[label] for label in batch["label"]]
+    return encoded
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Sentences with per-token ``tags`` and/or a sentence ``label``, as padded, length-bucketed batches.
+
+    Args:
+        corpus: which corpus to load; ``synthetic`` is the embedded one the project generates.
+        train_size, val_size, test_size, corpus_seed: the synthetic corpus's split sizes and seed.
+        min_freq: tokens seen fewer times in train map to ``<unk>``.
+        batch_size: sentences per batch (training and evaluation).
+        bucket: batch training sentences of similar length (shuffled within and across buckets).
+        seed: the seed of the batch order; each epoch adds its number to it.
+        num_workers: DataLoader worker processes (persistent when > 0).
+        cache_dir: where ``datasets`` caches the generated and encoded splits.
+    """
+
+    def __init__(
+        self,
+        corpus: Literal["synthetic"] = "synthetic",
+        train_size: int = 4000,
+        val_size: int = 500,
+        test_size: int = 500,
+        corpus_seed: int = 0,
+        min_freq: int = 1,
+        batch_size: int = 32,
+        bucket: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+        cache_dir: str | None = "data/cache",
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
+        self.corpus_seed = corpus_seed
+        self.min_freq = min_freq
+        self.batch_size = batch_size
+        self.bucket = bucket
+        self.seed = seed
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+
+    @cached_property
+    def raw(self) -> DatasetDict:
+        """The corpus as strings: columns ``tokens`` and, per task, ``tags`` and ``label``."""
+        return load_synthetic_corpus(**self.sizes, seed=self.corpus_seed, cache_dir=self.cache_dir)
+
+    @cached_property
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        """``tokens``, and ``tags``/``labels`` when the corpus has them, all from the training split."""
+        train = self.raw["train"]
+        vocabs = {"tokens": Vocabulary.for_tokens(train["tokens"], self.min_freq)}
+        if "tags" in train.column_names:
+            vocabs["tags"] = Vocabulary.for_labels(tag for sentence in train["tags"] for tag in sentence)
+        if "label" in train.column_names:
+            vocabs["labels"] = Vocabulary.for_labels(train["label"])
+        for split in ("validation", "test"):
+            if split not in self.raw:
+                continue
+            if "tags" in vocabs:
+                vocabs["tags"].check_known((t for s in self.raw[split]["tags"] for t in s), f"the {split} split's tags")
+            if "labels" in vocabs:
+                vocabs["labels"].check_known(self.raw[split]["label"], f"the {split} split's labels")
+        return vocabs
+
+    @property
+    def vocab(self) -> dict[str, list[str]]:
+        """The vocabularies as plain lists, the form the model keeps in its checkpoint."""
+        return {name: v.itos for name, v in self.vocabularies.items()}
+
+    @cached_property
+    def encoded(self) -> DatasetDict:
+        """Every split as ids (cached by ``datasets``, keyed on the data and the vocabularies)."""
+        v = self.vocabularies
+        return self.raw.map(
+            encode_batch,
+            batched=True,
+            fn_kwargs={"tokens": v["tokens"], "tags": v.get("tags"), "labels": v.get("labels")},
+            remove_columns=self.raw["train"].column_names,
+            desc="Encoding",
+        )
+
+    @property
+    def has_test(self) -> bool:
+        return "test" in self.raw
+
+    def setup(self, stage: str) -> None:
+        for split in STAGE_SPLITS[stage]:
+            if split not in self.encoded:
+                raise ValueError(f"stage '{stage}' needs a '{split}' split, but the corpus has {list(self.encoded)}")
+
+    def transfer_batch_to_device(self, batch: dict[str, Tensor], device: torch.device, dataloader_idx: int) -> dict:
+        """Move everything but ``lengths``, which packing needs on the CPU (no device round trip)."""
+        lengths = batch.pop("lengths")
+        batch = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        batch["lengths"] = lengths
+        return batch
+
+    def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.encoded[split]
+        trainer = self.trainer
+        sampler = BucketBatchSampler(
+            dataset["length"],
+            self.batch_size,
+            shuffle=shuffle,
+            bucket=self.bucket or not shuffle,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        return DataLoader(
+            dataset.with_format(columns=[c for c in dataset.column_names if c != "length"]),
+            batch_sampler=sampler,
+            collate_fn=PadCollator(pad_id=self.vocabularies["tokens"].stoi["<pad>"]),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=bool(trainer and trainer.strategy.root_device.type == "cuda"),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader("test", shuffle=False)

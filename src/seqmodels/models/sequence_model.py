@@ -1,0 +1,151 @@
+"""The LightningModule: one LSTM encoder, a tagging head, a classification head, or both.
+
+- tagger:     ``tagger: {...}``, ``classifier: null``
+- classifier: ``tagger: null``, ``classifier: {...}``
+- multitask:  both; one encoder pass per batch, loss = sum of ``loss_weight * head loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from seqmodels.data.batching import IGNORE_INDEX
+from seqmodels.data.vocab import PAD, UNK, Vocabulary
+from seqmodels.encoder import EncoderConfig, LSTMEncoder
+from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead
+
+EVAL_STAGES = ("val", "test")
+
+
+def head_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy and macro F1; targets equal to ``IGNORE_INDEX`` (padding) are left out of both."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro", ignore_index=IGNORE_INDEX),
+        },
+        prefix=prefix,
+    )
+
+
+class SequenceModel(L.LightningModule):
+    """An :class:`~seqmodels.encoder.LSTMEncoder` with a tagging head, a classification head, or both.
+
+    Args:
+        vocab: ``tokens`` and, per head, ``tags`` / ``labels``, as lists of strings (index = id).
+            Kept in the checkpoint's hyperparameters, so a checkpoint alone can predict.
+        encoder: the encoder's sizes (see :class:`~seqmodels.encoder.EncoderConfig`).
+        tagger: the tagging head's settings, or ``None`` for no tagger.
+        classifier: the classification head's settings, or ``None`` for no classifier.
+        optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
+    """
+
+    def __init__(
+        self,
+        vocab: dict[str, list[str]],
+        encoder: EncoderConfig | None = None,
+        tagger: TaggerConfig | None = None,
+        classifier: ClassifierConfig | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        if tagger is None and classifier is None:
+            raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
+        self.vocab = {name: Vocabulary(itos, unk=UNK if name == "tokens" else None) for name, itos in vocab.items()}
+
+        self.encoder = LSTMEncoder(len(vocab["tokens"]), padding_idx=self.vocab["tokens"].stoi[PAD], **(encoder or {}))
+        self.heads = nn.ModuleDict()
+        self.loss_weights: dict[str, float] = {}
+        if tagger is not None:
+            self.heads["tagger"] = TaggingHead(
+                self.encoder.output_size, len(self._vocab_for("tags", "tagger")), tagger.get("dropout", 0.5)
+            )
+            self.loss_weights["tagger"] = tagger.get("loss_weight", 1.0)
+        if classifier is not None:
+            self.heads["classifier"] = ClassificationHead(
+                self.encoder.output_size,
+                len(self._vocab_for("labels", "classifier")),
+                classifier.get("dropout", 0.5),
+                classifier.get("hidden_size", 0),
+            )
+            self.loss_weights["classifier"] = classifier.get("loss_weight", 1.0)
+        num_classes = {"tagger": len(vocab.get("tags", ())), "classifier": len(vocab.get("labels", ()))}
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict({name: head_metrics(num_classes[name], f"{stage}/{name}/") for name in self.heads})
+                for stage in EVAL_STAGES
+            }
+        )
+
+    def _vocab_for(self, name: str, head: str) -> Vocabulary:
+        if name not in self.vocab:
+            raise ValueError(f"the {head} head needs '{name}' in the vocabularies; the data has {list(self.vocab)}")
+        return self.vocab[name]
+
+    def forward(self, token_ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """``token_ids`` (B, T), ``lengths`` (B,) -> each head's logits: tagger (B, T, tags), classifier (B, classes)."""
+        encoded = self.encoder(token_ids, lengths)
+        return {name: head(encoded) for name, head in self.heads.items()}
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        batch_size = batch["token_ids"].size(0)
+        logits = self(batch["token_ids"], batch["lengths"])
+        loss = torch.zeros((), device=batch["token_ids"].device)
+        for name, head_logits in logits.items():
+            scores = head_logits.reshape(-1, head_logits.size(-1))  # (B*T, tags) or (B, classes)
+            targets = batch[self.heads[name].target_key].reshape(-1)  # (B*T,) or (B,)
+            head_loss = F.cross_entropy(scores, targets, ignore_index=IGNORE_INDEX)
+            loss = loss + self.loss_weights[name] * head_loss
+            self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
+            if stage in EVAL_STAGES:
+                self.metrics[stage][name].update(scores, targets)
+                self.log_dict(self.metrics[stage][name], batch_size=batch_size)
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        """Decoded predictions, one dict per sentence: ``tags`` and/or ``label`` with ``label_probs``."""
+        logits = self(batch["token_ids"], batch["lengths"])
+        lengths = batch["lengths"].tolist()
+        results: list[dict[str, Any]] = [{} for _ in lengths]
+        if "tagger" in logits:
+            tag_ids = logits["tagger"].argmax(-1).cpu()  # (B, T)
+            for result, ids, n in zip(results, tag_ids, lengths):
+                result["tags"] = self.vocab["tags"].decode(ids[:n].tolist())
+        if "classifier" in logits:
+            probs = logits["classifier"].softmax(-1).cpu()  # (B, classes)
+            for result, p in zip(results, probs):
+                result["label"] = self.vocab["labels"].itos[int(p.argmax())]
+                result["label_probs"] = dict(zip(self.vocab["labels"].itos, p.tolist()))
+        return results
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = getattr(scheduler, "monitor", "val/loss")
+        return {"optimizer": optimizer, "lr_scheduler": config}

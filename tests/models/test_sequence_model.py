@@ -1,0 +1,124 @@
+"""The LightningModule: padding-free loss and metrics, heads, and a checkpoint that predicts alone."""
+
+import random
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from seqmodels.data.batching import IGNORE_INDEX, PadCollator
+from seqmodels.data.vocab import PAD, UNK
+from seqmodels.models.sequence_model import SequenceModel
+
+WORDS = [f"w{i}" for i in range(30)]
+VOCAB = {"tokens": [PAD, UNK, *WORDS], "tags": ["A", "B", "C"], "labels": ["negative", "positive"]}
+ENCODER = {"embedding_dim": 8, "hidden_size": 8, "num_layers": 2, "bidirectional": True, "dropout": 0.1}
+
+
+def make_examples(n: int = 40, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        length = rng.randint(1, 12)
+        examples.append(
+            {
+                "token_ids": [rng.randrange(2, len(VOCAB["tokens"])) for _ in range(length)],
+                "tag_ids": [rng.randrange(3) for _ in range(length)],
+                "label_id": rng.randrange(2),
+            }
+        )
+    return examples
+
+
+class PadFurther(PadCollator):
+    """Pads every batch with ``extra`` more positions than it needs."""
+
+    def __init__(self, extra: int) -> None:
+        super().__init__(pad_id=0)
+        self.extra = extra
+
+    def __call__(self, examples):
+        batch = super().__call__(examples)
+        batch["token_ids"] = torch.nn.functional.pad(batch["token_ids"], (0, self.extra), value=0)
+        batch["tag_ids"] = torch.nn.functional.pad(batch["tag_ids"], (0, self.extra), value=IGNORE_INDEX)
+        return batch
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
+def make_model(**heads) -> SequenceModel:
+    torch.manual_seed(0)
+    heads = heads or {"tagger": {"dropout": 0.0}, "classifier": {"dropout": 0.0}}
+    return SequenceModel(VOCAB, encoder=ENCODER, **heads)
+
+
+def test_loss_and_metrics_ignore_padding():
+    model = make_model()
+    examples = make_examples()
+    results = [
+        quiet_trainer().validate(model, DataLoader(examples, batch_size=8, collate_fn=collate), verbose=False)[0]
+        for collate in (PadCollator(), PadFurther(extra=9))
+    ]
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert results[0][key] == pytest.approx(results[1][key], abs=1e-6), key
+
+    # Tagger accuracy by hand, over real tokens only.
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for ex in examples:
+            logits = model(torch.tensor([ex["token_ids"]]), torch.tensor([len(ex["token_ids"])]))["tagger"]
+            correct += (logits[0].argmax(-1) == torch.tensor(ex["tag_ids"])).sum().item()
+            total += len(ex["tag_ids"])
+    assert results[0]["val/tagger/acc"] == pytest.approx(correct / total, abs=1e-6)
+
+
+def test_metric_names():
+    metrics = quiet_trainer().test(make_model(), DataLoader(make_examples(8), batch_size=4, collate_fn=PadCollator()), verbose=False)[0]
+    for name in ("test/loss", "test/tagger/acc", "test/tagger/f1_macro", "test/classifier/acc", "test/classifier/f1_macro"):
+        assert name in metrics
+
+
+def test_single_head_models():
+    batch = PadCollator()(make_examples(4))
+    tagger = make_model(tagger={"dropout": 0.1})
+    classifier = make_model(classifier={"hidden_size": 16})
+    assert set(tagger(batch["token_ids"], batch["lengths"])) == {"tagger"}
+    logits = classifier(batch["token_ids"], batch["lengths"])["classifier"]
+    assert logits.shape == (4, 2)
+    with pytest.raises(ValueError, match="at least one head"):
+        SequenceModel(VOCAB, encoder=ENCODER)
+    with pytest.raises(ValueError, match="needs 'tags'"):
+        SequenceModel({"tokens": VOCAB["tokens"]}, tagger={})
+
+
+def test_multitask_loss_is_the_weighted_sum():
+    batch = PadCollator()(make_examples(6))
+    model = make_model(tagger={"dropout": 0.0, "loss_weight": 0.3}, classifier={"dropout": 0.0, "loss_weight": 2.0})
+    logged = {}
+    model.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    loss = model.training_step(batch, 0)
+    expected = 0.3 * logged["train/tagger/loss"] + 2.0 * logged["train/classifier/loss"]
+    torch.testing.assert_close(loss, expected)
+
+
+def test_checkpoint_alone_predicts_identically(tmp_path):
+    model = make_model()
+    loader = DataLoader(make_examples(), batch_size=8, collate_fn=PadCollator())
+    trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path, enable_checkpointing=True)
+    trainer.fit(model, loader)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    checkpoint = torch.load(path, weights_only=True)  # no pickled custom objects
+    assert checkpoint["hyper_parameters"]["vocab"] == VOCAB
+
+    restored = SequenceModel.load_from_checkpoint(path, weights_only=True).eval()
+    batch = PadCollator()(make_examples(5, seed=1))
+    model.eval()
+    assert model.predict_step(batch, 0) == restored.predict_step(batch, 0)
+    assert restored.vocab["tokens"].encode(["w3", "never-seen"]) == [VOCAB["tokens"].index("w3"), 1]

@@ -1,0 +1,104 @@
+"""The encoder's shapes, its padding invariance, and its final states against a hand computation."""
+
+import pytest
+import torch
+from torch import nn
+
+from seqmodels import LSTMEncoder
+
+VOCAB = 50
+
+
+def random_batch(lengths: list[int], pad_to: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (B, T) with random real tokens and padding id 0 after each length."""
+    generator = torch.Generator().manual_seed(seed)
+    max_len = pad_to or max(lengths)
+    token_ids = torch.zeros(len(lengths), max_len, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        token_ids[row, :n] = torch.randint(2, VOCAB, (n,), generator=generator)
+    return token_ids, torch.tensor(lengths)
+
+
+# The article's three examples (one layer; two layers; two bidirectional layers), batch_first, input (B=3, T=5, 10).
+@pytest.mark.parametrize(
+    ("num_layers", "bidirectional", "output_shape", "h_n_shape"),
+    [(1, False, (3, 5, 20), (1, 3, 20)), (2, False, (3, 5, 20), (2, 3, 20)), (2, True, (3, 5, 40), (4, 3, 20))],
+)
+def test_article_examples_shapes(num_layers, bidirectional, output_shape, h_n_shape):
+    lstm = nn.LSTM(10, 20, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    output, (h_n, c_n) = lstm(torch.randn(3, 5, 10))
+    assert output.shape == output_shape and h_n.shape == h_n_shape and c_n.shape == h_n_shape
+
+    encoder = LSTMEncoder(VOCAB, embedding_dim=10, hidden_size=20, num_layers=num_layers, bidirectional=bidirectional)
+    encoded = encoder(*random_batch([5, 3, 4]))
+    assert encoded.outputs.shape == output_shape
+    assert encoded.final.shape == (3, output_shape[-1])
+    assert encoded.h_n.shape == h_n_shape and encoded.c_n.shape == h_n_shape
+
+
+def test_batch_first_false_puts_time_first_but_not_in_h_n():
+    lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True)  # batch_first=False: input (T, B, E)
+    output, (h_n, _) = lstm(torch.randn(5, 3, 10))
+    assert output.shape == (5, 3, 40)
+    assert h_n.shape == (4, 3, 20)  # h_n is (L*D, B, H) whatever batch_first says
+
+
+def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n():
+    encoder = LSTMEncoder(VOCAB, embedding_dim=10, hidden_size=20, num_layers=2, bidirectional=True, proj_size=7)
+    encoded = encoder(*random_batch([5, 2]))
+    assert encoded.outputs.shape == (2, 5, 14)
+    assert encoded.final.shape == (2, 14)
+    assert encoded.h_n.shape == (4, 2, 7)
+    assert encoded.c_n.shape == (4, 2, 20)
+    assert encoder.output_size == 14
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_never_changes_a_result(num_layers, bidirectional):
+    torch.manual_seed(num_layers)
+    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, bidirectional=bidirectional, dropout=0.3).eval()
+    lengths = [7, 2, 5, 1, 7, 3]
+    batch_ids, batch_lengths = random_batch(lengths)
+    batch = encoder(batch_ids, batch_lengths)
+    padded = encoder(*random_batch(lengths, pad_to=15))  # same tokens, much more padding
+    for row, n in enumerate(lengths):
+        alone = encoder(batch_ids[row : row + 1, :n], torch.tensor([n]))  # (1, n): no padding at all
+        for other in (batch, padded):
+            torch.testing.assert_close(other.outputs[row, :n], alone.outputs[0], atol=1e-6, rtol=0)
+            torch.testing.assert_close(other.final[row], alone.final[0], atol=1e-6, rtol=0)
+        assert padded.outputs[row, n:].abs().max() == 0  # zero at padded positions
+    torch.testing.assert_close(batch.h_n, padded.h_n, atol=1e-6, rtol=0)
+    torch.testing.assert_close(batch.c_n, padded.c_n, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_final_matches_a_hand_computation_on_the_unpadded_sequence(num_layers):
+    torch.manual_seed(0)
+    hidden = 16
+    encoder = LSTMEncoder(VOCAB, 12, hidden, num_layers=num_layers, bidirectional=True).eval()
+    token_ids, lengths = random_batch([6, 3], pad_to=9)
+    encoded = encoder(token_ids, lengths)
+
+    row, n = 1, 3  # a short sentence in a long batch
+    embedded = encoder.embedding(token_ids[row : row + 1, :n])  # (1, n, E), no padding at all
+    output, (h_n, _) = encoder.lstm(embedded)  # (1, n, 2H), (L*2, 1, H)
+    expected_final = torch.cat([h_n[-2, 0], h_n[-1, 0]])  # last layer: forward, backward
+    torch.testing.assert_close(encoded.final[row], expected_final, atol=1e-6, rtol=0)
+    # The forward state is the one after the last real token; the backward one after reading back to token 0.
+    torch.testing.assert_close(encoded.final[row, :hidden], output[0, n - 1, :hidden], atol=1e-6, rtol=0)
+    torch.testing.assert_close(encoded.final[row, hidden:], output[0, 0, hidden:], atol=1e-6, rtol=0)
+
+
+def test_zero_length_row_is_a_clear_error():
+    encoder = LSTMEncoder(VOCAB, 8, 8)
+    token_ids, _ = random_batch([3, 3])
+    with pytest.raises(ValueError, match=r"at least one token.*rows \[1\]"):
+        encoder(token_ids, torch.tensor([3, 0]))
+
+
+def test_length_longer_than_the_batch_is_a_clear_error():
+    encoder = LSTMEncoder(VOCAB, 8, 8)
+    token_ids, _ = random_batch([3, 3])
+    with pytest.raises(ValueError, match="exceeds the padded length"):
+        encoder(token_ids, torch.tensor([3, 4]))
