@@ -1,0 +1,416 @@
+"""Corpus readers: every format, every malformed-input error, caching on content, validation carving, real data."""
+
+import collections
+import logging
+import os
+from pathlib import Path
+
+import datasets
+import huggingface_hub.constants
+import pytest
+from datasets import ClassLabel, Dataset, Features, List, Value
+
+from seqmodels.data.readers import DataFormatError, iob1_to_iob2, read_corpus, tokenize
+
+CONLLU = """# sent_id = 1
+# text = New York's mayor
+1\tNew York\tNew York\tPROPN\tNNP\t_\t3\tnmod:poss\t_\tSpaceAfter=No
+2-3\t's\t_\t_\t_\t_\t_\t_\t_\t_
+2\t's\t's\tPART\tPOS\t_\t1\tcase\t_\t_
+3\tmayor\tmayor\tNOUN\tNN\t_\t0\troot\t_\t_
+
+# sent_id = 2
+1\tHe\the\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\tleft\tleave\tVERB\tVBD\t_\t0\troot\t_\t_
+2.1\tleft\tleave\tVERB\tVBD\t_\t_\t_\t2:conj\tCopyOf=2
+
+"""
+
+CONLL = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP I-ORG
+rejects VBZ B-VP O
+German JJ B-NP I-MISC
+call NN I-NP O
+
+Peter NNP B-NP I-PER
+Blackburn NNP I-NP I-PER
+"""
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test may touch the network: the hub reader only ever sees a local directory."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write text (or bytes) into tmp_path and return the file's path as a string."""
+
+    def _write(name: str, content: str | bytes) -> str:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(path)
+
+    return _write
+
+
+@pytest.fixture
+def read(tmp_path):
+    """``read_corpus`` with a per-test cache directory."""
+
+    def _read(format: str, *files: str | None, **kwargs) -> datasets.DatasetDict:
+        return read_corpus(format, *files, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+    return _read
+
+
+def rows(dataset: Dataset) -> list[dict]:
+    return dataset.to_list()
+
+
+# ---------------------------------------------------------------------------------------------------- formats
+
+
+def test_conllu_skips_comments_ranges_and_empty_nodes_and_keeps_spaces_in_forms(write, read):
+    path = write("a.conllu", CONLLU)
+    corpus = read("conllu", path, path, path)
+    assert list(corpus) == ["train", "validation", "test"]
+    assert rows(corpus["test"]) == [
+        {"tokens": ["New York", "'s", "mayor"], "tags": ["PROPN", "PART", "NOUN"]},
+        {"tokens": ["He", "left"], "tags": ["PRON", "VERB"]},
+    ]
+    assert read("conllu", path, path, tag_column="xpos")["train"]["tags"][0] == ["NNP", "POS", "NN"]
+    assert read("conllu", path, path, tag_column="DEPREL")["train"]["tags"][0] == ["nmod:poss", "case", "root"]
+    with pytest.raises(ValueError, match="tag_column for conllu must be one of"):
+        read("conllu", path, tag_column="pos")
+
+
+def test_conll_skips_docstart_and_selects_the_tag_column(write, read):
+    path = write("a.conll", CONLL)
+    corpus = read("conll", path, path)
+    assert rows(corpus["train"]) == [
+        {"tokens": ["EU", "rejects", "German", "call"], "tags": ["I-ORG", "O", "I-MISC", "O"]},
+        {"tokens": ["Peter", "Blackburn"], "tags": ["I-PER", "I-PER"]},
+    ]
+    assert read("conll", path, path, tag_column=1)["train"]["tags"][1] == ["NNP", "NNP"]
+    assert read("conll", path, path, tag_column="2")["train"]["tags"][1] == ["B-NP", "I-NP"]
+    assert read("conll", path, path, tag_scheme="iob2")["train"]["tags"] == [
+        ["B-ORG", "O", "B-MISC", "O"],
+        ["B-PER", "I-PER"],
+    ]
+
+
+def test_iob1_to_iob2_starts_every_chunk_with_b():
+    iob1 = ["I-PER", "I-PER", "O", "I-LOC", "I-ORG", "B-ORG", "I-ORG", "O", "B-LOC"]
+    assert iob1_to_iob2(iob1) == ["B-PER", "I-PER", "O", "B-LOC", "B-ORG", "B-ORG", "I-ORG", "O", "B-LOC"]
+    assert iob1_to_iob2(["B-X", "I-X"]) == ["B-X", "I-X"]  # already IOB2: unchanged
+
+
+def test_label_text_splits_on_ascii_whitespace_only(write, read):
+    path = write("train.txt", "1 a 2\u00a01\\/2 star Film\n0\tdull ,  flat\n\n")
+    corpus = read("label_text", path, path, lowercase=True)
+    assert rows(corpus["train"]) == [
+        {"tokens": ["a", "2\u00a01\\/2", "star", "film"], "label": "1"},
+        {"tokens": ["dull", ",", "flat"], "label": "0"},
+    ]
+    assert tokenize(" x\u00a0y \t z\n") == ["x\u00a0y", "z"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("a.csv", 'id,sentence,sentiment\n1,"good, fun film",pos\n2,bad,neg\n'),
+        ("a.tsv", 'sentence\tsentiment\n"good, fun film\tpos\nbad\tneg\n'),  # TSV: quotes are plain text
+    ],
+)
+def test_csv_and_tsv_with_chosen_columns(write, read, name, content):
+    path = write(name, content)
+    corpus = read(name[-3:], path, path, text_column="sentence", label_column="sentiment")
+    first = '"good,' if name.endswith("tsv") else "good,"
+    assert rows(corpus["train"]) == [
+        {"tokens": [first, "fun", "film"], "label": "pos"},
+        {"tokens": ["bad"], "label": "neg"},
+    ]
+
+
+def test_jsonl_classification_and_tagging_with_int_tags(write, read):
+    text = write("c.jsonl", '{"text": "a fine film", "label": 1}\n\n{"tokens": ["bad"], "label": "neg"}\n')
+    assert rows(read("jsonl", text, text)["train"]) == [
+        {"tokens": ["a", "fine", "film"], "label": "1"},
+        {"tokens": ["bad"], "label": "neg"},
+    ]
+    tags = write("t.jsonl", '{"tokens": ["EU", "rejects"], "ner_tags": [3, 0]}\n')
+    assert rows(read("jsonl", tags, tags, tags_column="ner_tags")["train"]) == [
+        {"tokens": ["EU", "rejects"], "tags": ["3", "0"]}
+    ]
+
+
+def test_parquet_turns_class_labels_into_names(tmp_path, read):
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    path = str(tmp_path / "train.parquet")
+    Dataset.from_dict({"sentence": ["great fun", "dull"], "label": [1, 0]}, features=features).to_parquet(path)
+    corpus = read("parquet", path, path, text_column="sentence")
+    assert rows(corpus["validation"]) == [
+        {"tokens": ["great", "fun"], "label": "positive"},
+        {"tokens": ["dull"], "label": "negative"},
+    ]
+
+
+TREES = """(3 (2 (2 The) (2 film)) (3 (2 is) (4 good)))
+(2 (2 It) (2 exists))
+(1 (2 The) (0 (2 film) (0 bad)))
+"""
+
+
+def test_sst_trees_binary_fine_and_subtrees(write, read):
+    path = write("trees.txt", TREES)
+    binary = read("sst_trees", path, path, path)
+    assert rows(binary["test"]) == [
+        {"tokens": ["The", "film", "is", "good"], "label": "positive"},
+        {"tokens": ["The", "film", "bad"], "label": "negative"},
+    ]
+    assert read("sst_trees", path, path, granularity="fine")["train"]["label"] == ["3", "2", "1"]
+
+    phrases = read("sst_trees", path, path, path, use_subtrees=True)
+    train = collections.Counter((" ".join(r["tokens"]), r["label"]) for r in rows(phrases["train"]))
+    assert train == {
+        ("The film is good", "positive"): 1,
+        ("is good", "positive"): 1,
+        ("good", "positive"): 1,
+        ("The film bad", "negative"): 1,
+        ("film bad", "negative"): 1,
+        ("bad", "negative"): 1,
+    }
+    assert rows(phrases["validation"]) == rows(phrases["test"]) == rows(binary["test"])  # evaluation: sentences only
+    fine = read("sst_trees", path, path, granularity="fine", use_subtrees=True)["train"]
+    assert fine.num_rows == 13  # 15 nodes, but "The" and "film" (label 2) come twice and are kept once
+    assert ["The", "film"] in fine["tokens"]
+
+
+def test_hub_on_a_local_parquet_directory_in_the_conll2003_schema(tmp_path, read):
+    tags = ClassLabel(names=["O", "B-PER", "I-PER", "B-ORG", "I-ORG"])
+    features = Features(
+        {
+            "id": Value("string"),
+            "tokens": List(Value("string")),
+            "pos_tags": List(Value("int32")),
+            "ner_tags": List(tags),
+        }
+    )
+    hub = tmp_path / "conll2003"
+    hub.mkdir()
+    for split in ("train", "validation", "test"):
+        data = {"id": ["0"], "tokens": [["EU", "rejects", "Peter"]], "pos_tags": [[1, 2, 1]], "ner_tags": [[3, 0, 1]]}
+        Dataset.from_dict(data, features=features).to_parquet(str(hub / f"{split}.parquet"))
+    corpus = read("hub", hub_name=str(hub), tags_column="ner_tags")
+    assert list(corpus) == ["train", "validation", "test"]
+    assert rows(corpus["test"]) == [{"tokens": ["EU", "rejects", "Peter"], "tags": ["B-ORG", "O", "B-PER"]}]
+    with pytest.raises(DataFormatError, match=r"conll2003 \(train\), row 1: expected a 'tags' column .*'ner_tags'"):
+        read("hub", hub_name=str(hub))
+
+
+# ----------------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("format", "name", "content", "message"),
+    [
+        (
+            "conllu",
+            "a.conllu",
+            CONLLU.replace("\tcase\t_\t_", "\tcase\t_"),
+            r"a\.conllu:5: expected 10 TAB-separated columns, found 9",
+        ),
+        ("conllu", "a.conllu", "# only a comment\n\n", r"a\.conllu: expected at least one sentence"),
+        (
+            "conllu",
+            "a.conllu",
+            "1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n",
+            r"a\.conllu:1: expected a sentence with at least one token",
+        ),
+        (
+            "conllu",
+            "a.conllu",
+            "x\tHe\t_\t_\t_\t_\t_\t_\t_\t_\n",
+            r"a\.conllu:1: expected a word ID like 3, 3-4 or 8\.1, found 'x'",
+        ),
+        (
+            "conll",
+            "a.conll",
+            CONLL.replace("call NN I-NP O", "call NN I-NP"),
+            r"a\.conll:6: expected 4 columns like line 3, found 3",
+        ),
+        ("conll", "a.conll", "EU\nrejects\n", r"a\.conll:1: expected a token and tag column -1, found 1 columns"),
+        ("label_text", "a.txt", "1 good\n1\n", r"a\.txt:2: expected '<label> <text>', found '1'"),
+        ("label_text", "a.txt", "1 good\n good film\n", r"a\.txt:2: expected '<label> <text>'"),
+        ("label_text", "a.txt", "1 good\n0  \t\n", r"a\.txt:2: expected a sentence with at least one token"),
+        ("label_text", "a.txt", "", r"a\.txt: expected at least one sentence, found none"),
+        ("label_text", "a.txt", "\n  \n", r"a\.txt: expected at least one sentence, found none"),
+        ("csv", "a.csv", "text,stars\ngood,5\n", r"a\.csv:1: no column 'label'; the header has \['text', 'stars'\]"),
+        ("csv", "a.csv", "text,label\ngood,1\nbad\n", r"a\.csv:3: expected a value in column 'label'"),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"tokens": ["a", "b"], "tags": ["X"]}\n',
+            r"a\.jsonl:1: expected one tag per token, found 2 tokens and 1 tags",
+        ),
+        ("jsonl", "a.jsonl", '{"text": "ok", "label": 1}\n{"text": "ok"\n', r"a\.jsonl:2: expected a JSON object"),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"text": "ok", "label": 1}\n{"tokens": ["a"], "tags": ["X"]}\n',
+            r"a\.jsonl:2: expected columns \['label', 'tokens'\] as before",
+        ),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"sentence": "ok", "label": 1}\n',
+            r"a\.jsonl:1: expected a 'tokens' list or a 'text' string; the columns are \['label', 'sentence'\]",
+        ),
+        ("sst_trees", "t.txt", "(3 (2 good) (2 film)\n", r"t\.txt:1: malformed tree: expected '\)' closing \(3"),
+        ("sst_trees", "t.txt", "(3 (2 good) (2 film)))\n", r"t\.txt:1: malformed tree: expected the end of the line"),
+        ("sst_trees", "t.txt", "(3 (2 good film))\n", r"t\.txt:1: malformed tree: expected '\)' closing \(2"),
+        (
+            "sst_trees",
+            "t.txt",
+            "(3 (2 good) (2 film))\n(7 (2 bad))\n",
+            r"t\.txt:2: expected a sentiment label 0-4, found '7'",
+        ),
+    ],
+)
+def test_malformed_input_names_the_file_and_line(write, read, format, name, content, message):
+    with pytest.raises(DataFormatError, match=message):
+        read(format, write(name, content))
+
+
+def test_parquet_tags_and_tokens_of_different_lengths(tmp_path, read):
+    path = str(tmp_path / "t.parquet")
+    Dataset.from_dict({"tokens": [["a"], ["b", "c"]], "tags": [["X"], ["Y"]]}).to_parquet(path)
+    with pytest.raises(DataFormatError, match=r"t\.parquet: row 2: expected one tag per token, found 2 tokens and 1"):
+        read("parquet", path)
+
+
+def test_missing_file_and_bad_encoding(tmp_path, write, read):
+    missing = str(tmp_path / "nowhere.conllu")
+    with pytest.raises(FileNotFoundError, match=f"file not found: {missing}"):
+        read("conllu", missing)
+    latin1 = write("latin1.txt", "1 good\n1 caf\u00e9 noir\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"latin1\.txt:2: cannot decode as utf-8 .*--data\.encoding"):
+        read("label_text", latin1)
+    assert read("label_text", latin1, latin1, encoding="latin-1")["train"]["tokens"][1] == ["caf\u00e9", "noir"]
+
+
+def test_bad_options_are_refused(read, write):
+    path = write("a.txt", "1 good\n")
+    with pytest.raises(ValueError, match="format must be one of"):
+        read("xml", path)
+    with pytest.raises(ValueError, match="tag_scheme must be one of"):
+        read("label_text", path, tag_scheme="iobes")
+    with pytest.raises(ValueError, match="needs train_file"):
+        read("label_text")
+
+
+# ---------------------------------------------------------------------------------------------------- caching
+
+
+def test_cache_is_keyed_on_the_file_content(write, read):
+    path = write("a.txt", "1 good film\n0 bad film\n")
+    first = read("label_text", path, path)["train"]
+    again = read("label_text", path, path)["train"]
+    assert again.cache_files == first.cache_files  # unchanged file: read from the cache
+    write("a.txt", "1 great film\n0 bad film\n")
+    changed = read("label_text", path, path)["train"]
+    assert changed.cache_files != first.cache_files
+    assert changed["tokens"][0] == ["great", "film"]
+    assert read("label_text", path, path, lowercase=True)["train"].cache_files != changed.cache_files  # options too
+
+
+def test_a_failed_read_leaves_nothing_in_the_cache(write, read):
+    path = write("a.txt", "1 good film\n1\n")
+    for _ in range(2):  # the second attempt fails the same way: no half-written split was cached
+        with pytest.raises(DataFormatError, match=r"a\.txt:2:"):
+            read("label_text", path, path)
+    write("a.txt", "1 good film\n1 ok\n")
+    assert read("label_text", path, path)["train"]["tokens"] == [["good", "film"], ["ok"]]
+
+
+def test_missing_validation_is_carved_from_train_and_logged(write, read, caplog):
+    path = write("a.txt", "".join(f"{i % 2} sentence number {i}\n" for i in range(20)))
+    with caplog.at_level(logging.INFO, logger="seqmodels"):
+        corpus = read("label_text", path, val_fraction=0.25, seed=3)
+    assert list(corpus) == ["train", "validation"]
+    assert (corpus["train"].num_rows, corpus["validation"].num_rows) == (15, 5)
+    assert "holding out 5 of 20 training sentences as validation" in caplog.text
+    assert read("label_text", path, val_fraction=0.25, seed=3)["validation"]["tokens"] == corpus["validation"]["tokens"]
+    assert read("label_text", path, val_fraction=0.25, seed=4)["validation"]["tokens"] != corpus["validation"]["tokens"]
+
+
+# -------------------------------------------------------------------------------------------------- real data
+
+DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR")
+real_data = pytest.mark.skipif(DATA_DIR is None, reason="set SEQMODELS_DATA_DIR to the shared data folder")
+
+
+def counts(corpus: datasets.DatasetDict, column: str) -> dict[str, collections.Counter]:
+    return {split: collections.Counter(corpus[split][column]) for split in corpus}
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    cache_dir = str(tmp_path_factory.mktemp("real-cache"))
+
+    def _read(format: str, folder: str, names: tuple[str, str, str], **kwargs) -> datasets.DatasetDict:
+        return read_corpus(format, *(str(Path(DATA_DIR, folder, n)) for n in names), cache_dir=cache_dir, **kwargs)
+
+    return _read
+
+
+@real_data
+def test_ud_english_ewt_counts(real):
+    files = tuple(f"en_ewt-ud-{split}.conllu" for split in ("train", "dev", "test"))
+    corpus = real("conllu", "ud_english_ewt", files)
+    sizes = {split: (len(d), sum(map(len, d["tokens"]))) for split, d in corpus.items()}
+    assert sizes == {"train": (12_544, 204_577), "validation": (2_001, 25_147), "test": (2_077, 25_094)}
+    upos = collections.Counter(tag for tags in corpus["train"]["tags"] for tag in tags)
+    assert (len(upos), upos["NOUN"], upos["PUNCT"], upos["X"]) == (17, 34_751, 23_596, 400)
+    xpos = real("conllu", "ud_english_ewt", files, tag_column="xpos")
+    assert len({tag for tags in xpos["train"]["tags"] for tag in tags}) == 49
+
+
+@real_data
+def test_sst2_counts(real):
+    corpus = real("label_text", "sst2", ("stsa.binary.train", "stsa.binary.dev", "stsa.binary.test"))
+    assert counts(corpus, "label") == {
+        "train": {"0": 3_310, "1": 3_610},
+        "validation": {"0": 428, "1": 444},
+        "test": {"0": 912, "1": 909},
+    }
+    assert [sum(map(len, corpus[s]["tokens"])) for s in corpus] == [133_552, 17_046, 35_023]
+
+
+@real_data
+def test_sst_trees_counts_and_agreement_with_sst2(real):
+    files = ("train.txt", "dev.txt", "test.txt")
+    binary = real("sst_trees", "sst_trees", files, lowercase=True)
+    assert counts(binary, "label") == {
+        "train": {"negative": 3_310, "positive": 3_610},
+        "validation": {"negative": 428, "positive": 444},
+        "test": {"negative": 912, "positive": 909},
+    }
+    sst2 = real("label_text", "sst2", ("stsa.binary.train", "stsa.binary.dev", "stsa.binary.test"))
+    names = {"0": "negative", "1": "positive"}
+    for split in binary:  # the lower-cased tree sentences are exactly SST-2's sentences, with the same labels
+        trees = zip(binary[split]["tokens"], binary[split]["label"], strict=True)
+        lines = zip(sst2[split]["tokens"], [names[label] for label in sst2[split]["label"]], strict=True)
+        assert sorted(trees) == sorted(lines)
+    fine = real("sst_trees", "sst_trees", files, granularity="fine")
+    assert [len(fine[s]) for s in fine] == [8_544, 1_101, 2_210]
+    phrases = real("sst_trees", "sst_trees", files, use_subtrees=True)
+    assert counts(phrases, "label")["train"] == {"negative": 34_944, "positive": 42_672}  # distinct non-neutral phrases
+    assert [len(phrases[s]) for s in ("validation", "test")] == [872, 1_821]
