@@ -27,9 +27,9 @@ def seqeval_scores(preds: list[list[str]], gold: list[list[str]]) -> dict[str, f
     seqeval = pytest.importorskip("seqeval.metrics")
     kwargs = {"zero_division": 0}
     return {
-        "precision": seqeval.precision_score(gold, preds, **kwargs),
-        "recall": seqeval.recall_score(gold, preds, **kwargs),
-        "f1": seqeval.f1_score(gold, preds, **kwargs),
+        "span_precision": seqeval.precision_score(gold, preds, **kwargs),
+        "span_recall": seqeval.recall_score(gold, preds, **kwargs),
+        "span_f1": seqeval.f1_score(gold, preds, **kwargs),
     }
 
 
@@ -43,16 +43,16 @@ HAND_EXAMPLES = [
     (
         [["O", "O", "B-LOC", "I-LOC", "I-LOC", "I-LOC", "O"], ["B-PER", "I-PER", "O"]],
         [["O", "O", "O", "B-LOC", "I-LOC", "I-LOC", "O"], ["B-PER", "I-PER", "O"]],
-        {"precision": 0.5, "recall": 0.5, "f1": 0.5},
+        {"span_precision": 0.5, "span_recall": 0.5, "span_f1": 0.5},
     ),
     # An I- after O starts a span: the prediction equals the gold span.
-    ([["O", "I-PER", "I-PER"]], [["O", "B-PER", "I-PER"]], {"precision": 1.0, "recall": 1.0, "f1": 1.0}),
+    ([["O", "I-PER", "I-PER"]], [["O", "B-PER", "I-PER"]], {"span_precision": 1.0, "span_recall": 1.0, "span_f1": 1.0}),
     # A type switch inside a run starts a new span: two predicted spans, neither is the gold one.
-    ([["B-PER", "I-LOC"]], [["B-PER", "I-PER"]], {"precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    ([["B-PER", "I-LOC"]], [["B-PER", "I-PER"]], {"span_precision": 0.0, "span_recall": 0.0, "span_f1": 0.0}),
     # B- right after B- of the same type: two spans, one of which is right.
-    ([["B-PER", "B-PER", "O"]], [["B-PER", "O", "O"]], {"precision": 0.5, "recall": 1.0, "f1": 2 / 3}),
+    ([["B-PER", "B-PER", "O"]], [["B-PER", "O", "O"]], {"span_precision": 0.5, "span_recall": 1.0, "span_f1": 2 / 3}),
     # No spans anywhere: every score is 0 (no division by zero).
-    ([["O", "O"]], [["O", "O"]], {"precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    ([["O", "O"]], [["O", "O"]], {"span_precision": 0.0, "span_recall": 0.0, "span_f1": 0.0}),
 ]
 
 
@@ -70,7 +70,7 @@ def test_spans_never_cross_sentences():
     # Sentence 1 ends in I-PER, sentence 2 starts with I-PER: two spans, not one.
     preds = [["B-PER", "I-PER"], ["I-PER", "O"]]
     gold = [["B-PER", "I-PER"], ["B-PER", "O"]]
-    assert scores(preds, gold) == pytest.approx({"precision": 1.0, "recall": 1.0, "f1": 1.0})
+    assert scores(preds, gold) == pytest.approx({"span_precision": 1.0, "span_recall": 1.0, "span_f1": 1.0})
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -88,7 +88,7 @@ def test_padding_is_ignored_and_one_dimensional_input_is_one_sentence():
     preds[preds == IGNORE_INDEX] = TAGS.index("I-LOC")  # would extend or add spans if it were read
     metric = SpanF1(TAGS)
     metric.update(preds, encode(gold, pad_to=6))
-    assert metric.compute()["precision"] == 1.0 and metric.gold == 2
+    assert metric.compute()["span_precision"] == 1.0 and metric.gold == 2
 
     metric = SpanF1(TAGS)
     metric.update(encode([["B-LOC", "I-LOC", "O"]])[0], encode([["B-LOC", "I-LOC", "O"]])[0])

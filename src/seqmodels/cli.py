@@ -8,11 +8,13 @@ metrics to TensorBoard's HPARAMS tab.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from seqmodels.data.datamodule import SequenceDataModule
@@ -52,6 +54,16 @@ class SeqModelsCLI(LightningCLI):
     def after_test(self) -> None:
         self.report(self.trainer.callback_metrics)
 
+    def after_predict(self) -> None:
+        """Write the predictions as JSON Lines beside the run's logs."""
+        log_dir = Path(self.trainer.log_dir or ".")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "predictions.jsonl"
+        with path.open("w", encoding="utf-8") as out:
+            for batch in self.trainer.predict_loop.predictions:
+                out.writelines(json.dumps(sentence) + "\n" for sentence in batch)
+        print(f"Predictions: {path}")
+
     def report(self, metrics: dict, heading: str = "") -> None:
         """Print the val/test metrics as a table and log them with the hyperparameters to TensorBoard."""
         metrics = {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))}
@@ -61,7 +73,7 @@ class SeqModelsCLI(LightningCLI):
             params = {"model": config.model.as_dict(), "data": config.data.as_dict(), "seed": config.seed_everything}
             params["trainer"] = {k: config.trainer[k] for k in ("max_epochs", "precision", "gradient_clip_val")}
             logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in metrics.items()})
-            logger.save()  # hparams.yaml
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", logger.hparams)  # replace Lightning's empty one
         if self.trainer.is_global_zero:
             print(format_metrics(metrics, heading))
             if logger is not None:

@@ -81,11 +81,11 @@ class SpanF1(Metric):
         self.gold += gold_starts.sum()
 
     def compute(self) -> dict[str, Tensor]:
-        """``precision``, ``recall`` and ``f1`` as float tensors; 0 where a denominator is 0."""
+        """``span_precision``, ``span_recall`` and ``span_f1`` as float tensors; 0 where a denominator is 0."""
         correct = self.correct.float()
         # When a count is 0, ``correct`` is 0 too, so clamping the denominator to 1 gives 0.
         return {
-            "precision": correct / self.predicted.clamp(min=1),
-            "recall": correct / self.gold.clamp(min=1),
-            "f1": 2 * correct / (self.predicted + self.gold).clamp(min=1),
+            "span_precision": correct / self.predicted.clamp(min=1),
+            "span_recall": correct / self.gold.clamp(min=1),
+            "span_f1": 2 * correct / (self.predicted + self.gold).clamp(min=1),
         }

@@ -12,9 +12,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
+from seqmodels.data.readers import read_corpus
 from seqmodels.data.synthetic import load_synthetic_corpus
 from seqmodels.data.vocab import Vocabulary
 
+DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
 
 
@@ -32,19 +34,40 @@ class SequenceDataModule(L.LightningDataModule):
     """Sentences with per-token ``tags`` and/or a sentence ``label``, as padded, length-bucketed batches.
 
     Args:
-        corpus: which corpus to load; ``synthetic`` is the embedded one the project generates.
+        format: ``synthetic`` (the embedded corpus the project generates) or a file format of
+            :func:`~seqmodels.data.readers.read_corpus`: ``conllu``, ``conll``, ``label_text``, ``csv``,
+            ``tsv``, ``jsonl``, ``parquet``, ``sst_trees`` or ``hub``.
+        train_file, val_file, test_file: the files to read (val and test optional; a missing
+            validation split is carved from train with ``val_fraction``).
+        tag_column ... encoding: the reader's options (see :func:`~seqmodels.data.readers.read_corpus`).
         train_size, val_size, test_size, corpus_seed: the synthetic corpus's split sizes and seed.
         min_freq: tokens seen fewer times in train map to ``<unk>``.
         batch_size: sentences per batch (training and evaluation).
         bucket: batch training sentences of similar length (shuffled within and across buckets).
-        seed: the seed of the batch order; each epoch adds its number to it.
+        seed: the seed of the batch order (and of carving validation); each epoch adds its number to it.
         num_workers: DataLoader worker processes (persistent when > 0).
-        cache_dir: where ``datasets`` caches the generated and encoded splits.
+        cache_dir: where ``datasets`` caches the read and encoded splits.
     """
 
     def __init__(
         self,
-        corpus: Literal["synthetic"] = "synthetic",
+        format: DataFormat = "synthetic",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        tag_column: str | int | None = None,
+        tag_scheme: Literal["keep", "iob2"] = "keep",
+        text_column: str = "text",
+        label_column: str = "label",
+        tokens_column: str = "tokens",
+        tags_column: str = "tags",
+        lowercase: bool = False,
+        granularity: Literal["binary", "fine"] = "binary",
+        use_subtrees: bool = False,
+        hub_name: str | None = None,
+        hub_config: str | None = None,
+        encoding: str = "utf-8",
+        val_fraction: float = 0.1,
         train_size: int = 4000,
         val_size: int = 500,
         test_size: int = 500,
@@ -57,8 +80,24 @@ class SequenceDataModule(L.LightningDataModule):
         cache_dir: str | None = "data/cache",
     ) -> None:
         super().__init__()
-        self.corpus = corpus
-        self.sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
+        self.format = format
+        self.files = {"train_file": train_file, "val_file": val_file, "test_file": test_file}
+        self.reader_options = {
+            "tag_column": tag_column,
+            "tag_scheme": tag_scheme,
+            "text_column": text_column,
+            "label_column": label_column,
+            "tokens_column": tokens_column,
+            "tags_column": tags_column,
+            "lowercase": lowercase,
+            "granularity": granularity,
+            "use_subtrees": use_subtrees,
+            "hub_name": hub_name,
+            "hub_config": hub_config,
+            "encoding": encoding,
+            "val_fraction": val_fraction,
+        }
+        self.synthetic_sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
         self.corpus_seed = corpus_seed
         self.min_freq = min_freq
         self.batch_size = batch_size
@@ -70,7 +109,9 @@ class SequenceDataModule(L.LightningDataModule):
     @cached_property
     def raw(self) -> DatasetDict:
         """The corpus as strings: columns ``tokens`` and, per task, ``tags`` and ``label``."""
-        return load_synthetic_corpus(**self.sizes, seed=self.corpus_seed, cache_dir=self.cache_dir)
+        if self.format == "synthetic":
+            return load_synthetic_corpus(**self.synthetic_sizes, seed=self.corpus_seed, cache_dir=self.cache_dir)
+        return read_corpus(self.format, **self.files, **self.reader_options, seed=self.seed, cache_dir=self.cache_dir)
 
     @cached_property
     def vocabularies(self) -> dict[str, Vocabulary]:
@@ -123,14 +164,14 @@ class SequenceDataModule(L.LightningDataModule):
         batch["lengths"] = lengths
         return batch
 
-    def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
+    def _dataloader(self, split: str, shuffle: bool, bucket: bool) -> DataLoader:
         dataset = self.encoded[split]
         trainer = self.trainer
         sampler = BucketBatchSampler(
             dataset["length"],
             self.batch_size,
             shuffle=shuffle,
-            bucket=self.bucket or not shuffle,
+            bucket=bucket,
             seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
@@ -145,13 +186,14 @@ class SequenceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train", shuffle=True)
+        return self._dataloader("train", shuffle=True, bucket=self.bucket)
 
     def val_dataloader(self) -> DataLoader:
-        return self._dataloader("validation", shuffle=False)
+        return self._dataloader("validation", shuffle=False, bucket=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test", shuffle=False)
+        return self._dataloader("test", shuffle=False, bucket=True)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._dataloader("test", shuffle=False)
+        """The test split in file order, so that prediction ``i`` belongs to sentence ``i``."""
+        return self._dataloader("test", shuffle=False, bucket=False)

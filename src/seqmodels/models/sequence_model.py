@@ -11,29 +11,18 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqmodels.data.batching import IGNORE_INDEX
 from seqmodels.data.vocab import PAD, UNK, Vocabulary
 from seqmodels.encoder import EncoderConfig, LSTMEncoder
-from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead
+from seqmodels.metrics import SpanF1
+from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead, is_bio
 
 EVAL_STAGES = ("val", "test")
-
-
-def head_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Accuracy and macro F1; targets equal to ``IGNORE_INDEX`` (padding) are left out of both."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro", ignore_index=IGNORE_INDEX),
-        },
-        prefix=prefix,
-    )
 
 
 class SequenceModel(L.LightningModule):
@@ -69,25 +58,34 @@ class SequenceModel(L.LightningModule):
         self.heads = nn.ModuleDict()
         self.loss_weights: dict[str, float] = {}
         if tagger is not None:
+            tags = self._vocab_for("tags", "tagger").itos
             self.heads["tagger"] = TaggingHead(
-                self.encoder.output_size, len(self._vocab_for("tags", "tagger")), tagger.get("dropout", 0.5)
+                self.encoder.output_size, tags, tagger.get("dropout", 0.5), tagger.get("crf", False)
             )
             self.loss_weights["tagger"] = tagger.get("loss_weight", 1.0)
         if classifier is not None:
+            labels = self._vocab_for("labels", "classifier").itos
             self.heads["classifier"] = ClassificationHead(
-                self.encoder.output_size,
-                len(self._vocab_for("labels", "classifier")),
-                classifier.get("dropout", 0.5),
-                classifier.get("hidden_size", 0),
+                self.encoder.output_size, labels, classifier.get("dropout", 0.5), classifier.get("hidden_size", 0)
             )
             self.loss_weights["classifier"] = classifier.get("loss_weight", 1.0)
-        num_classes = {"tagger": len(vocab.get("tags", ())), "classifier": len(vocab.get("labels", ()))}
         self.metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict({name: head_metrics(num_classes[name], f"{stage}/{name}/") for name in self.heads})
-                for stage in EVAL_STAGES
-            }
+            {stage: nn.ModuleDict({name: self._head_metrics(name, stage) for name in self.heads}) for stage in EVAL_STAGES}
         )
+
+    def _head_metrics(self, head: str, stage: str) -> MetricCollection:
+        """Accuracy and macro F1 (and span P/R/F1 for BIO tags), logged as ``{stage}/{head}/{name}``.
+
+        Targets equal to ``IGNORE_INDEX`` (padding) are left out of every metric.
+        """
+        classes = self.vocab["tags" if head == "tagger" else "labels"].itos
+        metrics: dict[str, Metric] = {
+            "acc": MulticlassAccuracy(len(classes), average="micro", ignore_index=IGNORE_INDEX),
+            "f1_macro": MulticlassF1Score(len(classes), average="macro", ignore_index=IGNORE_INDEX),
+        }
+        if head == "tagger" and is_bio(classes):
+            metrics["span"] = SpanF1(classes)
+        return MetricCollection(metrics, prefix=f"{stage}/{head}/")
 
     def _vocab_for(self, name: str, head: str) -> Vocabulary:
         if name not in self.vocab:
@@ -101,19 +99,23 @@ class SequenceModel(L.LightningModule):
 
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         batch_size = batch["token_ids"].size(0)
-        logits = self(batch["token_ids"], batch["lengths"])
+        scores = self(batch["token_ids"], batch["lengths"])
         loss = torch.zeros((), device=batch["token_ids"].device)
-        for name, head_logits in logits.items():
-            scores = head_logits.reshape(-1, head_logits.size(-1))  # (B*T, tags) or (B, classes)
-            targets = batch[self.heads[name].target_key].reshape(-1)  # (B*T,) or (B,)
-            head_loss = F.cross_entropy(scores, targets, ignore_index=IGNORE_INDEX)
+        for name, head in self.heads.items():
+            targets = batch[head.target_key]  # (B, T) tags or (B,) labels
+            head_loss = head.loss(scores[name], targets)
             loss = loss + self.loss_weights[name] * head_loss
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
             if stage in EVAL_STAGES:
-                self.metrics[stage][name].update(scores, targets)
-                self.log_dict(self.metrics[stage][name], batch_size=batch_size)
+                self.metrics[stage][name].update(head.predict(scores[name], batch["lengths"]), targets)
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
         return loss
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Compute (synchronised across processes under DDP), log and reset each head's metrics."""
+        for collection in self.metrics[stage].values():
+            self.log_dict(collection.compute())
+            collection.reset()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")
@@ -121,20 +123,26 @@ class SequenceModel(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
         """Decoded predictions, one dict per sentence: ``tags`` and/or ``label`` with ``label_probs``."""
-        logits = self(batch["token_ids"], batch["lengths"])
+        scores = self(batch["token_ids"], batch["lengths"])
         lengths = batch["lengths"].tolist()
         results: list[dict[str, Any]] = [{} for _ in lengths]
-        if "tagger" in logits:
-            tag_ids = logits["tagger"].argmax(-1).cpu()  # (B, T)
+        if "tagger" in scores:
+            tag_ids = self.heads["tagger"].predict(scores["tagger"], batch["lengths"]).cpu()  # (B, T)
             for result, ids, n in zip(results, tag_ids, lengths):
                 result["tags"] = self.vocab["tags"].decode(ids[:n].tolist())
-        if "classifier" in logits:
-            probs = logits["classifier"].softmax(-1).cpu()  # (B, classes)
+        if "classifier" in scores:
+            probs = scores["classifier"].softmax(-1).cpu()  # (B, classes)
             for result, p in zip(results, probs):
                 result["label"] = self.vocab["labels"].itos[int(p.argmax())]
                 result["label_probs"] = dict(zip(self.vocab["labels"].itos, p.tolist()))

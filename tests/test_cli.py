@@ -1,0 +1,68 @@
+"""train.py and its configs: every config parses, and a tiny end-to-end fit logs what TensorBoard shows."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from seqmodels.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+TASK_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "base.yaml")
+TINY = ["--data.train_size", "96", "--data.val_size", "24", "--data.test_size", "24", "--trainer.max_epochs", "2"]
+TINY += ["--trainer.log_every_n_steps", "1"]
+
+
+@pytest.mark.parametrize("config", TASK_CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"], config_dir=CONFIGS)
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "model:" in printed and "data:" in printed and "TensorBoardLogger" in printed
+
+
+def test_override_on_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "tagger.yaml"), "--model.encoder.hidden_size", "17", "--print_config"], config_dir=CONFIGS)
+    assert "hidden_size: 17" in capsys.readouterr().out
+
+
+def read_events(run_dir: Path) -> tuple[set[str], dict[str, float], set[str]]:
+    """Scalar tags, the HPARAMS metrics' values, and the hyperparameter names of a TensorBoard run."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    hparam_metrics = {t: accumulator.Scalars(t)[-1].value for t in tags if t.startswith("hparams/")}
+    hparam_names: set[str] = set()
+    for content in accumulator.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            hparam_names |= set(data.session_start_info.hparams)
+    return tags, hparam_metrics, hparam_names
+
+
+def test_fit_end_to_end_in_a_subprocess(tmp_path):
+    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "default.yaml"), *TINY]
+    command += ["--data.cache_dir", str(tmp_path / "cache")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tensorboard --logdir logs" in result.stdout
+    assert "tagger/acc" in result.stdout and "classifier/f1_macro" in result.stdout
+
+    run_dir = tmp_path / "logs" / "default" / "version_0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    tags, hparam_metrics, hparam_names = read_events(run_dir)
+    expected = {"train/loss", "val/loss", "test/loss"} | {
+        f"{stage}/{head}/{metric}" for stage in ("val", "test") for head in ("tagger", "classifier") for metric in ("acc", "f1_macro")
+    }
+    assert expected <= tags
+    assert any(t.startswith("lr-") for t in tags)
+    assert "hp_metric" not in tags
+    assert 0.0 <= hparam_metrics["hparams/test/tagger/acc"] <= 1.0
+    assert "hparams/val/classifier/acc" in hparam_metrics
+    assert "model/encoder/hidden_size" in hparam_names and "data/batch_size" in hparam_names
