@@ -29,6 +29,7 @@ class SeqModelsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The model's sizes come from the data: pass the vocabularies once the data module exists.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
+        parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the first ``--config`` file: ``logs/<config name>/version_N``."""

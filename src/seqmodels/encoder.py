@@ -20,9 +20,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqmodels.layers import CharCNN, LockedDropout, word_dropout
+
 
 class EncoderConfig(TypedDict, total=False):
-    """The encoder's tunable sizes, as they appear under ``model.encoder`` in the configs."""
+    """The encoder's settings, as they appear under ``model.encoder`` in the configs (see :class:`LSTMEncoder`)."""
 
     embedding_dim: int
     hidden_size: int
@@ -30,6 +32,13 @@ class EncoderConfig(TypedDict, total=False):
     bidirectional: bool
     dropout: float
     proj_size: int
+    char_embedding_dim: int
+    char_channels: int
+    char_kernel_size: int
+    case_embedding_dim: int
+    word_dropout: float
+    locked_dropout: bool
+    freeze_embeddings: bool
 
 
 class EncoderOutput(NamedTuple):
@@ -42,10 +51,20 @@ class EncoderOutput(NamedTuple):
 
 
 class LSTMEncoder(nn.Module):
-    """Embedding -> dropout -> packed multi-layer LSTM (``batch_first=True``).
+    """Token features -> dropout -> packed multi-layer LSTM (``batch_first=True``).
 
-    ``dropout`` applies to the embeddings and between LSTM layers. The input side is
-    :meth:`embed`, the one place to add character features or pretrained vectors.
+    The LSTM's input at each token (:meth:`embed`) is the word embedding, concatenated with a
+    character-CNN vector when ``num_chars`` > 0 and a case embedding when ``num_cases`` > 0.
+
+    Args:
+        vocab_size, embedding_dim, padding_idx: the word embedding table.
+        hidden_size, num_layers, bidirectional, proj_size: passed to ``nn.LSTM``.
+        dropout: on the LSTM's input and between LSTM layers.
+        num_chars, char_embedding_dim, char_channels, char_kernel_size: the character CNN (0 chars: none).
+        num_cases, case_embedding_dim: the case feature for lower-cased lookups (0 cases: none).
+        word_dropout: in training, the chance that a token is replaced by ``unk_idx``.
+        locked_dropout: one dropout mask per sentence on the LSTM's input, instead of one per token.
+        pretrained: (vocab_size, embedding_dim) initial word vectors; ``freeze_embeddings`` keeps them fixed.
     """
 
     def __init__(
@@ -58,13 +77,30 @@ class LSTMEncoder(nn.Module):
         dropout: float = 0.0,
         padding_idx: int = 0,
         proj_size: int = 0,
+        num_chars: int = 0,
+        char_embedding_dim: int = 30,
+        char_channels: int = 50,
+        char_kernel_size: int = 3,
+        num_cases: int = 0,
+        case_embedding_dim: int = 8,
+        word_dropout: float = 0.0,
+        unk_idx: int = 1,
+        locked_dropout: bool = False,
+        pretrained: Tensor | None = None,
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
-        self.padding_idx = padding_idx
+        self.padding_idx, self.unk_idx, self.word_dropout = padding_idx, unk_idx, word_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.embedding_dropout = nn.Dropout(dropout)
+        if pretrained is not None:
+            self.embedding.weight.data.copy_(pretrained)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.char_cnn = CharCNN(num_chars, char_embedding_dim, char_channels, char_kernel_size) if num_chars else None
+        self.case_embedding = nn.Embedding(num_cases, case_embedding_dim, padding_idx=0) if num_cases else None
+        input_size = embedding_dim + (char_channels if num_chars else 0) + (case_embedding_dim if num_cases else 0)
+        self.input_dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
         self.lstm = nn.LSTM(
-            input_size=embedding_dim,
+            input_size=input_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
             bidirectional=bidirectional,
@@ -75,15 +111,24 @@ class LSTMEncoder(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * (proj_size or hidden_size)
 
-    def embed(self, token_ids: Tensor) -> Tensor:
-        """Token ids (B, T) -> the LSTM's input (B, T, E)."""
-        return self.embedding_dropout(self.embedding(token_ids))
+    def embed(self, token_ids: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None) -> Tensor:
+        """Token ids (B, T), char ids (B, T, W), case ids (B, T) -> the LSTM's input (B, T, E')."""
+        if self.training and self.word_dropout > 0:
+            token_ids = word_dropout(token_ids, self.word_dropout, self.unk_idx, self.padding_idx)
+        parts = [self.embedding(token_ids)]  # (B, T, E)
+        if self.char_cnn is not None:
+            parts.append(self.char_cnn(char_ids))  # (B, T, F)
+        if self.case_embedding is not None:
+            parts.append(self.case_embedding(case_ids))  # (B, T, C)
+        return self.input_dropout(torch.cat(parts, dim=-1))  # (B, T, E')
 
-    def forward(self, token_ids: Tensor, lengths: Tensor) -> EncoderOutput:
+    def forward(
+        self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
+    ) -> EncoderOutput:
         """Encode a padded batch: ``token_ids`` (B, T) long, ``lengths`` (B,) long, each in 1..T."""
         batch_size, max_len = token_ids.shape
         check_lengths(lengths, max_len)
-        embedded = self.embed(token_ids)  # (B, T, E)
+        embedded = self.embed(token_ids, char_ids, case_ids)  # (B, T, E')
         # Packing needs the lengths on the CPU; keeping them there avoids a device sync.
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         packed_outputs, (h_n, c_n) = self.lstm(packed)  # h_n: (L*D, B, P), c_n: (L*D, B, H)

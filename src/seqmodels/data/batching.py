@@ -16,8 +16,9 @@ IGNORE_INDEX = -100  # tag id at padded positions: skipped by cross-entropy and 
 class PadCollator:
     """Pad a list of encoded examples into one batch.
 
-    Each example has ``token_ids`` (list[int]) and, when the task has them, ``tag_ids`` (list[int])
-    and ``label_id`` (int). The batch has ``token_ids`` (B, T), ``lengths`` (B,) on the CPU,
+    Each example has ``token_ids`` (list[int]) and, when the data has them, ``char_ids`` (a list of
+    ids per token), ``case_ids``, ``tag_ids`` (list[int]) and ``label_id`` (int). The batch has
+    ``token_ids`` (B, T), ``lengths`` (B,) on the CPU, ``char_ids`` (B, T, W), ``case_ids`` (B, T),
     ``tag_ids`` (B, T) padded with ``IGNORE_INDEX`` and ``label_ids`` (B,).
     """
 
@@ -30,12 +31,28 @@ class PadCollator:
             "token_ids": pad_sequence(tokens, batch_first=True, padding_value=self.pad_id),  # (B, T)
             "lengths": torch.tensor([len(t) for t in tokens], dtype=torch.long),  # (B,)
         }
+        if "char_ids" in examples[0]:
+            batch["char_ids"] = pad_chars([ex["char_ids"] for ex in examples])  # (B, T, W)
+        if "case_ids" in examples[0]:
+            cases = [torch.as_tensor(ex["case_ids"], dtype=torch.long) for ex in examples]
+            batch["case_ids"] = pad_sequence(cases, batch_first=True, padding_value=0)  # (B, T)
         if "tag_ids" in examples[0]:
             tags = [torch.as_tensor(ex["tag_ids"], dtype=torch.long) for ex in examples]
             batch["tag_ids"] = pad_sequence(tags, batch_first=True, padding_value=IGNORE_INDEX)  # (B, T)
         if "label_id" in examples[0]:
             batch["label_ids"] = torch.tensor([ex["label_id"] for ex in examples], dtype=torch.long)  # (B,)
         return batch
+
+
+def pad_chars(sentences: Sequence[Sequence[Sequence[int]]]) -> Tensor:
+    """Character ids per token per sentence -> (B, T, W), 0-padded (W = the longest word in the batch)."""
+    max_len = max(len(s) for s in sentences)
+    word_len = max(len(word) for s in sentences for word in s)
+    char_ids = torch.zeros(len(sentences), max_len, word_len, dtype=torch.long)
+    for i, sentence in enumerate(sentences):
+        for j, word in enumerate(sentence):
+            char_ids[i, j, : len(word)] = torch.as_tensor(word, dtype=torch.long)
+    return char_ids
 
 
 class BucketBatchSampler(Sampler[list[int]]):

@@ -6,6 +6,7 @@ from functools import cached_property
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from datasets import DatasetDict
 from torch import Tensor
@@ -14,20 +15,11 @@ from torch.utils.data import DataLoader
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.readers import read_corpus
 from seqmodels.data.synthetic import load_synthetic_corpus
-from seqmodels.data.vocab import Vocabulary
+from seqmodels.data.embeddings import embedding_matrix, load_vectors
+from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary
 
 DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
-
-
-def encode_batch(batch: dict[str, list], tokens: Vocabulary, tags: Vocabulary | None, labels: Vocabulary | None) -> dict:
-    """``datasets.map`` function (batched): strings -> ids, plus each sentence's length."""
-    encoded = {"token_ids": [tokens.encode(s) for s in batch["tokens"]], "length": [len(s) for s in batch["tokens"]]}
-    if tags is not None:
-        encoded["tag_ids"] = [tags.encode(s) for s in batch["tags"]]
-    if labels is not None:
-        encoded["label_id"] = [labels.stoi[label] for label in batch["label"]]
-    return encoded
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -42,6 +34,11 @@ class SequenceDataModule(L.LightningDataModule):
         tag_column ... encoding: the reader's options (see :func:`~seqmodels.data.readers.read_corpus`).
         train_size, val_size, test_size, corpus_seed: the synthetic corpus's split sizes and seed.
         min_freq: tokens seen fewer times in train map to ``<unk>``.
+        lowercase: look tokens up lower-cased, and give the model a case feature instead.
+        char_features: give the model each token's characters (for its character CNN).
+        max_word_length: characters kept per token.
+        pretrained_embeddings: ``glove-6b-50d`` or a word2vec/GloVe text file; its words that occur
+            in the corpus join the vocabulary, and the model starts from their vectors.
         batch_size: sentences per batch (training and evaluation).
         bucket: batch training sentences of similar length (shuffled within and across buckets).
         seed: the seed of the batch order (and of carving validation); each epoch adds its number to it.
@@ -61,7 +58,6 @@ class SequenceDataModule(L.LightningDataModule):
         label_column: str = "label",
         tokens_column: str = "tokens",
         tags_column: str = "tags",
-        lowercase: bool = False,
         granularity: Literal["binary", "fine"] = "binary",
         use_subtrees: bool = False,
         hub_name: str | None = None,
@@ -73,6 +69,10 @@ class SequenceDataModule(L.LightningDataModule):
         test_size: int = 500,
         corpus_seed: int = 0,
         min_freq: int = 1,
+        lowercase: bool = False,
+        char_features: bool = False,
+        max_word_length: int = 20,
+        pretrained_embeddings: str | None = None,
         batch_size: int = 32,
         bucket: bool = True,
         seed: int = 0,
@@ -89,7 +89,6 @@ class SequenceDataModule(L.LightningDataModule):
             "label_column": label_column,
             "tokens_column": tokens_column,
             "tags_column": tags_column,
-            "lowercase": lowercase,
             "granularity": granularity,
             "use_subtrees": use_subtrees,
             "hub_name": hub_name,
@@ -100,6 +99,10 @@ class SequenceDataModule(L.LightningDataModule):
         self.synthetic_sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
         self.corpus_seed = corpus_seed
         self.min_freq = min_freq
+        self.lowercase = lowercase
+        self.char_features = char_features
+        self.max_word_length = max_word_length
+        self.pretrained_embeddings = pretrained_embeddings
         self.batch_size = batch_size
         self.bucket = bucket
         self.seed = seed
@@ -114,10 +117,28 @@ class SequenceDataModule(L.LightningDataModule):
         return read_corpus(self.format, **self.files, **self.reader_options, seed=self.seed, cache_dir=self.cache_dir)
 
     @cached_property
+    def vectors(self) -> dict[str, np.ndarray] | None:
+        """The pretrained vectors of the words that occur in the corpus (any split), or None."""
+        if self.pretrained_embeddings is None:
+            return None
+        vectors = load_vectors(self.pretrained_embeddings)
+        words = {self._form(t) for split in self.raw.values() for sentence in split["tokens"] for t in sentence}
+        return {word: vectors[word] for word in sorted(words) if word in vectors}
+
+    def _form(self, token: str) -> str:
+        """The form a token is looked up in: lower-cased when ``lowercase``."""
+        return token.lower() if self.lowercase else token
+
+    @cached_property
     def vocabularies(self) -> dict[str, Vocabulary]:
-        """``tokens``, and ``tags``/``labels`` when the corpus has them, all from the training split."""
+        """Tokens (+ pretrained words), chars, cases, tags, labels: as the data and options call for, from train."""
         train = self.raw["train"]
-        vocabs = {"tokens": Vocabulary.for_tokens(train["tokens"], self.min_freq)}
+        tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in train["tokens"]), self.min_freq)
+        vocabs = {"tokens": tokens.extended(self.vectors) if self.vectors else tokens}
+        if self.char_features:
+            vocabs["chars"] = Vocabulary.for_chars(train["tokens"])
+        if self.lowercase:
+            vocabs["cases"] = Vocabulary(CASES)
         if "tags" in train.column_names:
             vocabs["tags"] = Vocabulary.for_labels(tag for sentence in train["tags"] for tag in sentence)
         if "label" in train.column_names:
@@ -136,14 +157,17 @@ class SequenceDataModule(L.LightningDataModule):
         """The vocabularies as plain lists, the form the model keeps in its checkpoint."""
         return {name: v.itos for name, v in self.vocabularies.items()}
 
+    @property
+    def initial_embeddings(self) -> Tensor | None:
+        """(vocab size, D) pretrained vectors for the model's word embeddings, or None."""
+        return embedding_matrix(self.vocabularies["tokens"], self.vectors, seed=self.seed) if self.vectors else None
+
     @cached_property
     def encoded(self) -> DatasetDict:
         """Every split as ids (cached by ``datasets``, keyed on the data and the vocabularies)."""
-        v = self.vocabularies
         return self.raw.map(
-            encode_batch,
+            Numericalizer(self.vocab, self.max_word_length),
             batched=True,
-            fn_kwargs={"tokens": v["tokens"], "tags": v.get("tags"), "labels": v.get("labels")},
             remove_columns=self.raw["train"].column_names,
             desc="Encoding",
         )

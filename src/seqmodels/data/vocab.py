@@ -11,6 +11,19 @@ from collections.abc import Iterable, Sequence
 
 PAD = "<pad>"
 UNK = "<unk>"
+# The case feature that goes with lower-cased lookups: what lower-casing a token threw away.
+CASES = [PAD, "lower", "title", "upper", "mixed", "none"]
+
+
+def case_of(token: str) -> str:
+    """The token's case class, one of ``CASES``: lower, title ("Paris"), upper ("NASA"), mixed ("iPhone") or none ("42")."""
+    if not any(c.isalpha() for c in token):
+        return "none"
+    if token.islower():
+        return "lower"
+    if token.isupper():
+        return "upper"
+    return "title" if token[0].isupper() and token[1:] == token[1:].lower() else "mixed"
 
 
 class Vocabulary:
@@ -31,9 +44,19 @@ class Vocabulary:
         return cls([PAD, UNK, *kept], unk=UNK)
 
     @classmethod
+    def for_chars(cls, sentences: Iterable[Sequence[str]]) -> Vocabulary:
+        """``<pad>``, ``<unk>``, then every character of every token, most frequent first."""
+        return cls.for_tokens(([c for token in sentence for c in token] for sentence in sentences))
+
+    @classmethod
     def for_labels(cls, labels: Iterable[str]) -> Vocabulary:
         """A closed set (tags or classes), sorted: no padding, no unknown."""
         return cls(sorted(set(labels)))
+
+    def extended(self, items: Iterable[str]) -> Vocabulary:
+        """A copy with ``items`` it lacks appended (in the given order), e.g. words that have pretrained vectors."""
+        new = [item for item in dict.fromkeys(items) if item not in self.stoi]
+        return Vocabulary(self.itos + new, unk=self.itos[self.unk_id] if self.unk_id is not None else None)
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -58,3 +81,38 @@ class Vocabulary:
                 f"{where} contains {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
                 "A model cannot predict a class it was not trained on; fix the data or add examples to train."
             )
+
+
+def from_lists(vocab: dict[str, list[str]]) -> dict[str, Vocabulary]:
+    """Rebuild vocabularies from their plain-list form (as kept in a checkpoint); tokens and chars have ``<unk>``."""
+    return {name: Vocabulary(itos, unk=UNK if name in ("tokens", "chars") else None) for name, itos in vocab.items()}
+
+
+class Numericalizer:
+    """Strings -> ids for everything the model reads and predicts, from its vocabularies.
+
+    ``vocab`` is the model's (``tokens``, optional ``chars``, ``cases``, ``tags``, ``labels``). A
+    ``cases`` vocabulary means the tokens are looked up lower-cased. Batched: the function that
+    ``datasets.map`` runs, and the one prediction uses on new text.
+    """
+
+    def __init__(self, vocab: dict[str, list[str]], max_word_length: int = 20) -> None:
+        self.vocab = from_lists(vocab)
+        self.lowercase = "cases" in vocab
+        self.max_word_length = max_word_length
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        sentences = batch["tokens"]
+        tokens = self.vocab["tokens"]
+        forms = [[t.lower() for t in s] for s in sentences] if self.lowercase else sentences
+        encoded = {"token_ids": [tokens.encode(s) for s in forms], "length": [len(s) for s in sentences]}
+        if "chars" in self.vocab:
+            chars = self.vocab["chars"]
+            encoded["char_ids"] = [[chars.encode(t[: self.max_word_length]) for t in s] for s in sentences]
+        if "cases" in self.vocab:
+            encoded["case_ids"] = [self.vocab["cases"].encode([case_of(t) for t in s]) for s in sentences]
+        if "tags" in self.vocab and "tags" in batch:
+            encoded["tag_ids"] = [self.vocab["tags"].encode(s) for s in batch["tags"]]
+        if "labels" in self.vocab and "label" in batch:
+            encoded["label_id"] = self.vocab["labels"].encode(batch["label"])
+        return encoded

