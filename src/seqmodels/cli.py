@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -27,6 +28,12 @@ class SeqModelsCLI(LightningCLI):
     """LightningCLI that links the data's vocabularies into the model and reports final metrics."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        # Checkpointing and early stopping are always on, configured under `checkpoint:` and
+        # `early_stopping:`; early stopping watches the metric that picks the best checkpoint.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")
+        parser.link_arguments("checkpoint.mode", "early_stopping.mode")
         # The model's sizes come from the data: pass the vocabularies once the data module exists.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")

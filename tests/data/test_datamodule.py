@@ -1,0 +1,88 @@
+"""The data module: vocabularies from train only, unknowns, input features, pretrained words, batches."""
+
+import pytest
+import torch
+
+from seqmodels.data.datamodule import SequenceDataModule
+from seqmodels.data.vocab import CASES, UNK, Numericalizer, case_of
+
+CONLLU = """# sent_id = 1
+1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
+2\tFilm\tfilm\tNOUN\tNN\t_\t3\tnsubj\t_\t_
+3\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
+
+# sent_id = 2
+1\tIt\tit\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
+3\tfast\tfast\tADV\tRB\t_\t2\tadvmod\t_\t_
+
+"""
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def conllu_module(tmp_path, test_text: str = CONLLU, **kwargs) -> SequenceDataModule:
+    train = write(tmp_path, "train.conllu", CONLLU)
+    test = write(tmp_path, "test.conllu", test_text)
+    return SequenceDataModule(
+        format="conllu", train_file=train, val_file=train, test_file=test, cache_dir=str(tmp_path / "cache"), **kwargs
+    )
+
+
+def test_vocabularies_come_from_train_and_unknown_words_map_to_unk(tmp_path):
+    unseen = CONLLU.replace("\tfast\t", "\tslowly\t")
+    data = conllu_module(tmp_path, test_text=unseen)
+    assert "slowly" not in data.vocabularies["tokens"]
+    assert data.vocab["tags"] == sorted({"DET", "NOUN", "VERB", "PRON", "ADV"})
+    test_ids = data.encoded["test"]["token_ids"]
+    assert data.vocabularies["tokens"].stoi[UNK] in test_ids[1]
+
+
+def test_unseen_tags_stop_the_run_with_their_names(tmp_path):
+    data = conllu_module(tmp_path, test_text=CONLLU.replace("\tADV\t", "\tINTJ\t"))
+    with pytest.raises(ValueError, match=r"test split's tags .*\['INTJ'\]"):
+        data.vocab
+
+
+def test_lowercase_adds_a_case_feature_and_chars_keep_case(tmp_path):
+    data = conllu_module(tmp_path, lowercase=True, char_features=True)
+    vocab = data.vocab
+    assert "film" in vocab["tokens"] and "Film" not in vocab["tokens"]
+    assert vocab["cases"] == CASES
+    assert "F" in vocab["chars"] and "f" in vocab["chars"]
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["char_ids"].dim() == 3 and batch["char_ids"].shape[:2] == batch["token_ids"].shape
+    assert batch["case_ids"].shape == batch["token_ids"].shape
+
+
+def test_pretrained_words_join_the_vocabulary(tmp_path):
+    vectors = write(tmp_path, "vectors.txt", "fast 1 2\nslowly 3 4\nunrelated 5 6\n")
+    data = conllu_module(tmp_path, test_text=CONLLU.replace("\tfast\t", "\tslowly\t"), pretrained_embeddings=vectors)
+    tokens = data.vocabularies["tokens"]
+    assert "slowly" in tokens  # in the corpus (test split) and in the vectors
+    assert "unrelated" not in tokens  # in the vectors only
+    matrix = data.initial_embeddings
+    torch.testing.assert_close(matrix[tokens.stoi["slowly"]], torch.tensor([3.0, 4.0]))
+
+
+def test_numericalizer_truncates_long_words_and_classifies_case():
+    vocab = {"tokens": ["<pad>", "<unk>", "nasa"], "chars": ["<pad>", "<unk>", "N", "A", "S"], "cases": CASES}
+    encoded = Numericalizer(vocab, max_word_length=3)({"tokens": [["NASA", "x"]]})
+    assert encoded["token_ids"] == [[2, 1]]
+    assert encoded["char_ids"][0][0] == [2, 3, 4]
+    assert encoded["case_ids"] == [[CASES.index("upper"), CASES.index("lower")]]
+    assert [case_of(t) for t in ("Paris", "iPhone", "42", "ok")] == ["title", "mixed", "none", "lower"]
+
+
+def test_batches_are_bucketed_and_cover_the_split(tmp_path):
+    data = SequenceDataModule(train_size=1000, val_size=20, test_size=20, batch_size=16, cache_dir=str(tmp_path))
+    data.setup("fit")
+    batches = list(data.train_dataloader())
+    assert sum(len(b["lengths"]) for b in batches) == 1000
+    padding = 1 - sum(b["lengths"].sum().item() for b in batches) / sum(b["token_ids"].numel() for b in batches)
+    assert padding < 0.05
