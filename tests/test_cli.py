@@ -66,3 +66,33 @@ def test_fit_end_to_end_in_a_subprocess(tmp_path):
     assert 0.0 <= hparam_metrics["hparams/test/tagger/acc"] <= 1.0
     assert "hparams/val/classifier/acc" in hparam_metrics
     assert "model/encoder/hidden_size" in hparam_names and "data/batch_size" in hparam_names
+
+
+def write_conll2003_like(path: Path, sentences: int, seed: int) -> None:
+    """Invented sentences in CoNLL-2003's four columns with IOB1 entity tags (I- unless two entities touch)."""
+    import random
+
+    rng = random.Random(seed)
+    people, places = ["Ann Lee", "Bo Chen", "Cy Dunn"], ["Oslo", "Lima", "New Delhi"]
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for _ in range(sentences):
+        person, place = rng.choice(people).split(), rng.choice(places).split()
+        words = [(w, "NNP", "I-NP", "I-PER") for w in person] + [("visited", "VBD", "I-VP", "O")]
+        words += [(w, "NNP", "I-NP", "I-LOC") for w in place] + [(".", ".", "O", "O")]
+        lines += [" ".join(w) for w in words] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def test_ner_config_reads_iob1_and_monitors_span_f1(tmp_path, capsys):
+    files = {}
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):
+        files[split] = tmp_path / f"eng.{split}"
+        write_conll2003_like(files[split], 40, seed)
+    args = ["fit", "--config", str(CONFIGS / "conll2003_ner.yaml"), "--trainer.max_epochs", "2"]
+    args += [f"--data.{split}_file={path}" for split, path in files.items()]
+    args += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
+    args += ["--trainer.enable_progress_bar", "false"]
+    cli = main(args, config_dir=CONFIGS)
+    assert cli.model.vocab["tags"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
+    assert cli.trainer.checkpoint_callback.monitor == "val/tagger/span_f1"
+    assert "tagger/span_f1" in capsys.readouterr().out  # a row of the final metrics table
