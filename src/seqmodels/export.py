@@ -1,0 +1,214 @@
+"""Export a checkpoint's model to TorchScript or ONNX: padded ids in, each head's scores out.
+
+``seqmodels-export CHECKPOINT --format onnx|torchscript [--output PATH]``
+
+The exported graph takes, with B = batch and T = padded length (both dynamic):
+
+- ``token_ids`` (B, T) int64, ``lengths`` (B,) int64, each in 1..T;
+- ``char_ids`` (B, T, W) int64, when the model has a character CNN (W, the longest word, is dynamic too);
+- ``case_ids`` (B, T) int64, when the model has a case feature;
+
+and returns what :meth:`SequenceModel.forward` returns in eval mode, in this order: ``tagger`` (B, T, C)
+emissions and/or ``classifier`` (B, K) logits. The vocabularies and the input/output names go with the
+file as ``seqmodels.json`` (TorchScript extra file, ONNX metadata property), so that a runtime can map
+strings to ids without the checkpoint.
+
+Packed sequences do not export (ONNX has no PackedSequence, and tracing would bake in one batch's lengths),
+so :class:`MaskedLSTM` reproduces the packed LSTM on the padded batch, exactly at every real position.
+
+Not supported, by design:
+
+- CRF decoding: a CRF tagger exports its emissions; Viterbi decoding (``model.heads["tagger"].crf.decode``)
+  stays outside the graph.
+- ``proj_size`` > 0 to ONNX: the ONNX LSTM operator has no projection (:class:`ExportError`); TorchScript
+  exports it.
+- ``h_n`` / ``c_n``: not computed (the heads read only the encoder's ``outputs`` and ``final``).
+- Training: the graph is the eval-mode model (no dropout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from seqmodels.encoder import EncoderOutput
+from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.predict import CheckpointError, load_model
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+METADATA = "seqmodels.json"
+DYNAMIC_AXES = {
+    "token_ids": {0: "B", 1: "T"},
+    "lengths": {0: "B"},
+    "char_ids": {0: "B", 1: "T", 2: "W"},
+    "case_ids": {0: "B", 1: "T"},
+    "tagger": {0: "B", 1: "T"},
+    "classifier": {0: "B"},
+}
+
+
+class ExportError(ValueError):
+    """The model has something the chosen format cannot express."""
+
+
+def reverse_within_lengths(x: Tensor, index: Tensor) -> Tensor:
+    """Reorder the time axis of ``x`` (B, T, F) by ``index`` (B, T) (see :class:`MaskedLSTM`)."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))  # (B, T, F)
+
+
+def one_direction(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
+    """A one-layer unidirectional LSTM that shares the weights of ``lstm``'s ``layer`` (``suffix``: "" or "_reverse")."""
+    input_size = getattr(lstm, f"weight_ih_l{layer}{suffix}").size(1)
+    single = nn.LSTM(input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True, proj_size=lstm.proj_size)
+    for name, _ in list(single.named_parameters()):  # weight_ih_l0 <- weight_ih_l{layer}{suffix}, ...
+        setattr(single, name, getattr(lstm, name.replace("_l0", f"_l{layer}{suffix}")))  # shared, not copied
+    return single
+
+
+class MaskedLSTM(nn.Module):
+    """A batch-first ``nn.LSTM`` run on a padded batch without packing, with the packed LSTM's results.
+
+    Each direction of each layer runs as its own one-layer LSTM that shares the original's weights:
+
+    - forward: left to right over the padded batch; an output depends only on earlier tokens, so it is
+      exact before each sentence's length, and the final state is the output at ``length - 1``;
+    - backward: each sentence reversed within its own length (padding stays at the end), run left to
+      right, and reversed back; its final state is the output at the true first token.
+
+    Outputs at padding are zero, as ``pad_packed_sequence`` leaves them.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if not lstm.batch_first:
+            raise ExportError("MaskedLSTM expects a batch_first LSTM, like LSTMEncoder's")
+        suffixes = ("", "_reverse") if lstm.bidirectional else ("",)
+        self.layers = nn.ModuleList(
+            nn.ModuleList(one_direction(lstm, layer, suffix) for suffix in suffixes) for layer in range(lstm.num_layers)
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` (B, T, E'), ``lengths`` (B,) in 1..T -> ``outputs`` (B, T, D*P), ``final`` (B, D*P)."""
+        positions = torch.arange(x.size(1), device=x.device)  # (T,)
+        lengths = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+        real = positions < lengths  # (B, T)
+        # t -> length-1-t at real tokens, t at padding: reverses each sentence in place (its own inverse).
+        reverse = torch.where(real, lengths - 1 - positions, positions)  # (B, T)
+        for directions in self.layers:
+            forward = directions[0](x)[0]  # (B, T, P)
+            if len(directions) == 2:
+                backward = reverse_within_lengths(directions[1](reverse_within_lengths(x, reverse))[0], reverse)
+                x = torch.cat([forward, backward], dim=-1)  # (B, T, 2*P)
+            else:
+                x = forward  # (B, T, P)
+        last = (lengths - 1).unsqueeze(-1).expand(-1, 1, forward.size(-1))  # (B, 1, P)
+        finals = [forward.gather(1, last).squeeze(1)]  # (B, P): forward state at each true last token
+        if len(self.layers[-1]) == 2:
+            finals.append(backward[:, 0])  # (B, P): backward state at the true first token
+        outputs = x.masked_fill(~real.unsqueeze(-1), 0.0)  # (B, T, D*P)
+        return outputs, torch.cat(finals, dim=-1)  # (B, T, D*P), (B, D*P)
+
+
+class ExportableModel(nn.Module):
+    """A :class:`SequenceModel` in eval mode, with its packed LSTM replaced by :class:`MaskedLSTM`."""
+
+    def __init__(self, model: SequenceModel) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.lstm = MaskedLSTM(model.encoder.lstm)
+        self.heads = model.heads
+        self.input_names = ["token_ids", "lengths"]
+        self.input_names += ["char_ids"] if model.encoder.char_cnn is not None else []
+        self.input_names += ["case_ids"] if model.encoder.case_embedding is not None else []
+        self.output_names = list(model.heads)
+        self.eval()
+
+    def forward(
+        self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        embedded = self.encoder.embed(token_ids, char_ids, case_ids)  # (B, T, E')
+        outputs, final = self.lstm(embedded, lengths)  # (B, T, D*P), (B, D*P)
+        not_computed = final.new_empty(0)  # h_n, c_n: the heads read only outputs and final
+        encoded = EncoderOutput(outputs, final, not_computed, not_computed)
+        return tuple(head(encoded) for head in self.heads.values())  # tagger (B, T, C), classifier (B, K)
+
+
+def example_inputs(wrapper: ExportableModel) -> dict[str, Tensor]:
+    """A small padded batch (two sentences, lengths 3 and 2) to trace the model with."""
+    inputs = {"token_ids": torch.tensor([[2, 3, 4], [5, 6, 0]]), "lengths": torch.tensor([3, 2])}
+    if "char_ids" in wrapper.input_names:
+        inputs["char_ids"] = torch.tensor([[[2, 3], [4, 0], [5, 6]], [[7, 0], [2, 3], [0, 0]]])
+    if "case_ids" in wrapper.input_names:
+        inputs["case_ids"] = torch.tensor([[1, 2, 1], [3, 1, 0]])
+    return inputs
+
+
+def metadata(model: SequenceModel, wrapper: ExportableModel) -> str:
+    """What a runtime needs besides the graph: input and output names, and the vocabularies (index = id)."""
+    return json.dumps({"inputs": wrapper.input_names, "outputs": wrapper.output_names, "vocab": model.hparams.vocab})
+
+
+def export_torchscript(model: SequenceModel, path: Path) -> ExportableModel:
+    """Trace the model; ``torch.jit.load(path)`` gives a module to call with the inputs as keywords."""
+    wrapper = ExportableModel(model)
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, example_kwarg_inputs=example_inputs(wrapper))
+    torch.jit.save(traced, str(path), _extra_files={METADATA: metadata(model, wrapper)})
+    return wrapper
+
+
+def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
+    """Export with the TorchScript-based exporter (``dynamo=False``), B, T and W dynamic; needs ``seqmodels[onnx]``."""
+    if model.encoder.lstm.proj_size:
+        raise ExportError("proj_size > 0 cannot be exported to ONNX (its LSTM operator has no projection); "
+                          "use --format torchscript")  # fmt: skip
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx extra: pip install 'seqmodels[onnx]'") from None
+    wrapper = ExportableModel(model)
+    names = wrapper.input_names + wrapper.output_names
+    with warnings.catch_warnings():
+        # Raised for every LSTM; the initial states are built from the input's batch size, so any B works.
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        torch.onnx.export(
+            wrapper,
+            (),
+            str(path),
+            kwargs=example_inputs(wrapper),
+            input_names=wrapper.input_names,
+            output_names=wrapper.output_names,
+            dynamic_axes={name: DYNAMIC_AXES[name] for name in names},
+            dynamo=False,
+        )
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {METADATA: metadata(model, wrapper)})
+    onnx.save(graph, str(path))
+    return wrapper
+
+
+EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script; a checkpoint or model it cannot export ends it with one line, ``seqmodels-export: error``."""
+    parser = argparse.ArgumentParser(prog="seqmodels-export", description="Export a seqmodels checkpoint's model.")
+    parser.add_argument("checkpoint", help="a seqmodels .ckpt (the file alone is enough)")
+    parser.add_argument("--format", choices=EXPORTERS, required=True)
+    parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt")
+    args = parser.parse_args(argv)
+    output = args.output or Path(args.checkpoint).with_suffix(SUFFIXES[args.format])
+    try:
+        wrapper = EXPORTERS[args.format](load_model(args.checkpoint), output)
+    except (CheckpointError, ExportError) as error:
+        raise SystemExit(f"seqmodels-export: error: {error}") from None
+    print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)}")
+
+
+if __name__ == "__main__":
+    main()

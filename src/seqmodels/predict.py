@@ -1,0 +1,336 @@
+"""Predict with a checkpoint alone: sentences in, tags and/or a label out, streamed in batches.
+
+``seqmodels-predict CHECKPOINT [TEXT ...] [--input FILE] [--output FILE] [--format jsonl|conllu|conll]
+[--input-format text|conllu|conll] [--tokenizer whitespace|simple] [--batch-size N] [--max-tokens N]``
+
+Input: the TEXT arguments, else ``--input FILE``, else stdin; UTF-8. As ``text``, one sentence per line,
+split into tokens by ``--tokenizer`` (see :data:`TOKENIZERS`); an empty line gives an empty prediction.
+As ``conllu`` / ``conll``, sentences are blocks of lines separated by blank lines, and the tokens are
+the FORM column (conllu; comments, ``3-4`` multiword and ``8.1`` empty-node lines are not tokens) or the
+first column (conll; ``-DOCSTART-`` lines are not tokens). Tokens are looked up as the model was trained
+(lower-cased when it has a case feature); unknown words and characters map to ``<unk>``.
+
+Output (``--format``, by default jsonl for text and the input's format otherwise), one record per sentence:
+
+- ``jsonl``: ``{"tokens", "tags", "tag_probs" (softmax probability of each chosen tag) or "crf_path": true
+  (a CRF's Viterbi path has no per-token probability), "label", "label_probs"}``, as the model's heads give;
+- ``conllu``: the input lines with the tag in the UPOS column, other lines untouched;
+- ``conll``: the input lines with the tag appended as a last column.
+
+Blocks are written back followed by one blank line. The input is read lazily and the output written
+batch by batch, so memory stays constant on large files. A sentence longer than ``--max-tokens`` is cut
+into chunks predicted separately (a warning says so): its tags are concatenated, and its label is the
+argmax of the chunks' label probabilities averaged by chunk length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from tqdm import tqdm
+
+from seqmodels.data.batching import PadCollator
+from seqmodels.data.readers import tokenize
+from seqmodels.data.vocab import Numericalizer
+from seqmodels.models.sequence_model import SequenceModel
+
+_SIMPLE_TOKEN = re.compile(
+    r"""
+      (?:[^\W\d_]\.){2,}                                  # abbreviations stay whole: U.S. e.g.
+    | \w+?(?=n't\b) | n't\b                              # don't -> do n't, can't -> ca n't
+    | '(?:s|re|ve|ll|d|m)\b                               # it's -> it 's, we're -> we 're
+    | \w+(?: [-.]\w+ | '(?!(?:s|re|ve|ll|d|m)\b)\w+ )*   # words: well-known, 3.5, o'clock
+    | \S                                                 # anything else alone: punctuation, symbols, emoji
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def simple_tokenize(text: str) -> list[str]:
+    """Split punctuation and English clitics off words, PTB-style; a typographic apostrophe (’) counts as '."""
+    return _SIMPLE_TOKEN.findall(text.replace("\u2019", "'"))
+
+
+TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
+    "whitespace": tokenize,  # pre-tokenized text, as the corpora are (ASCII whitespace; U+00A0 stays inside tokens)
+    "simple": simple_tokenize,  # raw English text, split like the PTB-tokenized corpora
+}
+
+
+class CheckpointError(ValueError):
+    """The checkpoint is missing, unreadable, or not a seqmodels one."""
+
+
+class InputError(ValueError):
+    """Input that cannot be read as the chosen format, or an output format the model cannot fill."""
+
+
+def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
+    """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip, EOF...: whatever the reason, it is not a readable checkpoint
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "tokens" not in (hparams.get("vocab") or {}) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)")
+    try:
+        model = SequenceModel.load_from_checkpoint(path, map_location=device, weights_only=True)
+    except Exception as error:  # e.g. weights that do not fit the hyperparameters
+        raise CheckpointError(f"cannot rebuild the model from {path} ({_first_line(error)})") from None
+    return model.eval()
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+@dataclass
+class Sentence:
+    """One input sentence: its tokens, and for CoNLL input the lines it came from (written back with the tags)."""
+
+    tokens: list[str]
+    lines: list[str] = field(default_factory=list)
+    where: str = ""  # "input:line", for warnings
+
+
+def _is_conllu_word(line: str) -> bool:
+    return line.split("\t", 1)[0].isdigit()  # not a comment, a 3-4 multiword range or an 8.1 empty node
+
+
+def _is_conll_word(line: str) -> bool:
+    return not line.startswith("-DOCSTART-")
+
+
+def read_text(lines: Iterable[str], tokenizer: Callable[[str], list[str]], name: str) -> Iterator[Sentence]:
+    """One sentence per line."""
+    for number, line in enumerate(lines, start=1):
+        yield Sentence(tokenizer(line), where=f"{name}:{number}")
+
+
+def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[Sentence]:
+    """CoNLL-U / CoNLL: a sentence per block of non-blank lines, its tokens from the word lines' FORM / first column."""
+    is_word = _is_conllu_word if input_format == "conllu" else _is_conll_word
+    numbered = enumerate((line.rstrip("\r\n") for line in lines), start=1)
+    for blank, group in itertools.groupby(numbered, key=lambda item: not item[1].strip()):
+        if blank:
+            continue
+        block = list(group)
+        tokens = []
+        for number, line in filter(lambda item: is_word(item[1]), block):
+            if input_format == "conllu":
+                fields = line.split("\t")
+                if len(fields) != 10:
+                    raise InputError(f"{name}:{number}: expected 10 TAB-separated columns, found {len(fields)}")
+                tokens.append(fields[1])
+            else:
+                tokens.append(tokenize(line)[0])  # ASCII whitespace, as the training reader splits columns
+        yield Sentence(tokens, [line for _, line in block], where=f"{name}:{block[0][0]}")
+
+
+def _tag_lines(lines: list[str], tags: list[str], is_word: Callable[[str], bool], tag_line) -> str:
+    """The block with ``tag_line(line, tag)`` applied to its word lines, in order, and a blank line after it."""
+    tag_iter = iter(tags)
+    return "".join(f"{tag_line(line, next(tag_iter)) if is_word(line) else line}\n" for line in lines) + "\n"
+
+
+def format_jsonl(sentence: Sentence, prediction: dict[str, Any]) -> str:
+    return json.dumps({"tokens": sentence.tokens, **prediction}, ensure_ascii=False) + "\n"
+
+
+def format_conllu(sentence: Sentence, prediction: dict[str, Any]) -> str:
+    """The CoNLL-U block with the tag in UPOS (column 4); text input gets ``ID FORM _ TAG _ _ _ _ _ _`` lines."""
+    tags = prediction.get("tags", [])
+    if not sentence.lines:
+        rows = enumerate(zip(sentence.tokens, tags), start=1)
+        return "".join(f"{i}\t{token}\t_\t{tag}" + "\t_" * 6 + "\n" for i, (token, tag) in rows) + "\n"
+
+    def fill_upos(line: str, tag: str) -> str:
+        fields = line.split("\t")
+        return "\t".join([*fields[:3], tag, *fields[4:]])
+
+    return _tag_lines(sentence.lines, tags, _is_conllu_word, fill_upos)
+
+
+def format_conll(sentence: Sentence, prediction: dict[str, Any]) -> str:
+    """The CoNLL block with the tag appended as a last column (the line's own separator); text gets ``TOKEN TAG``."""
+    tags = prediction.get("tags", [])
+    if not sentence.lines:
+        return "".join(f"{token}\t{tag}\n" for token, tag in zip(sentence.tokens, tags)) + "\n"
+
+    def append_column(line: str, tag: str) -> str:
+        return line + ("\t" if "\t" in line else " ") + tag
+
+    return _tag_lines(sentence.lines, tags, _is_conll_word, append_column)
+
+
+Writer = Callable[[Sentence, dict[str, Any]], str]
+WRITERS: dict[str, Writer] = {
+    "jsonl": format_jsonl,
+    "conllu": format_conllu,
+    "conll": format_conll,
+}
+
+
+class Predictor:
+    """Batched prediction: lists of tokens in, one JSON-ready dict per sentence out (``{}`` for no tokens).
+
+    Sentences longer than ``max_tokens`` are cut into chunks, and at most ``batch_size`` chunks go
+    through the model at once, so memory is bounded whatever the input.
+    """
+
+    def __init__(self, model: SequenceModel, batch_size: int = 32, max_tokens: int = 512) -> None:
+        self.model, self.batch_size, self.max_tokens = model, batch_size, max_tokens
+        self.numericalize = Numericalizer(model.hparams.vocab)  # lower-cases lookups when the model has cases
+        self.collate = PadCollator()
+
+    def __call__(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
+        chunks: list[list[str]] = []
+        spans = []  # each sentence's chunks, as indices into `chunks`
+        for tokens in sentences:
+            starts = range(0, len(tokens), self.max_tokens)
+            spans.append(range(len(chunks), len(chunks) + len(starts)))
+            chunks += [tokens[start : start + self.max_tokens] for start in starts]
+        scored = []
+        for start in range(0, len(chunks), self.batch_size):
+            scored += self._score(chunks[start : start + self.batch_size])
+        return [self._merge([scored[i] for i in span]) for span in spans]
+
+    @torch.inference_mode()
+    def _score(self, chunks: list[list[str]]) -> list[dict[str, Any]]:
+        """Each chunk's length, tag ids and tag probabilities (not under a CRF), and label probabilities."""
+        encoded = self.numericalize({"tokens": chunks})
+        batch = self.collate([dict(zip(encoded, values)) for values in zip(*encoded.values())])
+        lengths = batch["lengths"]  # (B,), on the CPU, as packing wants
+        features = {key: value.to(self.model.device) for key, value in batch.items() if key != "lengths"}
+        scores = self.model(features["token_ids"], lengths, features.get("char_ids"), features.get("case_ids"))
+        results: list[dict[str, Any]] = [{"length": n} for n in lengths.tolist()]
+        if "tagger" in scores:
+            head = self.model.heads["tagger"]
+            tag_ids = head.predict(scores["tagger"], lengths)  # (B, T), IGNORE_INDEX at padding
+            for result, ids in zip(results, tag_ids.tolist()):
+                result["tag_ids"] = ids[: result["length"]]
+            if head.crf is None:
+                chosen = scores["tagger"].softmax(-1).gather(-1, tag_ids.clamp(min=0).unsqueeze(-1))  # (B, T, 1)
+                for result, probs in zip(results, chosen.squeeze(-1).tolist()):
+                    result["tag_probs"] = probs[: result["length"]]
+        if "classifier" in scores:
+            for result, probs in zip(results, scores["classifier"].softmax(-1).cpu()):  # (K,) each
+                result["label_probs"] = probs
+        return results
+
+    def _merge(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+        """A sentence's prediction from its chunks': tags concatenated, label probabilities averaged by length."""
+        if not chunks:
+            return {}
+        vocab = self.model.vocab
+        prediction: dict[str, Any] = {}
+        if "tag_ids" in chunks[0]:
+            prediction["tags"] = vocab["tags"].decode(i for chunk in chunks for i in chunk["tag_ids"])
+            if "tag_probs" in chunks[0]:
+                prediction["tag_probs"] = [round(p, 6) for chunk in chunks for p in chunk["tag_probs"]]
+            else:
+                prediction["crf_path"] = True  # a Viterbi path has no per-token probability
+        if "label_probs" in chunks[0]:
+            weights = torch.tensor([float(chunk["length"]) for chunk in chunks])  # (N,)
+            probs = weights @ torch.stack([chunk["label_probs"] for chunk in chunks]) / weights.sum()  # (K,)
+            labels = vocab["labels"].itos
+            prediction["label"] = labels[int(probs.argmax())]
+            prediction["label_probs"] = {label: round(p, 6) for label, p in zip(labels, probs.tolist())}
+        return prediction
+
+
+def _batched(items: Iterable[Sentence], size: int) -> Iterator[list[Sentence]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _utf8(stream: TextIO) -> TextIO:
+    """stdin / stdout as UTF-8 whatever the locale says, so that any Unicode goes through."""
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(encoding="utf-8")
+    return stream
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="seqmodels-predict",
+        description="Tag and/or classify sentences with a seqmodels checkpoint (the .ckpt file alone).",
+        epilog="Tokenizers: whitespace splits on ASCII whitespace (pre-tokenized text, as the corpora are); "
+        "simple also splits punctuation and English clitics PTB-style (don't -> do n't, film. -> film .).",
+    )
+    parser.add_argument("checkpoint")
+    parser.add_argument("text", nargs="*", metavar="TEXT", help="sentences (else --input, else stdin)")
+    parser.add_argument("--input", type=Path, help="a UTF-8 file to read instead of stdin")
+    parser.add_argument("--output", type=Path, help="where to write (default: stdout)")
+    parser.add_argument("--input-format", choices=("text", "conllu", "conll"), default="text")
+    parser.add_argument("--format", choices=WRITERS, help="default: jsonl for text input, else the input's format")
+    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="whitespace", help="for text input")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
+    parser.add_argument("--max-tokens", type=int, default=512, help="longer sentences are predicted in chunks")
+    parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    args = parser.parse_args(argv)
+    args.format = args.format or ("jsonl" if args.input_format == "text" else args.input_format)
+    if args.text and args.input:
+        parser.error("give sentences as arguments or --input, not both")
+    if {args.format, args.input_format} == {"conllu", "conll"}:
+        parser.error(f"cannot write {args.format} from {args.input_format} input")
+    if args.batch_size < 1 or args.max_tokens < 1:
+        parser.error("--batch-size and --max-tokens must be positive")
+    return args
+
+
+def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, output: TextIO) -> None:
+    """Predict batch by batch, writing each batch as soon as it is done; a bar on stderr when it is a terminal."""
+    max_tokens = predictor.max_tokens
+    progress = tqdm(sentences, unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty())
+    for batch in _batched(progress, predictor.batch_size):
+        for sentence in (s for s in batch if len(s.tokens) > max_tokens):
+            chunks = -(-len(sentence.tokens) // max_tokens)
+            message = f"{len(sentence.tokens)} tokens > --max-tokens {max_tokens}; predicted in {chunks} separate chunks"
+            tqdm.write(f"seqmodels-predict: warning: {sentence.where}: {message}", file=sys.stderr)
+        for sentence, prediction in zip(batch, predictor([s.tokens for s in batch])):
+            output.write(write(sentence, prediction))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script; every expected failure ends it with one line, ``seqmodels-predict: error: ...``."""
+    args = parse_args(argv)
+    try:
+        model = load_model(args.checkpoint, args.device)
+        if args.format != "jsonl" and "tagger" not in model.heads:
+            raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
+        with contextlib.ExitStack() as files:
+            if args.text:
+                lines, name = args.text, "argument"
+            elif args.input:
+                lines, name = files.enter_context(args.input.open(encoding="utf-8-sig")), str(args.input)
+            else:
+                lines, name = _utf8(sys.stdin), "<stdin>"
+            output = files.enter_context(args.output.open("w", encoding="utf-8")) if args.output else _utf8(sys.stdout)
+            if args.input_format == "text":
+                sentences = read_text(lines, TOKENIZERS[args.tokenizer], name)
+            else:
+                sentences = read_blocks(lines, args.input_format, name)
+            predict(Predictor(model, args.batch_size, args.max_tokens), sentences, WRITERS[args.format], output)
+    except (CheckpointError, InputError, OSError, UnicodeDecodeError) as error:
+        raise SystemExit(f"seqmodels-predict: error: {error}") from None
+
+
+if __name__ == "__main__":
+    main()
