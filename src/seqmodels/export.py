@@ -24,13 +24,16 @@ Not supported, by design:
   exports it.
 - ``h_n`` / ``c_n``: not computed (the heads read only the encoder's ``outputs`` and ``final``).
 - Training: the graph is the eval-mode model (no dropout).
+- Other devices for TorchScript: it is traced on the CPU, and tracing records the device.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -62,7 +65,7 @@ def reverse_within_lengths(x: Tensor, index: Tensor) -> Tensor:
 
 
 def one_direction(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
-    """A one-layer unidirectional LSTM that shares the weights of ``lstm``'s ``layer`` (``suffix``: "" or "_reverse")."""
+    """A one-layer unidirectional LSTM sharing the weights of ``lstm``'s ``layer`` (``suffix``: "" or "_reverse")."""
     input_size = getattr(lstm, f"weight_ih_l{layer}{suffix}").size(1)
     single = nn.LSTM(input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True, proj_size=lstm.proj_size)
     for name, _ in list(single.named_parameters()):  # weight_ih_l0 <- weight_ih_l{layer}{suffix}, ...
@@ -115,7 +118,7 @@ class MaskedLSTM(nn.Module):
 
 
 class ExportableModel(nn.Module):
-    """A :class:`SequenceModel` in eval mode, with its packed LSTM replaced by :class:`MaskedLSTM`."""
+    """A :class:`SequenceModel`, put in eval mode, with its packed LSTM replaced by :class:`MaskedLSTM`."""
 
     def __init__(self, model: SequenceModel) -> None:
         super().__init__()
@@ -139,13 +142,10 @@ class ExportableModel(nn.Module):
 
 
 def example_inputs(wrapper: ExportableModel) -> dict[str, Tensor]:
-    """A small padded batch (two sentences, lengths 3 and 2) to trace the model with."""
-    inputs = {"token_ids": torch.tensor([[2, 3, 4], [5, 6, 0]]), "lengths": torch.tensor([3, 2])}
-    if "char_ids" in wrapper.input_names:
-        inputs["char_ids"] = torch.tensor([[[2, 3], [4, 0], [5, 6]], [[7, 0], [2, 3], [0, 0]]])
-    if "case_ids" in wrapper.input_names:
-        inputs["case_ids"] = torch.tensor([[1, 2, 1], [3, 1, 0]])
-    return inputs
+    """A batch to trace with: lengths 3 and 2, ids 1 (``<unk>``, valid in any vocabulary) and 0 at padding."""
+    ids = torch.tensor([[1, 1, 1], [1, 1, 0]])  # (B=2, T=3)
+    inputs = {"lengths": torch.tensor([3, 2]), "char_ids": ids[..., None].repeat(1, 1, 2)}  # char_ids: (B, T, W=2)
+    return {name: inputs.get(name, ids.clone()) for name in wrapper.input_names}  # token_ids, case_ids: ids
 
 
 def metadata(model: SequenceModel, wrapper: ExportableModel) -> str:
@@ -153,10 +153,21 @@ def metadata(model: SequenceModel, wrapper: ExportableModel) -> str:
     return json.dumps({"inputs": wrapper.input_names, "outputs": wrapper.output_names, "vocab": model.hparams.vocab})
 
 
+@contextlib.contextmanager
+def _without_false_alarms() -> Iterator[None]:
+    """Silence the tracers' warnings that do not apply here (deprecation warnings stay)."""
+    with warnings.catch_warnings():
+        # nn.LSTM checks its input's sizes in Python: the checks are not recorded, and they hold for any B and T.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.modules.rnn")
+        # Raised for every LSTM; the initial states follow the input's B here, so any B works (the tests try several).
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        yield
+
+
 def export_torchscript(model: SequenceModel, path: Path) -> ExportableModel:
     """Trace the model; ``torch.jit.load(path)`` gives a module to call with the inputs as keywords."""
     wrapper = ExportableModel(model)
-    with torch.no_grad():
+    with torch.no_grad(), _without_false_alarms():
         traced = torch.jit.trace(wrapper, example_kwarg_inputs=example_inputs(wrapper))
     torch.jit.save(traced, str(path), _extra_files={METADATA: metadata(model, wrapper)})
     return wrapper
@@ -173,9 +184,8 @@ def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
         raise ExportError("ONNX export needs the onnx extra: pip install 'seqmodels[onnx]'") from None
     wrapper = ExportableModel(model)
     names = wrapper.input_names + wrapper.output_names
-    with warnings.catch_warnings():
-        # Raised for every LSTM; the initial states are built from the input's batch size, so any B works.
-        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+    # The TorchScript-based exporter (deprecated) exports each nn.LSTM as one ONNX LSTM operator, B and T dynamic.
+    with _without_false_alarms():
         torch.onnx.export(
             wrapper,
             (),
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt")
     args = parser.parse_args(argv)
     output = args.output or Path(args.checkpoint).with_suffix(SUFFIXES[args.format])
+    output.parent.mkdir(parents=True, exist_ok=True)
     try:
         wrapper = EXPORTERS[args.format](load_model(args.checkpoint), output)
     except (CheckpointError, ExportError) as error:

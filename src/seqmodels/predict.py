@@ -82,16 +82,19 @@ def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip, EOF...: whatever the reason, it is not a readable checkpoint
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})") from None
+    except Exception:  # pickle, zip, OS errors: torch's messages say little more than this
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint (corrupt, truncated or not one)") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or "tokens" not in (hparams.get("vocab") or {}) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)")
+    # Built directly rather than by load_from_checkpoint: for a checkpoint written under LightningCLI, that goes
+    # through the CLI's `_instantiator`, whose jsonargparse checks take a minute on a 10,000-word vocabulary.
     try:
-        model = SequenceModel.load_from_checkpoint(path, map_location=device, weights_only=True)
-    except Exception as error:  # e.g. weights that do not fit the hyperparameters
+        model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters or weights that do not fit
         raise CheckpointError(f"cannot rebuild the model from {path} ({_first_line(error)})") from None
-    return model.eval()
+    return model.to(device).eval()
 
 
 def _first_line(error: Exception) -> str:
@@ -131,7 +134,9 @@ def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[
             continue
         block = list(group)
         tokens = []
-        for number, line in filter(lambda item: is_word(item[1]), block):
+        for number, line in block:
+            if not is_word(line):
+                continue
             if input_format == "conllu":
                 fields = line.split("\t")
                 if len(fields) != 10:
@@ -142,7 +147,9 @@ def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[
         yield Sentence(tokens, [line for _, line in block], where=f"{name}:{block[0][0]}")
 
 
-def _tag_lines(lines: list[str], tags: list[str], is_word: Callable[[str], bool], tag_line) -> str:
+def _tag_lines(
+    lines: list[str], tags: list[str], is_word: Callable[[str], bool], tag_line: Callable[[str, str], str]
+) -> str:
     """The block with ``tag_line(line, tag)`` applied to its word lines, in order, and a blank line after it."""
     tag_iter = iter(tags)
     return "".join(f"{tag_line(line, next(tag_iter)) if is_word(line) else line}\n" for line in lines) + "\n"
@@ -190,7 +197,8 @@ class Predictor:
     """Batched prediction: lists of tokens in, one JSON-ready dict per sentence out (``{}`` for no tokens).
 
     Sentences longer than ``max_tokens`` are cut into chunks, and at most ``batch_size`` chunks go
-    through the model at once, so memory is bounded whatever the input.
+    through the model at once, so memory is bounded whatever the input. Words keep their first 20
+    characters, the data module's default ``max_word_length`` (a checkpoint does not record it).
     """
 
     def __init__(self, model: SequenceModel, batch_size: int = 32, max_tokens: int = 512) -> None:
@@ -301,8 +309,8 @@ def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, 
     progress = tqdm(sentences, unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty())
     for batch in _batched(progress, predictor.batch_size):
         for sentence in (s for s in batch if len(s.tokens) > max_tokens):
-            chunks = -(-len(sentence.tokens) // max_tokens)
-            message = f"{len(sentence.tokens)} tokens > --max-tokens {max_tokens}; predicted in {chunks} separate chunks"
+            n, chunks = len(sentence.tokens), -(-len(sentence.tokens) // max_tokens)  # ceil
+            message = f"{n} tokens > --max-tokens {max_tokens}; predicted as {chunks} separate chunks"
             tqdm.write(f"seqmodels-predict: warning: {sentence.where}: {message}", file=sys.stderr)
         for sentence, prediction in zip(batch, predictor([s.tokens for s in batch])):
             output.write(write(sentence, prediction))

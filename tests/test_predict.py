@@ -1,0 +1,202 @@
+"""seqmodels-predict: a checkpoint alone tags and classifies text, CoNLL-U and CoNLL, streamed and robust."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from seqmodels.data.batching import PadCollator
+from seqmodels.data.vocab import CASES, PAD, UNK, Numericalizer
+from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.predict import Predictor, load_model, main, simple_tokenize
+
+WORDS = ["the", "film", "was", "great", "dull", "i", "do", "n't", "like", "it", "."]
+TAGS = {"multitask": ["ADJ", "AUX", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB"], "crf": ["B-X", "I-X", "O"]}
+
+
+def fit_checkpoint(path, vocab: dict, **heads) -> None:
+    """One epoch on 16 random sentences, saved as Lightning saves any checkpoint."""
+    rng = random.Random(0)
+    sentences = [[rng.choice(WORDS) for _ in range(rng.randint(1, 8))] for _ in range(16)]
+    raw = {"tokens": sentences, "tags": [[rng.choice(vocab["tags"]) for _ in s] for s in sentences]}
+    raw["label"] = [rng.choice(["negative", "positive"]) for _ in sentences]
+    encoded = Numericalizer(vocab)(raw)
+    examples = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
+    torch.manual_seed(0)
+    model = SequenceModel(vocab, encoder={"embedding_dim": 8, "hidden_size": 8, "char_channels": 4}, **heads)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(model, DataLoader(examples, batch_size=8, collate_fn=PadCollator()))
+    trainer.save_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """A multitask model with characters and a case feature, and a CRF tagger (BIO tags)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    chars = [PAD, UNK, *sorted(set("".join(WORDS)))]
+    vocab = {"tokens": [PAD, UNK, *WORDS], "chars": chars, "cases": CASES, "tags": TAGS["multitask"]}
+    fit_checkpoint(root / "multitask.ckpt", vocab | {"labels": ["negative", "positive"]}, tagger={}, classifier={})
+    fit_checkpoint(root / "crf.ckpt", {"tokens": [PAD, UNK, *WORDS], "tags": TAGS["crf"]}, tagger={"crf": True})
+    return {name: str(root / f"{name}.ckpt") for name in ("multitask", "crf")}
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_jsonl_from_arguments_is_what_predict_step_gives(checkpoints, capsys):
+    main([checkpoints["multitask"], "The film was GREAT .", "i do n't like it"])
+    first, second = records(capsys.readouterr().out)
+    assert first["tokens"] == ["The", "film", "was", "GREAT", "."]  # printed as given, looked up lower-cased
+    model = load_model(checkpoints["multitask"])
+    encoded = Numericalizer(model.hparams.vocab)({"tokens": [first["tokens"], second["tokens"]]})
+    batch = PadCollator()([dict(zip(encoded, values)) for values in zip(*encoded.values())])
+    with torch.no_grad():
+        expected = model.predict_step(batch, 0)
+    for record, reference in zip((first, second), expected):
+        assert record["tags"] == reference["tags"] and record["label"] == reference["label"]
+        assert record["label_probs"] == pytest.approx(reference["label_probs"], abs=1e-5)
+        assert len(record["tag_probs"]) == len(record["tokens"]) and all(0 < p <= 1 for p in record["tag_probs"])
+
+
+def test_a_crf_tagger_gives_its_viterbi_path(checkpoints, capsys):
+    main([checkpoints["crf"], "the film was dull ."])
+    (record,) = records(capsys.readouterr().out)
+    assert record["crf_path"] is True and "tag_probs" not in record and "label" not in record
+    assert len(record["tags"]) == 5 and set(record["tags"]) <= set(TAGS["crf"])
+
+
+CONLLU = """\
+# sent_id = 1
+# text = I don't like it.
+1\tI\tI\tPRON\tPRP\t_\t4\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+4\tlike\tlike\tVERB\tVB\t_\t0\troot\t_\t_
+4.1\tliked\tlike\tVERB\tVBD\t_\t_\t_\t0:root\t_
+5\tit\tit\tPRON\tPRP\t_\t4\tobj\t_\tSpaceAfter=No
+6\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+# sent_id = 2
+1\tGreat\tgreat\tADJ\tJJ\t_\t0\troot\t_\t_
+
+"""
+
+
+def test_conllu_is_written_back_with_upos_filled(checkpoints, tmp_path, capsys):
+    source, output = tmp_path / "in.conllu", tmp_path / "out.conllu"
+    source.write_text(CONLLU, encoding="utf-8")
+    main([checkpoints["multitask"], "--input", str(source), "--input-format", "conllu", "--output", str(output)])
+    main([checkpoints["multitask"], "--input", str(source), "--input-format", "conllu", "--format", "jsonl"])
+    predicted = records(capsys.readouterr().out)
+    assert [r["tokens"] for r in predicted] == [["I", "do", "n't", "like", "it", "."], ["Great"]]
+
+    written, original = output.read_text(encoding="utf-8").splitlines(), CONLLU.splitlines()
+    assert len(written) == len(original)
+    tags = iter(tag for record in predicted for tag in record["tags"])
+    for line, before in zip(written, original):
+        fields, before_fields = line.split("\t"), before.split("\t")
+        if before_fields[0].isdigit():  # a word: only UPOS changes
+            assert fields[:3] + fields[4:] == before_fields[:3] + before_fields[4:] and fields[3] == next(tags)
+        else:  # comments, the 2-3 multiword token, the 4.1 empty node, blank lines
+            assert line == before
+
+
+def test_conll_gets_a_last_column(checkpoints, tmp_path, capsys):
+    source = tmp_path / "in.conll"
+    source.write_text("-DOCSTART- -X- -X- O\n\nthe DT B-NP O\nfilm NN I-NP O\n", encoding="utf-8")
+    main([checkpoints["crf"], "--input", str(source), "--input-format", "conll"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["-DOCSTART- -X- -X- O", ""]
+    assert [line.rsplit(" ", 1)[0] for line in lines[2:4]] == ["the DT B-NP O", "film NN I-NP O"]
+    assert all(line.rsplit(" ", 1)[1] in TAGS["crf"] for line in lines[2:4]) and lines[4:] == [""]
+
+
+def test_empty_lines_and_unusual_unicode(checkpoints, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("the film\n\n😀 ☃ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 e\u0301 \u200b\n   \n", encoding="utf-8")
+    main([checkpoints["multitask"], "--input", str(source)])
+    out = records(capsys.readouterr().out)
+    unusual = ["😀", "☃", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "e\u0301", "\u200b"]  # emoji, math letters, a combining accent, a zero-width space
+    assert [r["tokens"] for r in out] == [["the", "film"], [], unusual, []]
+    assert out[1] == {"tokens": []} and len(out[2]["tags"]) == 5 and "label" in out[2]
+
+
+def test_a_long_sentence_is_predicted_in_chunks_with_a_warning(checkpoints, capsys):
+    main([checkpoints["multitask"], " ".join(["the film"] * 5000)])
+    captured = capsys.readouterr()
+    (record,) = records(captured.out)
+    assert len(record["tokens"]) == len(record["tags"]) == 10_000
+    assert "argument:1: 10000 tokens > --max-tokens 512; predicted as 20 separate chunks" in captured.err
+
+    # The chunks' predictions: tags concatenated, label probabilities averaged by chunk length.
+    predictor = Predictor(load_model(checkpoints["multitask"]), batch_size=2, max_tokens=4)
+    tokens = "the film was great . i do n't like it".split()
+    (whole,) = predictor([tokens])
+    parts = Predictor(predictor.model)([tokens[:4], tokens[4:8], tokens[8:]])
+    assert whole["tags"] == [tag for part in parts for tag in part["tags"]]
+    average = {k: sum(n * p["label_probs"][k] for n, p in zip((4, 4, 2), parts)) / 10 for k in whole["label_probs"]}
+    assert whole["label_probs"] == pytest.approx(average, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("I don't like the film.", "I do n't like the film ."),
+        ("It's a well-known U.S. film, isn't it?", "It 's a well-known U.S. film , is n't it ?"),
+        ("We can’t (really) pay $3.50 at 5 o'clock!", "We ca n't ( really ) pay $ 3.50 at 5 o'clock !"),
+        ('the actors\' "best" 😀', 'the actors \' " best " 😀'),
+    ],
+)
+def test_simple_tokenizer_splits_like_the_ptb(text, tokens):
+    assert simple_tokenize(text) == tokens.split(" ")
+
+
+def test_bad_checkpoints_end_in_one_line(tmp_path):
+    (tmp_path / "garbage.ckpt").write_text("not a checkpoint")
+    torch.save({"state_dict": {}, "epoch": 3}, tmp_path / "other.ckpt")
+    expected = {
+        "missing.ckpt": "checkpoint not found",
+        "garbage.ckpt": "cannot read",
+        "other.ckpt": "is not a seqmodels checkpoint",
+    }
+    for name, message in expected.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path / name), "some text"])
+        error = str(exit_info.value.code)
+        assert error.startswith("seqmodels-predict: error: ") and message in error and "\n" not in error
+
+
+def run_cli(*args: str, cwd, stdin: str = "") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "seqmodels.predict", *args]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, input=stdin, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_stdin_with_a_checkpoint_copied_alone_into_another_directory(checkpoints, tmp_path):
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    shutil.copy(checkpoints["multitask"], alone / "model.ckpt")
+    stdin = "I don't like it.\n\nGreat!\n"
+    result = run_cli("model.ckpt", "--tokenizer", "simple", "--batch-size", "1", cwd=alone, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    out = records(result.stdout)
+    assert [r["tokens"] for r in out] == [["I", "do", "n't", "like", "it", "."], [], ["Great", "!"]]
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_a_missing_checkpoint_fails_with_one_line_and_no_traceback(tmp_path):
+    result = run_cli("missing.ckpt", "text", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["seqmodels-predict: error: checkpoint not found: missing.ckpt"]
