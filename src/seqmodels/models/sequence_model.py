@@ -174,6 +174,11 @@ class SequenceModel(L.LightningModule):
                 result["label_probs"] = dict(zip(self.vocab["labels"].itos, p.tolist()))
         return results
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
+        them through the CLI (type-checking every vocabulary entry) makes loading take a minute."""
+        checkpoint["hyper_parameters"].pop("_instantiator", None)
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())
         if self.lr_scheduler is None:
