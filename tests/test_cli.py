@@ -1,5 +1,6 @@
 """train.py and its configs: every config parses, and a tiny end-to-end fit logs what TensorBoard shows."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,8 @@ def test_fit_end_to_end_in_a_subprocess(tmp_path):
 
     run_dir = tmp_path / "logs" / "default" / "version_0"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    written = json.loads((run_dir / "metrics_fit.json").read_text())
+    assert 0.0 <= written["test/tagger/acc"] <= 1.0 and "val/classifier/f1_macro" in written
     tags, hparam_metrics, hparam_names = read_events(run_dir)
     expected = {"train/loss", "val/loss", "test/loss"} | {
         f"{stage}/{head}/{metric}" for stage in ("val", "test") for head in ("tagger", "classifier") for metric in ("acc", "f1_macro")

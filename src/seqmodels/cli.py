@@ -73,9 +73,13 @@ class SeqModelsCLI(LightningCLI):
         print(f"Predictions: {path}")
 
     def report(self, metrics: dict, heading: str = "") -> None:
-        """Print the val/test metrics as a table and log them with the hyperparameters to TensorBoard."""
+        """Print the val/test metrics as a table, write them as JSON beside the run's logs, and log them with
+        the hyperparameters to TensorBoard."""
         metrics = {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))}
         logger = self.trainer.logger
+        if logger is not None and logger.log_dir and self.trainer.is_global_zero:
+            Path(logger.log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(logger.log_dir) / f"metrics_{self.subcommand}.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
             config = self.config[self.subcommand]
             params = {"model": config.model.as_dict(), "data": config.data.as_dict(), "seed": config.seed_everything}
