@@ -34,11 +34,12 @@ def test_override_on_the_command_line(capsys):
 
 
 def read_events(run_dir: Path) -> tuple[set[str], dict[str, float], set[str]]:
-    """Scalar tags, the HPARAMS metrics' values, and the hyperparameter names of a TensorBoard run."""
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    """Every tag (scalars, images, text, PR curves, histograms), the HPARAMS metrics' values, and the
+    hyperparameter names of a TensorBoard run."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0})
     accumulator.Reload()
-    tags = set(accumulator.Tags()["scalars"])
-    hparam_metrics = {t: accumulator.Scalars(t)[-1].value for t in tags if t.startswith("hparams/")}
+    tags = {tag for kind in ("scalars", "images", "tensors", "histograms") for tag in accumulator.Tags()[kind]}
+    hparam_metrics = {t: accumulator.Scalars(t)[-1].value for t in accumulator.Tags()["scalars"] if t.startswith("hparams/")}
     hparam_names: set[str] = set()
     for content in accumulator.PluginTagToContent("hparams").values():
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
@@ -49,7 +50,7 @@ def read_events(run_dir: Path) -> tuple[set[str], dict[str, float], set[str]]:
 
 def test_fit_end_to_end_in_a_subprocess(tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "default.yaml"), *TINY]
-    command += ["--data.cache_dir", str(tmp_path / "cache")]
+    command += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.callbacks.init_args.histograms", "true"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorboard --logdir logs" in result.stdout
@@ -66,6 +67,10 @@ def test_fit_end_to_end_in_a_subprocess(tmp_path):
     assert expected <= tags
     assert any(t.startswith("lr-") for t in tags)
     assert "hp_metric" not in tags
+    reports = {f"{stage}/{head}/confusion_matrix" for stage in ("val", "test") for head in ("tagger", "classifier")}
+    reports |= {"val/tagger/per_class/text_summary", "test/examples/text_summary", "val/classifier/pr_curve"}
+    assert reports <= tags, reports - tags
+    assert any(t.startswith("weights/encoder.lstm") for t in tags) and any(t.startswith("gradients/") for t in tags)
     assert 0.0 <= hparam_metrics["hparams/test/tagger/acc"] <= 1.0
     assert "hparams/val/classifier/acc" in hparam_metrics
     assert "model/encoder/hidden_size" in hparam_names and "data/batch_size" in hparam_names

@@ -31,6 +31,8 @@ class PadCollator:
             "token_ids": pad_sequence(tokens, batch_first=True, padding_value=self.pad_id),  # (B, T)
             "lengths": torch.tensor([len(t) for t in tokens], dtype=torch.long),  # (B,)
         }
+        if "tokens" in examples[0]:  # the words themselves, for reports (not moved to the device)
+            batch["tokens"] = [ex["tokens"] for ex in examples]
         if "char_ids" in examples[0]:
             batch["char_ids"] = pad_chars([ex["char_ids"] for ex in examples])  # (B, T, W)
         if "case_ids" in examples[0]:

@@ -168,7 +168,7 @@ class SequenceDataModule(L.LightningDataModule):
         return self.raw.map(
             Numericalizer(self.vocab, self.max_word_length),
             batched=True,
-            remove_columns=self.raw["train"].column_names,
+            remove_columns=[c for c in self.raw["train"].column_names if c != "tokens"],  # tokens: for reports
             desc="Encoding",
         )
 

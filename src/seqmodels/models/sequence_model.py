@@ -123,19 +123,23 @@ class SequenceModel(L.LightningModule):
     def _scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
-    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Any]:
+        """The weighted loss; in evaluation also each head's predictions (and class probabilities) for callbacks."""
         batch_size = batch["token_ids"].size(0)
         scores = self._scores(batch)
         loss = torch.zeros((), device=batch["token_ids"].device)
+        preds, probs = {}, {}
         for name, head in self.heads.items():
             targets = batch[head.target_key]  # (B, T) tags or (B,) labels
             head_loss = head.loss(scores[name], targets)
             loss = loss + self.loss_weights[name] * head_loss
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
             if stage in EVAL_STAGES:
-                self.metrics[stage][name].update(head.predict(scores[name], batch["lengths"]), targets)
+                preds[name] = head.predict(scores[name], batch["lengths"])  # (B, T) or (B,)
+                probs[name] = scores[name].detach().softmax(-1)
+                self.metrics[stage][name].update(preds[name], targets)
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
-        return loss
+        return {"loss": loss, "preds": preds, "probs": probs}
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """Compute (synchronised across processes under DDP), log and reset each head's metrics."""
@@ -144,16 +148,16 @@ class SequenceModel(L.LightningModule):
             collection.reset()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train")["loss"]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        return self._shared_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        return self._shared_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")

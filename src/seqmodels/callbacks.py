@@ -1,0 +1,207 @@
+"""A Lightning callback that writes to TensorBoard *where* the model goes wrong, at the end of each
+validation and test epoch: confusion matrices, per-class precision/recall/F1, example predictions,
+a precision-recall curve for binary classification, and (off by default) weight and gradient histograms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import matplotlib
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from seqmodels.data.batching import IGNORE_INDEX
+
+matplotlib.use("Agg")  # no display: render to arrays
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+class EvaluationReport(L.Callback):
+    """Per head: a confusion matrix figure, a per-class table, example predictions; PR curve for 2 classes.
+
+    Args:
+        confusion_matrix: a row-normalised confusion matrix figure per head.
+        per_class: a markdown table of per-class precision, recall, F1 and support.
+        examples: how many example sentences to show (0: none), with errors marked.
+        pr_curve: a precision-recall curve for a binary classifier.
+        histograms: weight and gradient histograms, once per training epoch.
+        max_classes: larger tag sets show only the ``max_classes`` most confused classes.
+    """
+
+    def __init__(
+        self,
+        confusion_matrix: bool = True,
+        per_class: bool = True,
+        examples: int = 5,
+        pr_curve: bool = True,
+        histograms: bool = False,
+        max_classes: int = 20,
+    ) -> None:
+        self.confusion_matrix, self.per_class, self.examples = confusion_matrix, per_class, examples
+        self.pr_curve, self.histograms, self.max_classes = pr_curve, histograms, max_classes
+        self._reset()
+
+    def _reset(self) -> None:
+        self.counts: dict[str, Tensor] = {}  # head -> (C, C) counts, rows = gold, columns = predicted
+        self.binary: list[tuple[Tensor, Tensor]] = []  # (gold label, P(second class)) per classifier batch
+        self.shown: list[dict[str, Any]] = []
+
+    # -- collecting ------------------------------------------------------------------------------
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        for name, preds in outputs["preds"].items():
+            vocab = pl_module.vocab["tags" if name == "tagger" else "labels"]
+            targets = batch[pl_module.heads[name].target_key]
+            real = targets != IGNORE_INDEX
+            pairs = targets[real] * len(vocab) + preds[real]  # one id per (gold, predicted) pair
+            counts = torch.bincount(pairs, minlength=len(vocab) ** 2).view(len(vocab), len(vocab)).cpu()
+            self.counts[name] = self.counts.get(name, 0) + counts
+        if "classifier" in outputs["probs"] and outputs["probs"]["classifier"].size(1) == 2:
+            self.binary.append((batch["label_ids"].cpu(), outputs["probs"]["classifier"][:, 1].float().cpu()))
+        num_batches = (trainer.num_test_batches if trainer.testing else trainer.num_val_batches)[dataloader_idx]
+        if self.examples and batch_idx % max(1, int(num_batches) // self.examples) == 0:
+            self._keep_example(pl_module, outputs, batch)
+
+    on_test_batch_end = on_validation_batch_end
+
+    def _keep_example(self, pl_module: L.LightningModule, outputs: dict, batch: dict[str, Any]) -> None:
+        """One sentence of this batch (batches are spread over the epoch): the one with the most errors."""
+        if len(self.shown) >= self.examples:
+            return
+        errors = torch.zeros(len(batch["lengths"]), device=batch["token_ids"].device)  # (B,)
+        for name, preds in outputs["preds"].items():
+            targets = batch[pl_module.heads[name].target_key]
+            wrong = (preds != targets) & (targets != IGNORE_INDEX)  # (B, T) or (B,)
+            errors += wrong.sum(1) if wrong.dim() > 1 else wrong
+        row = int(errors.argmax())
+        length = int(batch["lengths"][row])
+        if "tokens" in batch:
+            example: dict[str, Any] = {"tokens": batch["tokens"][row]}
+        else:
+            example = {"tokens": pl_module.vocab["tokens"].decode(batch["token_ids"][row, :length].tolist())}
+        if "tagger" in outputs["preds"]:
+            tags = pl_module.vocab["tags"]
+            example["gold_tags"] = tags.decode(batch["tag_ids"][row, :length].tolist())
+            example["tags"] = tags.decode(outputs["preds"]["tagger"][row, :length].tolist())
+        if "classifier" in outputs["preds"]:
+            labels, probs = pl_module.vocab["labels"], outputs["probs"]["classifier"][row]
+            example["gold_label"] = labels.itos[int(batch["label_ids"][row])]
+            example["label"] = labels.itos[int(probs.argmax())]
+            example["prob"] = float(probs.max())
+        self.shown.append(example)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "test" if trainer.testing else "val")
+
+    on_test_epoch_end = on_validation_epoch_end
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        counts = {n: trainer.strategy.reduce(c.to(pl_module.device), reduce_op="sum").cpu() for n, c in self.counts.items()}
+        writer = _tensorboard(trainer)
+        if writer is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        for name, matrix in counts.items():
+            classes = pl_module.vocab["tags" if name == "tagger" else "labels"].itos
+            if self.confusion_matrix:
+                writer.add_figure(f"{stage}/{name}/confusion_matrix", self._figure(matrix, classes, name), step)
+            if self.per_class:
+                writer.add_text(f"{stage}/{name}/per_class", per_class_table(matrix, classes), step)
+        if self.pr_curve and self.binary:
+            labels, probs = (torch.cat(t) for t in zip(*self.binary))
+            writer.add_pr_curve(f"{stage}/classifier/pr_curve", labels, probs, step)
+        if self.shown:
+            writer.add_text(f"{stage}/examples", examples_markdown(self.shown), step)
+
+    def _figure(self, matrix: Tensor, classes: list[str], head: str) -> plt.Figure:
+        """Row-normalised (recall per gold class); for large tag sets, the most confused classes only."""
+        keep = most_confused(matrix, self.max_classes)
+        shown = matrix[keep][:, keep].float()
+        normalised = shown / shown.sum(1, keepdim=True).clamp(min=1)
+        size = 2 + 0.45 * len(keep)
+        figure, axes = plt.subplots(figsize=(size + 1.5, size))
+        image = axes.imshow(normalised.numpy(), cmap="Blues", vmin=0, vmax=1)
+        names = [classes[i] for i in keep]
+        axes.set_xticks(range(len(names)), names, rotation=90)
+        axes.set_yticks(range(len(names)), names)
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("gold")
+        subset = "" if len(keep) == len(classes) else f" ({len(keep)} most confused of {len(classes)})"
+        axes.set_title(f"{head}: share of each gold class{subset}")
+        if len(keep) <= 20:
+            for i in range(len(keep)):
+                for j in range(len(keep)):
+                    value = normalised[i, j].item()
+                    if value >= 0.005:
+                        axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                                  color="white" if value > 0.5 else "black")
+        figure.colorbar(image, ax=axes, fraction=0.046)
+        figure.tight_layout()
+        return figure
+
+    # -- histograms ------------------------------------------------------------------------------
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        writer = _tensorboard(trainer)
+        if not self.histograms or writer is None or trainer.fit_loop.epoch_loop.batch_progress.current.ready != 1:
+            return  # once per epoch, at its first step
+        for name, parameter in pl_module.named_parameters():
+            writer.add_histogram(f"weights/{name}", parameter.detach().float().cpu(), trainer.global_step)
+            if parameter.grad is not None:
+                writer.add_histogram(f"gradients/{name}", parameter.grad.detach().float().cpu(), trainer.global_step)
+                writer.add_scalar(f"gradient_norm/{name}", parameter.grad.norm().item(), trainer.global_step)
+
+
+def _tensorboard(trainer: L.Trainer):
+    """The TensorBoard SummaryWriter, or None when the run logs elsewhere."""
+    return trainer.logger.experiment if isinstance(trainer.logger, TensorBoardLogger) else None
+
+
+def most_confused(matrix: Tensor, limit: int) -> list[int]:
+    """The indices of up to ``limit`` classes with the most errors (gold or predicted), in class order."""
+    if len(matrix) <= limit:
+        return list(range(len(matrix)))
+    errors = matrix.clone().fill_diagonal_(0)
+    return sorted(torch.topk(errors.sum(0) + errors.sum(1), limit).indices.tolist())
+
+
+def per_class_table(matrix: Tensor, classes: list[str]) -> str:
+    """A markdown table: precision, recall, F1 and support of each class, from a confusion matrix."""
+    correct, predicted, gold = matrix.diag().float(), matrix.sum(0).float(), matrix.sum(1).float()
+    precision, recall = correct / predicted.clamp(min=1), correct / gold.clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for i, name in enumerate(classes):
+        rows.append(f"| {name} | {precision[i]:.3f} | {recall[i]:.3f} | {f1[i]:.3f} | {int(gold[i])} |")
+    return "\n".join(rows)
+
+
+def escape(text: str) -> str:
+    """Markdown-escape a token (tokens such as ``*``, ``_`` or ``|`` would change the markup)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>" else c for c in text)
+
+
+def examples_markdown(examples: list[dict[str, Any]]) -> str:
+    """Sentences with gold and predicted tags (errors in bold, as gold→predicted) and labels with their probability."""
+    parts = []
+    for example in examples:
+        if "tags" in example:
+            words = [
+                f"{escape(token)}/{tag}" if tag == gold else f"**{escape(token)}/{gold}→{tag}**"
+                for token, gold, tag in zip(example["tokens"], example["gold_tags"], example["tags"])
+            ]
+            line = " ".join(words)
+        else:
+            line = " ".join(escape(token) for token in example["tokens"])
+        if "label" in example:
+            mark = "" if example["label"] == example["gold_label"] else " **✗**"
+            line += f"  \ngold: {example['gold_label']}, predicted: {example['label']} (p={example['prob']:.2f}){mark}"
+        parts.append(line)
+    return "\n\n".join(parts)
