@@ -104,3 +104,21 @@ def test_ner_config_reads_iob1_and_monitors_span_f1(tmp_path, capsys):
     assert cli.model.vocab["tags"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
     assert cli.trainer.checkpoint_callback.monitor == "val/tagger/span_f1"
     assert "tagger/span_f1" in capsys.readouterr().out  # a row of the final metrics table
+
+
+def test_find_checkpoint_takes_the_newest_run(tmp_path):
+    import torch
+
+    from seqmodels.cli import find_checkpoint
+
+    for version in (0, 2, 10):
+        folder = tmp_path / f"version_{version}" / "checkpoints"
+        folder.mkdir(parents=True)
+        best = folder / "epoch=3-step=9.ckpt"
+        best.write_bytes(b"")
+        state = {"ModelCheckpoint{'monitor': 'val/loss'}": {"best_model_path": str(best)}}
+        torch.save({"callbacks": state}, folder / "last.ckpt")
+    assert find_checkpoint(tmp_path, "last") == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
+    assert find_checkpoint(tmp_path, "best") == tmp_path / "version_10" / "checkpoints" / "epoch=3-step=9.ckpt"
+    with pytest.raises(FileNotFoundError, match="no earlier run"):
+        find_checkpoint(tmp_path / "elsewhere", "last")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
@@ -45,6 +46,26 @@ class SeqModelsCLI(LightningCLI):
         if logger and getattr(logger, "init_args", None) is not None and logger.init_args.get("name") is None:
             config_files = [Path(str(p)) for p in (config.get("config") or [])]
             logger.init_args.name = config_files[0].stem if config_files else "default"
+
+    def before_fit(self) -> None:
+        self._resolve_ckpt_path()
+
+    before_validate = before_test = before_predict = before_fit
+
+    def _resolve_ckpt_path(self) -> None:
+        """``--ckpt_path best|last``: the best or last checkpoint of this config's newest earlier run.
+
+        Lightning resolves them only inside the run that wrote them; a new process starts a new
+        ``version_N``, so look them up under ``logs/<config name>/``.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") not in ("best", "last"):
+            return
+        logger = self.trainer.logger
+        if logger is None:
+            raise ValueError("--ckpt_path best|last looks in the logger's directory; give a path instead")
+        config["ckpt_path"] = str(find_checkpoint(Path(logger.save_dir) / logger.name, config["ckpt_path"]))
+        print(f"Checkpoint: {config['ckpt_path']}")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -90,6 +111,21 @@ class SeqModelsCLI(LightningCLI):
             print(format_metrics(metrics, heading))
             if logger is not None:
                 print(f"TensorBoard: tensorboard --logdir {Path(logger.save_dir or 'logs')}")
+
+
+def find_checkpoint(runs_dir: Path, which: str) -> Path:
+    """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
+    runs = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: int(p.parts[-3].split("_")[1]))
+    if not runs:
+        raise FileNotFoundError(f"no earlier run with a last.ckpt under {runs_dir}/version_*/checkpoints/")
+    last = runs[-1]
+    if which == "last":
+        return last
+    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    best = next((s["best_model_path"] for k, s in states.items() if k.startswith("ModelCheckpoint")), "")
+    if not best or not Path(best).is_file():
+        raise FileNotFoundError(f"{last} records no best checkpoint that still exists ({best or 'none'})")
+    return Path(best)
 
 
 def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
