@@ -163,10 +163,11 @@ class SequenceModel(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Decoded predictions, one dict per sentence: ``tags`` and/or ``label`` with ``label_probs``."""
+        """Decoded predictions, one dict per sentence: ``tokens`` (when the batch has them), ``tags`` and/or
+        ``label`` with ``label_probs``."""
         scores = self._scores(batch)
         lengths = batch["lengths"].tolist()
-        results: list[dict[str, Any]] = [{} for _ in lengths]
+        results: list[dict[str, Any]] = [{"tokens": tokens} for tokens in batch["tokens"]] if "tokens" in batch else [{} for _ in lengths]
         if "tagger" in scores:
             tag_ids = self.heads["tagger"].predict(scores["tagger"], batch["lengths"]).cpu()  # (B, T)
             for result, ids, n in zip(results, tag_ids, lengths):
