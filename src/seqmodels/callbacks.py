@@ -104,7 +104,8 @@ class EvaluationReport(L.Callback):
     on_test_epoch_end = on_validation_epoch_end
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        counts = {n: trainer.strategy.reduce(c.to(pl_module.device), reduce_op="sum").cpu() for n, c in self.counts.items()}
+        reduce = trainer.strategy.reduce  # sums each process's counts under DDP; every rank must call it
+        counts = {name: reduce(c.to(pl_module.device), reduce_op="sum").cpu() for name, c in self.counts.items()}
         writer = _tensorboard(trainer)
         if writer is None or trainer.sanity_checking or not trainer.is_global_zero:
             return

@@ -87,8 +87,9 @@ def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or "tokens" not in (hparams.get("vocab") or {}) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)")
-    # Built directly rather than by load_from_checkpoint: for a checkpoint written under LightningCLI, that goes
-    # through the CLI's `_instantiator`, whose jsonargparse checks take a minute on a 10,000-word vocabulary.
+    # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
+    # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
+    # take a minute on a 10,000-word vocabulary.
     try:
         model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
         model.load_state_dict(checkpoint["state_dict"])

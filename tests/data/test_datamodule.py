@@ -45,7 +45,7 @@ def test_vocabularies_come_from_train_and_unknown_words_map_to_unk(tmp_path):
 def test_unseen_tags_stop_the_run_with_their_names(tmp_path):
     data = conllu_module(tmp_path, test_text=CONLLU.replace("\tADV\t", "\tINTJ\t"))
     with pytest.raises(ValueError, match=r"test split's tags .*\['INTJ'\]"):
-        data.vocab
+        _ = data.vocabularies
 
 
 def test_lowercase_adds_a_case_feature_and_chars_keep_case(tmp_path):

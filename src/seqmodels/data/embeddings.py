@@ -36,7 +36,8 @@ def load_vectors(source: str, encoding: str = "utf-8") -> dict[str, np.ndarray]:
             if dim is None:
                 dim = len(fields) - 1
             if len(fields) - 1 != dim or dim < 1:
-                raise DataFormatError(f"{source}:{number}: expected a word and {dim} numbers, found {len(fields)} fields")
+                found = len(fields)
+                raise DataFormatError(f"{source}:{number}: expected a word and {dim} numbers, found {found} fields")
             try:
                 vectors.setdefault(fields[0], np.asarray(fields[1:], dtype=np.float32))
             except ValueError as error:
@@ -60,7 +61,8 @@ def _load_glove_package() -> dict[str, np.ndarray]:
 
 
 def embedding_matrix(vocab: Vocabulary, vectors: dict[str, np.ndarray], seed: int = 0) -> Tensor:
-    """(len(vocab), D): each word's pretrained vector where it has one, small random values elsewhere, 0 for ``<pad>``."""
+    """(len(vocab), D): each word's pretrained vector where it has one, small random values elsewhere,
+    0 for ``<pad>``."""
     dim = len(next(iter(vectors.values())))
     generator = torch.Generator().manual_seed(seed)
     matrix = torch.randn(len(vocab), dim, generator=generator) * 0.1

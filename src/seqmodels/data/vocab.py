@@ -16,7 +16,8 @@ CASES = [PAD, "lower", "title", "upper", "mixed", "none"]
 
 
 def case_of(token: str) -> str:
-    """The token's case class, one of ``CASES``: lower, title ("Paris"), upper ("NASA"), mixed ("iPhone") or none ("42")."""
+    """The token's case class, one of ``CASES``: lower, title ("Paris"), upper ("NASA"), mixed ("iPhone")
+    or none ("42")."""
     if not any(c.isalpha() for c in token):
         return "none"
     if token.islower():

@@ -17,7 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqmodels.data.batching import IGNORE_INDEX
-from seqmodels.data.vocab import PAD, from_lists
+from seqmodels.data.vocab import PAD, Vocabulary, from_lists
 from seqmodels.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.metrics import SpanF1
 from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead, is_bio
@@ -72,11 +72,15 @@ class SequenceModel(L.LightningModule):
             )
             self.loss_weights["classifier"] = classifier.get("loss_weight", 1.0)
         self.metrics = nn.ModuleDict(
-            {stage: nn.ModuleDict({name: self._head_metrics(name, stage) for name in self.heads}) for stage in EVAL_STAGES}
+            {
+                stage: nn.ModuleDict({name: self._head_metrics(name, stage) for name in self.heads})
+                for stage in EVAL_STAGES
+            }
         )
 
     def _build_encoder(self, config: EncoderConfig, initial_embeddings: Tensor | None) -> LSTMEncoder:
-        """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if ``cases``."""
+        """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if
+        ``cases``."""
         if initial_embeddings is not None and initial_embeddings.size(1) != config.get("embedding_dim", 100):
             raise ValueError(
                 f"the pretrained embeddings (data.pretrained_embeddings) have dimension {initial_embeddings.size(1)}, "
@@ -167,7 +171,8 @@ class SequenceModel(L.LightningModule):
         ``label`` with ``label_probs``."""
         scores = self._scores(batch)
         lengths = batch["lengths"].tolist()
-        results: list[dict[str, Any]] = [{"tokens": tokens} for tokens in batch["tokens"]] if "tokens" in batch else [{} for _ in lengths]
+        tokens = batch.get("tokens") or [None] * len(lengths)
+        results: list[dict[str, Any]] = [{"tokens": t} if t is not None else {} for t in tokens]
         if "tagger" in scores:
             tag_ids = self.heads["tagger"].predict(scores["tagger"], batch["lengths"]).cpu()  # (B, T)
             for result, ids, n in zip(results, tag_ids, lengths):
