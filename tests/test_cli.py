@@ -122,3 +122,20 @@ def test_find_checkpoint_takes_the_newest_run(tmp_path):
     assert find_checkpoint(tmp_path, "best") == tmp_path / "version_10" / "checkpoints" / "epoch=3-step=9.ckpt"
     with pytest.raises(FileNotFoundError, match="no earlier run"):
         find_checkpoint(tmp_path / "elsewhere", "last")
+
+
+def test_ddp_on_the_cpu_shares_the_batches(tmp_path):
+    """Two CPU processes (gloo): each rank takes half the batches, and the synchronised metrics are reported."""
+    import torch
+
+    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "default.yaml")]
+    command += ["--config", str(CONFIGS / "trainer" / "ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
+    command += [*TINY, "--data.batch_size", "16", "--data.cache_dir", str(tmp_path / "cache")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "logs" / "default" / "version_0"
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    batches_per_rank = (96 // 16) // 2  # 6 length-bucketed batches per epoch, shared by 2 ranks
+    assert checkpoint["global_step"] == 2 * batches_per_rank
+    metrics = json.loads((run_dir / "metrics_fit.json").read_text())
+    assert 0.0 <= metrics["test/tagger/acc"] <= 1.0 and 0.0 <= metrics["val/classifier/acc"] <= 1.0

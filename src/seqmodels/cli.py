@@ -144,14 +144,13 @@ def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
 def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> SeqModelsCLI:
     """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``."""
     config_dir = config_dir or Path("configs")
-    args = list(sys.argv[1:] if args is None else args)
-    if not args:
+    if not (sys.argv[1:] if args is None else args):
         args = ["fit", "--config", str(config_dir / "default.yaml")]
     base = {"default_config_files": [str(config_dir / "base.yaml")]}
     return SeqModelsCLI(
         SequenceModel,
         SequenceDataModule,
-        args=args,
+        args=args,  # None: sys.argv
         parser_kwargs={subcommand: base for subcommand in SUBCOMMANDS},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,

@@ -148,7 +148,8 @@ class SequenceModel(L.LightningModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         """Compute (synchronised across processes under DDP), log and reset each head's metrics."""
         for collection in self.metrics[stage].values():
-            self.log_dict(collection.compute())
+            # compute() already gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
+            self.log_dict(collection.compute(), sync_dist=True)
             collection.reset()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
