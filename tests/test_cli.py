@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -25,6 +26,16 @@ def test_every_config_parses(config, capsys):
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "model:" in printed and "data:" in printed and "TensorBoardLogger" in printed
+
+
+@pytest.mark.parametrize("trainer_config", sorted((CONFIGS / "trainer").glob("*.yaml")), ids=lambda p: p.name)
+def test_trainer_configs_parse_as_a_second_config(trainer_config, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "default.yaml"), "--config", str(trainer_config), "--print_config"],
+             config_dir=CONFIGS)
+    printed = capsys.readouterr().out
+    for key, value in yaml.safe_load(trainer_config.read_text())["trainer"].items():
+        assert "  " + yaml.safe_dump({key: value}).strip() in printed  # the second config's values win
 
 
 def test_override_on_the_command_line(capsys):
