@@ -12,7 +12,8 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 - inference tokens/s through the prediction path (``seqmodels.predict.Predictor``);
 - peak resident memory of the process.
 
-Every loop starts from the same initial weights and runs the same number of optimizer steps.
+Every loop starts from the same initial weights, runs the same number of optimizer steps and loads
+its batches as it goes (collation included).
 """
 
 from __future__ import annotations
@@ -55,19 +56,23 @@ def count(batch: dict[str, Any]) -> tuple[int, int]:
     return int(batch["lengths"].sum()), batch["token_ids"].numel()
 
 
-def plain_loop(model: SequenceModel, batches: list[dict[str, Any]]) -> float:
-    """A minimal PyTorch training loop (no Lightning): seconds for all the batches."""
+def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps: int) -> tuple[float, int, int]:
+    """A minimal PyTorch training loop (no Lightning) over the loader's first ``steps`` batches, loading
+    included: (seconds, real tokens, positions)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
+    tokens = positions = 0
     start = time.perf_counter()
-    for batch in batches:
+    for _, batch in zip(range(steps), loader):
         scores = model(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
         loss = sum(head.loss(scores[name], batch[head.target_key]) for name, head in model.heads.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         optimizer.step()
-    return time.perf_counter() - start
+        real, padded = count(batch)
+        tokens, positions = tokens + real, positions + padded
+    return time.perf_counter() - start, tokens, positions
 
 
 class Counter(L.Callback):
@@ -110,14 +115,15 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         project = counter.tokens / seconds
 
         data.setup("fit")
-        loader = data.train_dataloader()
-        same = [batch for _, batch in zip(range(steps), loader)]  # the project's batches (seeded: the same)
-        minimal = sum(count(b)[0] for b in same) / plain_loop(copy.deepcopy(initial), same)
+        loader = data.train_dataloader()  # seeded: the batches the project trained on, in the same order
+        seconds, tokens, _ = plain_loop(copy.deepcopy(initial), loader, steps)
+        minimal = tokens / seconds
 
         random_sampler = BucketBatchSampler(data.encoded["train"]["length"], data.batch_size, bucket=False, seed=0)
         loader = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler, collate_fn=loader.collate_fn)
-        shuffled = [batch for _, batch in zip(range(steps), loader)]
-        straightforward = sum(count(b)[0] for b in shuffled) / plain_loop(copy.deepcopy(initial), shuffled)
+        seconds, tokens, positions = plain_loop(copy.deepcopy(initial), loader, steps)
+        straightforward = tokens / seconds
+        random_padding = 1 - tokens / positions
 
         sentences = data.raw["test"]["tokens"]
         predictor = Predictor(initial.eval(), batch_size=data.batch_size)
@@ -126,7 +132,6 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         inference = sum(map(len, sentences)) / (time.perf_counter() - start)
 
     padding = 1 - counter.tokens / counter.positions
-    random_padding = 1 - sum(count(b)[0] for b in shuffled) / sum(count(b)[1] for b in shuffled)
     rows = [
         {"run": name, "what": "data preparation, first run (s)", "value": round(first, 2)},
         {"run": name, "what": "data preparation, cached rerun (s)", "value": round(cached, 2),
