@@ -86,3 +86,21 @@ def test_batches_are_bucketed_and_cover_the_split(tmp_path):
     assert sum(len(b["lengths"]) for b in batches) == 1000
     padding = 1 - sum(b["lengths"].sum().item() for b in batches) / sum(b["token_ids"].numel() for b in batches)
     assert padding < 0.05
+
+
+def test_vocabularies_are_cached_until_the_data_changes(tmp_path, monkeypatch):
+    first = conllu_module(tmp_path, char_features=True).vocab
+    calls = []
+    original = SequenceDataModule._build_vocabularies
+    monkeypatch.setattr(SequenceDataModule, "_build_vocabularies", lambda self: calls.append(1) or original(self))
+    assert conllu_module(tmp_path, char_features=True).vocab == first
+    assert calls == []  # read from the cache
+    assert "chars" not in conllu_module(tmp_path).vocab  # other options: built again
+    calls.clear()
+    train = tmp_path / "train.conllu"
+    train.write_text(CONLLU.replace("\tfast\t", "\tquickly\t"), encoding="utf-8")  # same path, new content
+    changed = SequenceDataModule(
+        format="conllu", train_file=str(train), val_file=str(train), test_file=str(tmp_path / "test.conllu"),
+        cache_dir=str(tmp_path / "cache"), char_features=True,
+    )
+    assert "quickly" in changed.vocab["tokens"] and calls == [1]

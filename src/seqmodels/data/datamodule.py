@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -16,7 +19,7 @@ from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.readers import read_corpus
 from seqmodels.data.synthetic import load_synthetic_corpus
 from seqmodels.data.embeddings import embedding_matrix, load_vectors
-from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary
+from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, from_lists
 
 DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
@@ -131,7 +134,34 @@ class SequenceDataModule(L.LightningDataModule):
 
     @cached_property
     def vocabularies(self) -> dict[str, Vocabulary]:
-        """Tokens (+ pretrained words), chars, cases, tags, labels: as the data and options call for, from train."""
+        """Tokens (+ pretrained words), chars, cases, tags, labels: as the data and options call for, from train.
+
+        Cached as JSON beside the data, keyed on the splits' ``datasets`` fingerprints and the options, so
+        that a rerun on unchanged data does not count every token again.
+        """
+        path = self._vocabulary_cache()
+        if path is not None and path.is_file():
+            return from_lists(json.loads(path.read_text(encoding="utf-8")))
+        vocabs = self._build_vocabularies()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps({name: v.itos for name, v in vocabs.items()}), encoding="utf-8")
+            partial.replace(path)  # atomic: a crash never leaves a half-written cache
+        return vocabs
+
+    def _vocabulary_cache(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        embeddings = self.pretrained_embeddings
+        if embeddings is not None and Path(embeddings).is_file():
+            embeddings = f"{embeddings}:{Path(embeddings).stat().st_mtime_ns}"
+        options = [self.min_freq, self.lowercase, self.char_features, embeddings]
+        fingerprints = {split: dataset._fingerprint for split, dataset in self.raw.items()}
+        key = hashlib.sha256(json.dumps([fingerprints, options]).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / "vocabularies" / f"{key}.json"
+
+    def _build_vocabularies(self) -> dict[str, Vocabulary]:
         train = self.raw["train"]
         tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in train["tokens"]), self.min_freq)
         vocabs = {"tokens": tokens.extended(self.vectors) if self.vectors else tokens}
