@@ -13,7 +13,9 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 - peak resident memory of the process.
 
 Every loop starts from the same initial weights, runs the same number of optimizer steps and loads
-its batches as it goes (collation included).
+its batches as it goes (collation included). The project's tokens/s is timed over its training loop;
+``Trainer.fit``'s one-off set-up has a row of its own. After an untimed warm-up, the project and the
+minimal loop run twice each, in the order project, minimal, minimal, project.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from seqmodels.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = 5.0  # configs/base.yaml's gradient_clip_val
+WARMUP_STEPS = 20  # untimed steps before the first measurement
 
 
 def data_module(config: dict, files: dict[str, str], cache_dir: str) -> SequenceDataModule:
@@ -76,10 +79,18 @@ def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps:
 
 
 class Counter(L.Callback):
-    """Counts the real tokens and positions of the batches Lightning trains on."""
+    """Counts the real tokens and positions of the batches Lightning trains on, and times its training
+    loop: from ``on_train_start`` (after ``Trainer.fit``'s set-up) to ``on_train_end``."""
 
     def __init__(self) -> None:
         self.tokens = self.positions = 0
+        self.start = self.end = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.end = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tokens, positions = count(batch)
@@ -88,6 +99,7 @@ class Counter(L.Callback):
 
 
 def project_loop(model: SequenceModel, data: SequenceDataModule, steps: int) -> tuple[float, Counter]:
+    """Train with Lightning for ``steps`` optimizer steps: (seconds of the whole ``fit`` call, counter)."""
     counter = Counter()
     trainer = L.Trainer(
         accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
@@ -111,14 +123,19 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         cached = time.perf_counter() - start
 
         initial = new_model(config, data)
-        seconds, counter = project_loop(copy.deepcopy(initial), data, steps)
-        project = counter.tokens / seconds
-
         data.setup("fit")
-        loader = data.train_dataloader()  # seeded: the batches the project trained on, in the same order
-        seconds, tokens, _ = plain_loop(copy.deepcopy(initial), loader, steps)
-        minimal = tokens / seconds
+        plain_loop(copy.deepcopy(initial), data.train_dataloader(), WARMUP_STEPS)  # allocator, caches: not timed
+        # Project, minimal, minimal, project: a steady drift in the shared machine's speed cancels out of
+        # the ratio. The seeded loader gives every loop the same batches in the same order.
+        projects = [project_loop(copy.deepcopy(initial), data, steps)]
+        minimals = [plain_loop(copy.deepcopy(initial), data.train_dataloader(), steps) for _ in range(2)]
+        projects.append(project_loop(copy.deepcopy(initial), data, steps))
+        counter = projects[-1][1]
+        project = sum(c.tokens for _, c in projects) / sum(c.end - c.start for _, c in projects)
+        minimal = sum(tokens for _, tokens, _ in minimals) / sum(seconds for seconds, _, _ in minimals)
+        setup = sum(seconds - (c.end - c.start) for seconds, c in projects) / len(projects)
 
+        loader = data.train_dataloader()
         random_sampler = BucketBatchSampler(data.encoded["train"]["length"], data.batch_size, bucket=False, seed=0)
         loader = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler, collate_fn=loader.collate_fn)
         seconds, tokens, positions = plain_loop(copy.deepcopy(initial), loader, steps)
@@ -136,6 +153,7 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         {"run": name, "what": "data preparation, first run (s)", "value": round(first, 2)},
         {"run": name, "what": "data preparation, cached rerun (s)", "value": round(cached, 2),
          "ratio": round(cached / first, 3)},
+        {"run": name, "what": "Trainer.fit set-up and tear-down (s), once per run", "value": round(setup, 2)},
         {"run": name, "what": "training tokens/s, project (Lightning, bucketed)", "value": round(project),
          "padding": round(padding, 4)},
         {"run": name, "what": "training tokens/s, minimal plain loop, same batches", "value": round(minimal),

@@ -104,3 +104,14 @@ def test_vocabularies_are_cached_until_the_data_changes(tmp_path, monkeypatch):
         cache_dir=str(tmp_path / "cache"), char_features=True,
     )
     assert "quickly" in changed.vocab["tokens"] and calls == [1]
+
+
+def test_only_evaluation_batches_carry_the_words_and_they_stay_on_the_cpu(tmp_path):
+    data = conllu_module(tmp_path)
+    data.setup("fit")
+    assert "tokens" not in next(iter(data.train_dataloader()))  # training never reads them
+    batch = next(iter(data.val_dataloader()))
+    assert [len(words) for words in batch["tokens"]] == batch["lengths"].tolist()
+    moved = data.transfer_batch_to_device(dict(batch), torch.device("meta"), 0)
+    assert moved["token_ids"].device.type == "meta"
+    assert moved["lengths"].device.type == "cpu" and moved["tokens"] is batch["tokens"]

@@ -22,6 +22,7 @@ from seqmodels.data.embeddings import embedding_matrix, load_vectors
 from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, from_lists
 
 DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]
+CPU_KEYS = ("lengths", "tokens")  # batch entries that stay on the CPU
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
 
 
@@ -212,14 +213,15 @@ class SequenceDataModule(L.LightningDataModule):
                 raise ValueError(f"stage '{stage}' needs a '{split}' split, but the corpus has {list(self.encoded)}")
 
     def transfer_batch_to_device(self, batch: dict[str, Tensor], device: torch.device, dataloader_idx: int) -> dict:
-        """Move everything but ``lengths``, which packing needs on the CPU (no device round trip)."""
-        lengths = batch.pop("lengths")
-        batch = super().transfer_batch_to_device(batch, device, dataloader_idx)
-        batch["lengths"] = lengths
-        return batch
+        """Move the tensors but ``lengths``, which packing needs on the CPU (no device round trip), and leave the
+        words (``tokens``) alone: walking their nested lists would cost every step."""
+        kept = {key: batch.pop(key) for key in CPU_KEYS if key in batch}
+        return {**super().transfer_batch_to_device(batch, device, dataloader_idx), **kept}
 
-    def _dataloader(self, split: str, shuffle: bool, bucket: bool) -> DataLoader:
+    def _dataloader(self, split: str, shuffle: bool, bucket: bool, words: bool = True) -> DataLoader:
+        """Batches of ``split``; ``words=False`` leaves out the words themselves, which only reports read."""
         dataset = self.encoded[split]
+        columns = [c for c in dataset.column_names if c != "length" and (words or c != "tokens")]
         trainer = self.trainer
         sampler = BucketBatchSampler(
             dataset["length"],
@@ -231,7 +233,7 @@ class SequenceDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
         )
         return DataLoader(
-            dataset.with_format(columns=[c for c in dataset.column_names if c != "length"]),
+            dataset.with_format(columns=columns),
             batch_sampler=sampler,
             collate_fn=PadCollator(pad_id=self.vocabularies["tokens"].stoi["<pad>"]),
             num_workers=self.num_workers,
@@ -240,7 +242,7 @@ class SequenceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train", shuffle=True, bucket=self.bucket)
+        return self._dataloader("train", shuffle=True, bucket=self.bucket, words=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._dataloader("validation", shuffle=False, bucket=True)
