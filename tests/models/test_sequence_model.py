@@ -122,3 +122,21 @@ def test_checkpoint_alone_predicts_identically(tmp_path):
     model.eval()
     assert model.predict_step(batch, 0) == restored.predict_step(batch, 0)
     assert restored.vocab["tokens"].encode(["w3", "never-seen"]) == [VOCAB["tokens"].index("w3"), 1]
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_mixed_precision_trains_with_a_crf_and_a_classifier(precision):
+    """CPU autocast stands in for a GPU's: the heads run in bfloat16, the losses (the CRF's too) in float32."""
+    model = make_model(tagger={"crf": True}, classifier={})
+    loader = DataLoader(make_examples(), batch_size=8, collate_fn=PadCollator())
+    trainer = quiet_trainer(precision=precision, max_epochs=1, num_sanity_val_steps=0)
+    trainer.fit(model, loader, loader)
+    assert all(torch.isfinite(v) for k, v in trainer.callback_metrics.items()), trainer.callback_metrics
+    assert {"val/tagger/acc", "val/classifier/acc"} <= trainer.callback_metrics.keys()
+    batch = next(iter(loader))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        scores = model(batch["token_ids"], batch["lengths"])
+        losses = [head.loss(scores[name], batch[head.target_key]) for name, head in model.heads.items()]
+    expected = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    assert scores["tagger"].dtype == scores["classifier"].dtype == expected
+    assert all(loss.dtype == torch.float32 for loss in losses)
