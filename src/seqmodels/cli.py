@@ -9,20 +9,51 @@ metrics to TensorBoard's HPARAMS tab.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from seqmodels.checkpoints import check_fits, read_checkpoint
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.models.sequence_model import SequenceModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DEBUG_ENV = "SEQMODELS_DEBUG"  # =1, or --debug: errors with their full traceback
+USER_ERRORS = (ValueError, OSError, FloatingPointError)  # bad data, config, checkpoint or files; a NaN loss
+_NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's several-line error, cut to the key and the first specific complaint."""
+    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    head, *details = [line for line in lines if not line.startswith(_NOISE)] or [message.strip()]
+    if details:
+        head = f"{head} {details[0]}"
+    return re.sub(r"\. Got value: .{60,}$", "", head)
+
+
+class ShortErrorParser(LightningArgumentParser):
+    """Configuration errors in one line: ``train.py fit: error: Parser key "data.batch_size": Expected ...``."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if debugging() or not self.exit_on_error:  # jsonargparse's trial parses need the exception
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line(message)} (see {prog} --help)\n")
+        self.exit(2)
 
 
 class SeqModelsCLI(LightningCLI):
@@ -40,32 +71,36 @@ class SeqModelsCLI(LightningCLI):
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        """Name the TensorBoard run after the first ``--config`` file: ``logs/<config name>/version_N``."""
+        """Name the TensorBoard run after the first ``--config`` file (``logs/<config name>/version_N``), and
+        resolve ``--ckpt_path best|last``; ``fit`` from a checkpoint of an earlier run continues that run's
+        ``version_N``, so its checkpoint callback and early stopping pick up where they stopped."""
         config = self.config[self.subcommand]
         logger = config.trainer.logger
-        if logger and getattr(logger, "init_args", None) is not None and logger.init_args.get("name") is None:
+        init_args = getattr(logger, "init_args", None) if logger else None
+        if init_args is not None and init_args.get("name") is None:
             config_files = [Path(str(p)) for p in (config.get("config") or [])]
-            logger.init_args.name = config_files[0].stem if config_files else "default"
+            init_args.name = config_files[0].stem if config_files else "default"
+        if not config.get("ckpt_path"):
+            return
+        runs_dir = Path(init_args.save_dir or ".") / init_args.name if init_args is not None else None
+        if config.ckpt_path in ("best", "last"):
+            if runs_dir is None:
+                raise ValueError("--ckpt_path best|last looks in the logger's directory; give a path instead")
+            config.ckpt_path = str(find_checkpoint(runs_dir, config.ckpt_path))
+            print(f"Checkpoint: {config.ckpt_path}")
+        checkpoint = Path(config.ckpt_path).resolve()
+        if self.subcommand == "fit" and runs_dir is not None and checkpoint.parent.parent.parent == runs_dir.resolve():
+            init_args.version = int(checkpoint.parent.parent.name.removeprefix("version_"))
 
     def before_fit(self) -> None:
-        self._resolve_ckpt_path()
+        """Record the run's config in every checkpoint; check that a checkpoint to start from fits the model."""
+        config = self.config[self.subcommand]
+        self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        if ckpt_path:
+            check_fits(read_checkpoint(ckpt_path), self.model, ckpt_path)
 
     before_validate = before_test = before_predict = before_fit
-
-    def _resolve_ckpt_path(self) -> None:
-        """``--ckpt_path best|last``: the best or last checkpoint of this config's newest earlier run.
-
-        Lightning resolves them only inside the run that wrote them; a new process starts a new
-        ``version_N``, so look them up under ``logs/<config name>/``.
-        """
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") not in ("best", "last"):
-            return
-        logger = self.trainer.logger
-        if logger is None:
-            raise ValueError("--ckpt_path best|last looks in the logger's directory; give a path instead")
-        config["ckpt_path"] = str(find_checkpoint(Path(logger.save_dir) / logger.name, config["ckpt_path"]))
-        print(f"Checkpoint: {config['ckpt_path']}")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -142,16 +177,36 @@ def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
 
 
 def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> SeqModelsCLI:
-    """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``."""
+    """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``.
+
+    Bad input (data, config, files, checkpoints) and a non-finite loss end the run with one line on stderr
+    and exit status 1; ``--debug`` anywhere in the arguments, or ``SEQMODELS_DEBUG=1``, shows the traceback.
+    """
     config_dir = config_dir or Path("configs")
-    if not (sys.argv[1:] if args is None else args):
+    argv = list(sys.argv[1:] if args is None else args)
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ[DEBUG_ENV] = "1"
+    if not argv:
         args = ["fit", "--config", str(config_dir / "default.yaml")]
+    elif args is None:
+        sys.argv[1:] = argv  # LightningCLI reads the command line itself (and warns when also given args)
+    else:
+        args = argv
     base = {"default_config_files": [str(config_dir / "base.yaml")]}
-    return SeqModelsCLI(
-        SequenceModel,
-        SequenceDataModule,
-        args=args,  # None: sys.argv
-        parser_kwargs={subcommand: base for subcommand in SUBCOMMANDS},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    try:
+        return SeqModelsCLI(
+            SequenceModel,
+            SequenceDataModule,
+            args=args,  # None: sys.argv
+            parser_kwargs={subcommand: base for subcommand in SUBCOMMANDS},
+            parser_class=ShortErrorParser,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except USER_ERRORS as error:
+        if debugging():
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        sys.stderr.write(f"{Path(sys.argv[0]).name}: error: {message} (--debug for the traceback)\n")
+        raise SystemExit(1) from None

@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from seqmodels.encoder import EncoderOutput
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predict import CheckpointError, load_model
+from seqmodels.checkpoints import CheckpointError
+from seqmodels.predict import load_model
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 METADATA = "seqmodels.json"

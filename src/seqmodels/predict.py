@@ -40,6 +40,7 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
+from seqmodels.checkpoints import CheckpointError, read_checkpoint
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.readers import tokenize
 from seqmodels.data.vocab import Numericalizer
@@ -68,25 +69,14 @@ TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
 }
 
 
-class CheckpointError(ValueError):
-    """The checkpoint is missing, unreadable, or not a seqmodels one."""
-
-
 class InputError(ValueError):
     """Input that cannot be read as the chosen format, or an output format the model cannot fill."""
 
 
 def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # pickle, zip, OS errors: torch's messages say little more than this
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint (corrupt, truncated or not one)") from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or "tokens" not in (hparams.get("vocab") or {}) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)")
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
     # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
     # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
     # take a minute on a 10,000-word vocabulary.

@@ -239,6 +239,9 @@ class SequenceDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=bool(trainer and trainer.strategy.root_device.type == "cuda"),
+            # Its own generator: starting an epoch must not draw from torch's global one (dropout's), or a
+            # resumed run (which validates before it trains) would drop out other units than the original.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

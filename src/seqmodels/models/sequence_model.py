@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from seqmodels.checkpoints import KEY, provenance, restore_rng
 from seqmodels.data.batching import IGNORE_INDEX
 from seqmodels.data.vocab import PAD, Vocabulary, from_lists
 from seqmodels.encoder import EncoderConfig, LSTMEncoder
@@ -23,6 +24,10 @@ from seqmodels.metrics import SpanF1
 from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead, is_bio
 
 EVAL_STAGES = ("val", "test")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; raised before that step's update."""
 
 
 class SequenceModel(L.LightningModule):
@@ -53,6 +58,7 @@ class SequenceModel(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
         if tagger is None and classifier is None:
             raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
         self.vocab = from_lists(vocab)
@@ -153,7 +159,14 @@ class SequenceModel(L.LightningModule):
             collection.reset()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")["loss"]
+        loss = self._shared_step(batch, "train")["loss"]
+        if not torch.isfinite(loss):  # stop before the update: the checkpoints on disk stay good
+            raise NonFiniteLossError(
+                f"the training loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}: {len(batch['lengths'])} sentences of lengths {batch['lengths'].tolist()}); "
+                "stopped before updating the weights: the last checkpoint is from a good step"
+            )
+        return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         return self._shared_step(batch, "val")
@@ -186,9 +199,18 @@ class SequenceModel(L.LightningModule):
         return results
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
+        """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`).
+
+        Drop LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
         them through the CLI (type-checking every vocabulary entry) makes loading take a minute."""
         checkpoint["hyper_parameters"].pop("_instantiator", None)
+        checkpoint[KEY] = provenance(self.training_config)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When training resumes, draw the same random numbers (dropout) as the run that saved the checkpoint."""
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if fitting and "rng" in checkpoint.get(KEY, {}):
+            restore_rng(checkpoint[KEY]["rng"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())

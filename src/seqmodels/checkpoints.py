@@ -1,0 +1,110 @@
+"""Checkpoints that are safe to read, written atomically, and that say what made them.
+
+- :func:`read_checkpoint` loads with ``weights_only=True`` (plain tensors and containers, never arbitrary
+  pickled objects) and fails with one line naming the file when it is missing, corrupt, not a seqmodels
+  checkpoint, or made by a newer format.
+- :func:`check_fits` names the first weight a checkpoint from another task or config does not have.
+- :class:`AtomicCheckpointIO` writes ``<name>.partial`` beside the target, fsyncs it and renames it over
+  the target, so a kill during a write leaves the previous checkpoint whole.
+- :func:`provenance` is what every checkpoint records under ``"seqmodels"``: the package version, the
+  checkpoint format, the config it was trained with and the random number generators' states, which
+  :func:`restore_rng` puts back when training resumes, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+
+FORMAT = 2  # 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states
+KEY = "seqmodels"
+
+
+class CheckpointError(ValueError):
+    """The checkpoint is missing, unreadable, not a seqmodels one, or not for this model."""
+
+
+def package_version() -> str:
+    try:
+        return version("seqmodels")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def provenance(config: str | None) -> dict[str, Any]:
+    """The ``"seqmodels"`` record of a checkpoint (plain types and tensors only: ``weights_only`` loads it)."""
+    return {"version": package_version(), "format": FORMAT, "config": config, "rng": rng_states()}
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of the generators training draws from: torch's (CPU and each GPU) and Python's ``random``."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate((3, tuple(states["python"]), None))  # version 3 is CPython's Mersenne Twister state
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A seqmodels checkpoint as a dict, loaded with ``weights_only=True``; :class:`CheckpointError` otherwise."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickle, zip, OS errors: torch's messages say little more than this
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint (corrupt, truncated or not one)") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "tokens" not in (hparams.get("vocab") or {}) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)")
+    record = checkpoint.get(KEY, {"format": 1, "version": "0.1.0 or older"})
+    if record.get("format", 1) > FORMAT:
+        raise CheckpointError(
+            f"{path} was written by seqmodels {record.get('version')} (checkpoint format {record['format']}); "
+            f"this is seqmodels {package_version()}, which reads formats up to {FORMAT}: upgrade seqmodels"
+        )
+    return checkpoint
+
+
+def check_fits(checkpoint: dict[str, Any], model: nn.Module, path: str | Path) -> None:
+    """Fail with one line when the checkpoint's weights are not this model's (another task, sizes or vocabulary)."""
+    theirs, ours = checkpoint["state_dict"], model.state_dict()
+    for name, tensor in ours.items():
+        if name not in theirs:
+            raise CheckpointError(f"{path} is for another model: it has no '{name}' (another task or config?)")
+        if theirs[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path} is for another model: '{name}' is {tuple(theirs[name].shape)} there and {tuple(tensor.shape)} "
+                "here (another vocabulary or encoder size?)"
+            )
+    extra = sorted(set(theirs) - set(ours))
+    if extra:
+        raise CheckpointError(f"{path} is for another model: it has '{extra[0]}', which this config does not build")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on a local disk: write beside the target, fsync, rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)  # atomic within one file system
