@@ -8,6 +8,7 @@ metrics to TensorBoard's HPARAMS tab.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -22,13 +23,16 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from seqmodels.checkpoints import check_fits, read_checkpoint
+from seqmodels.checkpoints import CheckpointError, check_fits, read_checkpoint
 from seqmodels.data.datamodule import SequenceDataModule
+from seqmodels.data.embeddings import check_dimension
+from seqmodels.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "SEQMODELS_DEBUG"  # =1, or --debug: errors with their full traceback
 USER_ERRORS = (ValueError, OSError, FloatingPointError)  # bad data, config, checkpoint or files; a NaN loss
+DEFAULT_EMBEDDING_DIM = inspect.signature(LSTMEncoder).parameters["embedding_dim"].default
 _NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")
 
 
@@ -70,11 +74,25 @@ class SeqModelsCLI(LightningCLI):
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` safely: one line naming the file when it is missing, corrupt or not seqmodels'.
+
+        Unlike LightningCLI, keep the config's model instead of the checkpoint's hyperparameters: the data
+        module builds the vocabularies, and :meth:`before_fit` checks that the checkpoint fits them.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("best", "last"):
+            read_checkpoint(ckpt_path)
+
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the first ``--config`` file (``logs/<config name>/version_N``), and
         resolve ``--ckpt_path best|last``; ``fit`` from a checkpoint of an earlier run continues that run's
         ``version_N``, so its checkpoint callback and early stopping pick up where they stopped."""
         config = self.config[self.subcommand]
+        if config.data.pretrained_embeddings:  # fail before the corpus is read, naming the file
+            encoder = config.model.encoder or {}
+            check_dimension(config.data.pretrained_embeddings, encoder.get("embedding_dim", DEFAULT_EMBEDDING_DIM))
         logger = config.trainer.logger
         init_args = getattr(logger, "init_args", None) if logger else None
         if init_args is not None and init_args.get("name") is None:
@@ -98,7 +116,12 @@ class SeqModelsCLI(LightningCLI):
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path:
-            check_fits(read_checkpoint(ckpt_path), self.model, ckpt_path)
+            checkpoint = read_checkpoint(ckpt_path)
+            check_fits(checkpoint, self.model, ckpt_path)
+            theirs, ours = checkpoint["hyper_parameters"]["vocab"], self.model.hparams["vocab"]
+            for name in ours:
+                if theirs.get(name) != ours[name]:
+                    raise CheckpointError(f"{ckpt_path} was trained on other data: its '{name}' vocabulary differs")
 
     before_validate = before_test = before_predict = before_fit
 

@@ -40,7 +40,7 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
-from seqmodels.checkpoints import CheckpointError, read_checkpoint
+from seqmodels.checkpoints import CheckpointError, check_fits, read_checkpoint
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.readers import tokenize
 from seqmodels.data.vocab import Numericalizer
@@ -82,7 +82,10 @@ def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     # take a minute on a 10,000-word vocabulary.
     try:
         model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
+        check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
         model.load_state_dict(checkpoint["state_dict"])
+    except CheckpointError:
+        raise
     except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters or weights that do not fit
         raise CheckpointError(f"cannot rebuild the model from {path} ({_first_line(error)})") from None
     return model.to(device).eval()
@@ -259,6 +262,19 @@ def _batched(items: Iterable[Sentence], size: int) -> Iterator[list[Sentence]]:
         yield batch
 
 
+def _undecodable(path: Path | None) -> str:
+    """Where input that is not UTF-8 is: ``FILE:LINE`` (the file read again, line by line), else ``<stdin>``."""
+    if path is None:
+        return "<stdin>"
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"{path}:{number}"
+    return str(path)
+
+
 def _utf8(stream: TextIO) -> TextIO:
     """stdin / stdout as UTF-8 whatever the locale says, so that any Unicode goes through."""
     if isinstance(stream, io.TextIOWrapper):
@@ -327,7 +343,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 sentences = read_blocks(lines, args.input_format, name)
             predict(Predictor(model, args.batch_size, args.max_tokens), sentences, WRITERS[args.format], output)
-    except (CheckpointError, InputError, OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        where = _undecodable(args.input)
+        raise SystemExit(f"seqmodels-predict: error: {where}: cannot decode as UTF-8 ({error.reason})") from None
+    except (CheckpointError, InputError, OSError) as error:
         raise SystemExit(f"seqmodels-predict: error: {error}") from None
 
 

@@ -129,7 +129,7 @@ def test_mixed_precision_trains_with_a_crf_and_a_classifier(precision):
     """CPU autocast stands in for a GPU's: the heads run in bfloat16, the losses (the CRF's too) in float32."""
     model = make_model(tagger={"crf": True}, classifier={})
     loader = DataLoader(make_examples(), batch_size=8, collate_fn=PadCollator())
-    trainer = quiet_trainer(precision=precision, max_epochs=1, num_sanity_val_steps=0)
+    trainer = quiet_trainer(precision=precision, max_epochs=1, num_sanity_val_steps=0, enable_checkpointing=False)
     trainer.fit(model, loader, loader)
     assert all(torch.isfinite(v) for k, v in trainer.callback_metrics.items()), trainer.callback_metrics
     assert {"val/tagger/acc", "val/classifier/acc"} <= trainer.callback_metrics.keys()

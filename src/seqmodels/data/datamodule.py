@@ -174,13 +174,14 @@ class SequenceDataModule(L.LightningDataModule):
             vocabs["tags"] = Vocabulary.for_labels(tag for sentence in train["tags"] for tag in sentence)
         if "label" in train.column_names:
             vocabs["labels"] = Vocabulary.for_labels(train["label"])
-        for split in ("validation", "test"):
+        for split, file in (("validation", self.files["val_file"]), ("test", self.files["test_file"])):
             if split not in self.raw:
                 continue
+            where = f"{file}: the {split} split's" if file else f"the {split} split's"  # names the file to fix
             if "tags" in vocabs:
-                vocabs["tags"].check_known((t for s in self.raw[split]["tags"] for t in s), f"the {split} split's tags")
+                vocabs["tags"].check_known((t for s in self.raw[split]["tags"] for t in s), f"{where} tags")
             if "labels" in vocabs:
-                vocabs["labels"].check_known(self.raw[split]["label"], f"the {split} split's labels")
+                vocabs["labels"].check_known(self.raw[split]["label"], f"{where} labels")
         return vocabs
 
     @property

@@ -7,6 +7,7 @@ to a text file with one ``word v1 v2 ... vD`` per line, optionally after a word2
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,34 +18,61 @@ from seqmodels.data.readers import DataFormatError
 from seqmodels.data.vocab import Vocabulary
 
 GLOVE_PACKAGE = "glove-6b-50d"
+GLOVE_DIM = 50  # its vectors' length
 
 
 def load_vectors(source: str, encoding: str = "utf-8") -> dict[str, np.ndarray]:
     """Word -> vector (float32), from ``glove-6b-50d`` or a word2vec/GloVe text file."""
     if source == GLOVE_PACKAGE:
         return _load_glove_package()
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"embedding file not found: {source} (or use '{GLOVE_PACKAGE}')")
     vectors: dict[str, np.ndarray] = {}
     dim = None
-    with path.open(encoding=encoding, errors="strict") as lines:
-        for number, line in enumerate(lines, 1):
-            fields = line.rstrip("\n").rstrip(" ").split(" ")
-            if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
-                continue  # word2vec header: COUNT DIM
-            if dim is None:
-                dim = len(fields) - 1
-            if len(fields) - 1 != dim or dim < 1:
-                found = len(fields)
-                raise DataFormatError(f"{source}:{number}: expected a word and {dim} numbers, found {found} fields")
-            try:
-                vectors.setdefault(fields[0], np.asarray(fields[1:], dtype=np.float32))
-            except ValueError as error:
-                raise DataFormatError(f"{source}:{number}: expected numbers after the word ({error})") from None
+    for number, fields in _vector_lines(source, encoding):
+        if dim is None:
+            dim = len(fields) - 1
+        if len(fields) - 1 != dim or dim < 1:
+            raise DataFormatError(f"{source}:{number}: expected a word and {dim} numbers, found {len(fields)} fields")
+        try:
+            vectors.setdefault(fields[0], np.asarray(fields[1:], dtype=np.float32))
+        except ValueError as error:
+            raise DataFormatError(f"{source}:{number}: expected numbers after the word ({error})") from None
     if not vectors:
         raise DataFormatError(f"{source}: expected word vectors, found none (empty file?)")
     return vectors
+
+
+def check_dimension(source: str, embedding_dim: int, encoding: str = "utf-8") -> None:
+    """Fail with one line naming ``source`` when its vectors are not ``embedding_dim`` long. Reads the first vector
+    only, so that a mismatch can stop a run before the corpus and the vectors are read."""
+    if source == GLOVE_PACKAGE:
+        dim = GLOVE_DIM
+    else:
+        first = next(_vector_lines(source, encoding), None)
+        if first is None or len(first[1]) < 2:
+            raise DataFormatError(f"{source}: expected word vectors, found none (empty file?)")
+        dim = len(first[1]) - 1
+    if dim != embedding_dim:
+        raise DataFormatError(
+            f"{source}: the vectors have dimension {dim}, but model.encoder.embedding_dim is {embedding_dim} "
+            f"(set --model.encoder.embedding_dim {dim})"
+        )
+
+
+def _vector_lines(source: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """Each line's fields, numbered from 1, without a word2vec ``COUNT DIM`` header; a decoding error names the line."""
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding file not found: {source} (or use '{GLOVE_PACKAGE}')")
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise DataFormatError(f"{source}:{number}: cannot decode as {encoding} ({error.reason})") from None
+            fields = line.rstrip("\r\n").rstrip(" ").split(" ")
+            if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
+                continue  # word2vec header: COUNT DIM
+            yield number, fields
 
 
 def _load_glove_package() -> dict[str, np.ndarray]:

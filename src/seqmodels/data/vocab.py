@@ -79,7 +79,7 @@ class Vocabulary:
         unseen = sorted(set(items) - set(self.stoi))
         if unseen:
             raise ValueError(
-                f"{where} contains {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
+                f"{where} include {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
                 "A model cannot predict a class it was not trained on; fix the data or add examples to train."
             )
 

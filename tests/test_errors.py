@@ -1,0 +1,341 @@
+"""Bad input through the entry points users run: ``train.py`` (``seqmodels.cli.main``) and ``seqmodels-predict``.
+
+Each case ends the run with a non-zero exit and one line that names the file (and line) or the key and what was
+expected, with no traceback; a failed run leaves nothing behind that breaks the next one.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+
+from seqmodels import predict
+from seqmodels.cli import main
+from seqmodels.data.embeddings import check_dimension
+from seqmodels.data.readers import DataFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8"]  # checkpoints in seconds
+SYNTHETIC = ["--data.train_size", "48", "--data.val_size", "16", "--data.test_size", "16"]
+
+CONLLU = """# sent_id = 1
+1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
+2\tfilm\tfilm\tNOUN\tNN\t_\t3\tnsubj\t_\t_
+3\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
+
+# sent_id = 2
+1\tIt\tit\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
+
+"""
+LABEL_TEXT = "pos a good film\nneg a dull film\npos great\nneg bad\n"
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch):
+    """No "Generating train split" bars on stderr, and no tracebacks asked for by the environment."""
+    monkeypatch.delenv("SEQMODELS_DEBUG", raising=False)
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    yield
+    if enabled:
+        datasets.enable_progress_bars()
+
+
+def error_line(stderr: str) -> str:
+    """The one line on stderr, which says ``error:``: no traceback, nothing else but Python warnings and Lightning's
+    "Seed set to 0"."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    lines = [line for line in lines if "Warning: " not in line and not line.endswith("Seed set to 0")]
+    assert len(lines) == 1 and "error: " in lines[0], stderr
+    return lines[0]
+
+
+def train_py(capsys, *args: str, config: str = "tagger.yaml", subcommand: str = "fit") -> tuple[int, str]:
+    """``train.py SUBCOMMAND --config configs/CONFIG ARGS`` in-process (cwd: a tmp_path): exit code and error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--config", str(CONFIGS / config), *QUIET, "--data.cache_dir", "cache", *args], CONFIGS)
+    return exit_info.value.code, error_line(capsys.readouterr().err)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in tmp_path (logs/ and the cache go there), as ``train.py`` (pytest's own arguments out of sys.argv)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    return tmp_path
+
+
+def write(path: Path, content: str | bytes) -> str:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path.name
+
+
+# ------------------------------------------------------------------------------------------------- data files
+
+DATA_ERRORS = {
+    "conllu-wrong-column-count": (
+        "conllu",
+        "a.conllu",
+        CONLLU.replace("\tdet\t_\t_", "\tdet\t_"),
+        "a.conllu:2: expected 10 TAB-separated columns, found 9",
+    ),
+    "conll-missing-tag": (
+        "conll",
+        "a.conll",
+        "EU NNP I-ORG\nrejects VBZ\n",
+        "a.conll:2: expected 3 columns like line 1",
+    ),
+    "conll-no-tag-column": (
+        "conll",
+        "a.conll",
+        "EU\nrejects\n",
+        "a.conll:1: expected a token and tag column -1, found 1",
+    ),
+    "sentence-without-tokens": (
+        "conllu",
+        "a.conllu",
+        CONLLU + "# sent_id = 3\n1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n",
+        "a.conllu:11: expected a sentence with at least one token, found none",
+    ),
+    "empty-file": ("conllu", "a.conllu", "", "a.conllu: expected at least one sentence, found none"),
+    "not-utf8": (
+        "label_text",
+        "a.txt",
+        "pos good\nneg caf\u00e9 noir\n".encode("latin-1"),
+        "a.txt:2: cannot decode as utf-8",
+    ),
+    "label-text-without-label": ("label_text", "a.txt", "pos good film\nbad\n", "a.txt:2: expected '<label> <text>'"),
+    "label-text-label-without-text": (
+        "label_text",
+        "a.txt",
+        "pos good film\nneg \t \n",
+        "a.txt:2: expected a sentence with at least one token",
+    ),
+    "csv-missing-column": ("csv", "a.csv", "text,stars\ngood film,5\n", "a.csv:1: no column 'label'"),
+    "jsonl-tokens-and-tags-differ": (
+        "jsonl",
+        "a.jsonl",
+        '{"tokens": ["a", "film"], "tags": ["DET", "NOUN"]}\n{"tokens": ["a", "b"], "tags": ["X"]}\n',
+        "a.jsonl:2: expected one tag per token, found 2 tokens and 1 tags",
+    ),
+}
+
+
+@pytest.mark.parametrize(("format", "name", "content", "message"), DATA_ERRORS.values(), ids=DATA_ERRORS)
+def test_a_malformed_data_file_is_one_line_naming_file_and_line(in_tmp, capsys, format, name, content, message):
+    train = write(in_tmp / name, content)
+    code, line = train_py(capsys, "--data.format", format, "--data.train_file", train)
+    assert code == 1 and message in line, line
+    assert not list(in_tmp.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_label_not_in_training_names_the_split_file_and_the_label(in_tmp, capsys, split):
+    train = write(in_tmp / "train.txt", LABEL_TEXT)
+    other = write(in_tmp / f"{split}.txt", "pos a film\nneutral so so\n")
+    files = ["--data.train_file", train, f"--data.{split}_file", other] + (
+        ["--data.val_file", train] * (split == "test")
+    )
+    code, line = train_py(capsys, *files, config="text_classification.yaml")
+    assert code == 1 and f"{split}.txt" in line and "['neutral']" in line, line
+
+
+@pytest.mark.parametrize("option", ["train_file", "val_file", "pretrained_embeddings"])
+def test_a_missing_file_is_one_line_naming_it(in_tmp, capsys, option):
+    train = write(in_tmp / "train.conllu", CONLLU)
+    args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
+    args += [f"--data.{option}", "nowhere.txt"]
+    code, line = train_py(capsys, *args)
+    assert code == 1 and "not found: nowhere.txt" in line, line
+
+
+def test_a_data_error_reaches_the_terminal_as_one_line_without_traceback(tmp_path):
+    (tmp_path / "a.conllu").write_text(CONLLU.replace("\tdet\t_\t_", "\tdet\t_"), encoding="utf-8")
+    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "ud_upos.yaml"), *QUIET]
+    command += ["--data.train_file", "a.conllu", "--data.cache_dir", "cache"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("SEQMODELS_DEBUG", None)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        "train.py: error: a.conllu:2: expected 10 TAB-separated columns, found 9 (--debug for the traceback)"
+    )
+
+
+def test_after_a_data_error_the_fixed_file_trains_and_nothing_was_half_written(in_tmp, capsys):
+    bad = CONLLU.replace("\tdet\t_\t_", "\tdet\t_")
+    train = write(in_tmp / "a.conllu", bad)
+    args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train, *SMALL]
+    for _ in range(2):  # the second attempt fails the same way: no broken entry was cached by the first
+        code, line = train_py(capsys, *args, "--trainer.max_epochs", "1")
+        assert code == 1 and "a.conllu:2:" in line
+    assert not list(in_tmp.rglob("*.ckpt")) and not list(in_tmp.rglob("*.partial"))
+    assert not [p for p in (in_tmp / "cache").rglob("*") if "incomplete" in p.name]
+    write(in_tmp / "a.conllu", CONLLU)
+    cli = main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *QUIET, "--data.cache_dir", "cache", *args,
+                "--trainer.max_epochs", "1"], CONFIGS)  # fmt: skip
+    assert cli.model.vocab["tags"].itos == ["DET", "NOUN", "PRON", "VERB"]
+    assert list(in_tmp.glob("logs/tagger/version_*/checkpoints/last.ckpt"))
+
+
+# ----------------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.batchsize", "3"], "unrecognized arguments: --data.batchsize"),
+        (["--model.encoder.hiden_size", "3"], "\"model.encoder\": Unexpected keys: {'hiden_size'}"),
+        (["--data.batch_size", "abc"], "\"data.batch_size\": Expected a <class 'int'>. Got value: abc"),
+        (["--model.encoder.hidden_size", "abc"], "\"model.encoder\": Expected a <class 'int'>"),
+        (["--config", "second.yaml"], "does not accept option 'data.batchsize'"),
+        (["--config", "nowhere.yaml"], "nowhere.yaml"),
+    ],
+    ids=["unknown-flag", "unknown-nested-key", "wrong-type", "wrong-nested-type", "unknown-yaml-key", "missing-config"],
+)
+def test_a_config_error_is_one_line_naming_the_key(in_tmp, capsys, args, message):
+    write(in_tmp / "second.yaml", "data:\n  batchsize: 3\n")
+    code, line = train_py(capsys, *args)
+    assert code == 2 and message in line, line
+
+
+# ------------------------------------------------------------------------------------------------ embeddings
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("the 0.1 0.2 0.3\nfilm 0.1 0.2\n", "vectors.txt:2: expected a word and 3 numbers, found 3 fields"),
+        ("the 0.1 0.2 0.3\nfilm 0.1 x 0.3\n", "vectors.txt:2: expected numbers after the word"),
+        ("the 0.1 0.2 0.3\ncaf\u00e9 0.1 0.2 0.3\n".encode("latin-1"), "vectors.txt:2: cannot decode as utf-8"),
+        ("", "vectors.txt: expected word vectors, found none"),
+    ],
+    ids=["ragged", "not-a-number", "not-utf8", "empty"],
+)
+def test_a_malformed_embedding_file_names_file_and_line(in_tmp, capsys, content, message):
+    train = write(in_tmp / "train.conllu", CONLLU)
+    vectors = write(in_tmp / "vectors.txt", content)
+    args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
+    args += ["--data.pretrained_embeddings", vectors]
+    code, line = train_py(capsys, *args, "--model.encoder.embedding_dim", "3")
+    assert code == 1 and message in line, line
+
+
+def test_check_dimension_reads_one_vector_and_names_the_file(tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("2 3\nthe 0.1 0.2 0.3\nfilm 0.1 0.2 0.3\n", encoding="utf-8")  # with a word2vec header
+    check_dimension(str(vectors), 3)
+    with pytest.raises(DataFormatError, match=r"vectors\.txt: the vectors have dimension 3, but .*embedding_dim is 64"):
+        check_dimension(str(vectors), 64)
+    check_dimension("glove-6b-50d", 50)  # known without loading the package
+
+
+def test_an_embedding_dimension_other_than_the_configs_names_file_and_both(in_tmp, capsys):
+    train = write(in_tmp / "train.conllu", CONLLU)
+    vectors = write(in_tmp / "vectors.txt", "the 0.1 0.2 0.3\nfilm 0.1 0.2 0.3\n")
+    args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
+    args += ["--data.pretrained_embeddings", vectors]
+    code, line = train_py(capsys, *args, "--model.encoder.embedding_dim", "64")
+    assert code == 1, line
+    assert "vectors.txt: the vectors have dimension 3, but model.encoder.embedding_dim is 64" in line, line
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A classifier-only checkpoint trained by train.py on the synthetic corpus, and broken ones made from it."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    args = ["fit", "--config", str(CONFIGS / "classifier.yaml"), *QUIET, *SMALL, *SYNTHETIC]
+    args += ["--data.cache_dir", str(root / "cache"), "--trainer.max_epochs", "1"]
+    main(args + ["--trainer.logger.init_args.save_dir", str(root / "logs")], CONFIGS)
+    classifier = next(root.glob("logs/classifier/version_0/checkpoints/last.ckpt"))
+    data = classifier.read_bytes()
+    files = {"classifier": classifier, "missing": root / "missing.ckpt"}
+    files["truncated"] = root / "truncated.ckpt"
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["corrupt"] = root / "corrupt.ckpt"
+    files["corrupt"].write_bytes(data[:100] + bytes(len(data) - 200) + data[-100:])
+    files["not-seqmodels"] = root / "not-seqmodels.ckpt"
+    torch.save({"state_dict": {"layer.weight": torch.zeros(2, 2)}, "epoch": 3, "hyper_parameters": {"lr": 0.1}},
+               files["not-seqmodels"])  # fmt: skip
+    checkpoint = torch.load(classifier, weights_only=True)
+    checkpoint["hyper_parameters"]["encoder"]["hidden_size"] = 16  # weights of one size, hyperparameters of another
+    files["other-size"] = root / "other-size.ckpt"
+    torch.save(checkpoint, files["other-size"])
+    return files
+
+
+CHECKPOINT_ERRORS = {
+    "classifier": "is for another model: it has no 'heads.tagger.",
+    "missing": "checkpoint not found: ",
+    "truncated": "cannot read {} as a PyTorch checkpoint (corrupt, truncated or not one)",
+    "corrupt": "cannot read {} as a PyTorch checkpoint (corrupt, truncated or not one)",
+    "not-seqmodels": "{} is not a seqmodels checkpoint (no vocabularies in its hyperparameters)",
+}
+
+
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+@pytest.mark.parametrize("kind", CHECKPOINT_ERRORS)
+def test_train_py_with_a_bad_checkpoint_is_one_line_naming_it(in_tmp, capsys, checkpoints, kind, subcommand):
+    """--ckpt_path of another task (a classifier for the tagger config), truncated, corrupt, missing or not ours."""
+    path = checkpoints[kind]
+    args = [*SMALL, *SYNTHETIC, "--ckpt_path", str(path)]
+    code, line = train_py(capsys, *args, subcommand=subcommand)
+    assert code == 1 and str(path) in line and CHECKPOINT_ERRORS[kind].format(path) in line, line
+    assert not list(in_tmp.rglob("*.ckpt"))
+
+
+PREDICT_ERRORS = {
+    **CHECKPOINT_ERRORS,
+    "classifier": "--format conllu writes tags, but this model has no tagger; use --format jsonl",
+    "other-size": "{} is for another model: 'encoder.lstm.weight_ih_l0' is (32, 8) there and (64, 8) here",
+}
+
+
+@pytest.mark.parametrize("kind", PREDICT_ERRORS)
+def test_seqmodels_predict_with_a_bad_checkpoint_is_one_line_naming_it(capsys, checkpoints, kind):
+    path = checkpoints[kind]
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(path), "a good film", "--format", "conllu"])
+    message = str(exit_info.value.code)
+    assert message.startswith("seqmodels-predict: error: ") and "\n" not in message
+    assert PREDICT_ERRORS[kind].format(path) in message, message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("latin1.txt", "a good film\ncaf\u00e9 noir\n".encode("latin-1"), "latin1.txt:2: cannot decode as UTF-8"),
+        ("nowhere.txt", None, "No such file or directory: '{}'"),
+    ],
+    ids=["not-utf8", "missing"],
+)
+def test_seqmodels_predict_with_bad_input_is_one_line_naming_it(tmp_path, capsys, checkpoints, name, content, message):
+    source = tmp_path / name
+    if content is not None:
+        source.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(checkpoints["classifier"]), "--input", str(source)])
+    error = str(exit_info.value.code)
+    assert error.startswith("seqmodels-predict: error: ") and "\n" not in error
+    assert message.format(source) in error, error
+
+
+def test_seqmodels_predict_on_nothing_and_on_an_empty_argument(tmp_path, capsys, checkpoints):
+    """Empty lines, emoji and a 10,000-token line are in test_predict.py; here: no input at all, and ''."""
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    predict.main([str(checkpoints["classifier"]), "--input", str(empty)])
+    assert capsys.readouterr().out == ""
+    predict.main([str(checkpoints["classifier"]), ""])
+    assert capsys.readouterr().out == '{"tokens": []}\n'

@@ -1,0 +1,182 @@
+"""Interrupted training resumes exactly, runs are reproducible, checkpoints are safe, a NaN loss stops the run."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from seqmodels.checkpoints import FORMAT, KEY, AtomicCheckpointIO, CheckpointError, read_checkpoint
+from seqmodels.cli import main
+from seqmodels.predict import Predictor, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "default.yaml")]
+SMALL = ["--data.train_size", "400", "--data.val_size", "48", "--data.test_size", "48", "--trainer.max_epochs", "3"]
+SMALL += ["--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false"]
+
+
+def run_dir(cwd: Path) -> Path:
+    return cwd / "logs" / "default" / "version_0"
+
+
+def train(cwd: Path, *extra: str) -> dict[str, float]:
+    """``train.py fit`` on the small synthetic corpus in a subprocess; the best checkpoint's val/test metrics."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    command = [*TRAIN, *SMALL, "--data.cache_dir", str(cwd.parent / "cache"), *extra]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir(cwd) / "metrics_fit.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """An uninterrupted run (seed 0) in ``<root>/straight``."""
+    root = tmp_path_factory.mktemp("runs")
+    train(root / "straight")
+    return root
+
+
+def metrics_of(root: Path, name: str) -> dict[str, float]:
+    return json.loads((run_dir(root / name) / "metrics_fit.json").read_text())
+
+
+def test_sigkill_in_the_second_epoch_then_resume_from_last_equals_an_uninterrupted_run(runs):
+    cwd = runs / "killed"
+    cwd.mkdir()
+    command = [*TRAIN, *SMALL, "--data.cache_dir", str(runs / "cache")]
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir(cwd) / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # the first epoch's checkpoints are written: the second epoch is under way
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert read_checkpoint(last)["epoch"] == 0
+    assert not (run_dir(cwd) / "metrics_fit.json").exists()
+
+    resumed = train(cwd, "--ckpt_path", "last")  # continues logs/default/version_0
+    assert resumed == metrics_of(runs, "straight")  # deterministic CPU run: bit-for-bit the same metrics
+    final = read_checkpoint(last)
+    assert final["global_step"] == read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")["global_step"]
+
+
+def test_same_seed_same_metrics_other_seed_close(runs):
+    again = train(runs / "again")
+    assert again == metrics_of(runs, "straight")
+    other = train(runs / "seed1", "--seed_everything", "1")
+    straight = metrics_of(runs, "straight")
+    assert other != straight
+    assert abs(other["test/tagger/acc"] - straight["test/tagger/acc"]) < 0.05
+
+
+def test_checkpoints_record_the_version_and_the_config(runs):
+    record = read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")[KEY]
+    assert record["version"] == version("seqmodels") and record["format"] == FORMAT
+    config = yaml.safe_load(record["config"])
+    assert config["data"]["train_size"] == 400 and config["trainer"]["deterministic"] is True
+    assert config["model"]["encoder"]["hidden_size"] == 128  # configs/default.yaml
+
+
+def test_older_checkpoints_load_and_newer_ones_say_why_not(runs, tmp_path):
+    path = run_dir(runs / "straight") / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=True)
+    sentences = [["the", "film", "was", "good"], ["nobody", "liked", "it"]]
+    expected = Predictor(load_model(path))(sentences)
+
+    older = tmp_path / "older.ckpt"  # as 0.1.0 wrote them: no "seqmodels" record
+    torch.save({k: v for k, v in checkpoint.items() if k != KEY}, older)
+    assert Predictor(load_model(older))(sentences) == expected
+
+    newer = tmp_path / "newer.ckpt"
+    torch.save({**checkpoint, KEY: {**checkpoint[KEY], "format": FORMAT + 1, "version": "9.0"}}, newer)
+    with pytest.raises(CheckpointError, match=r"written by seqmodels 9.0 .*upgrade seqmodels"):
+        load_model(newer)
+
+
+class Payload:
+    """Unpickling this would create a file: a stand-in for arbitrary code in a malicious checkpoint."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_checkpoints_are_never_unpickled(tmp_path):
+    evidence = tmp_path / "code-ran"
+    malicious = tmp_path / "malicious.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"vocab": {"tokens": []}}, "x": Payload(str(evidence))}, malicious)
+    with pytest.raises(CheckpointError, match="cannot read .*malicious.ckpt"):
+        read_checkpoint(malicious)
+    assert not evidence.exists()
+    # Every load in the package says weights_only=True; the CLI passes it to Lightning (configs/base.yaml).
+    for source in (ROOT / "src" / "seqmodels").rglob("*.py"):
+        for line in source.read_text().splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{source.name}: {line.strip()}"
+    assert yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["weights_only"] is True
+
+
+SLOW_SAVE = """
+import sys, time, torch
+from seqmodels.checkpoints import AtomicCheckpointIO
+path = sys.argv[1]
+io = AtomicCheckpointIO()
+io.save_checkpoint({"version": 1, "weights": torch.ones(4)}, path)
+
+def slow_save(obj, file):  # half a checkpoint, then hang: the parent kills us mid-write
+    file.write(b"PK" + bytes(4096))
+    file.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+torch.save = slow_save
+io.save_checkpoint({"version": 2, "weights": torch.zeros(4)}, path)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path):
+    path = tmp_path / "last.ckpt"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["version"] == 1 and torch.equal(checkpoint["weights"], torch.ones(4))
+    AtomicCheckpointIO().save_checkpoint({"version": 3}, path)  # the next save replaces the leftover partial file
+    assert torch.load(path, weights_only=True)["version"] == 3
+
+
+class PoisonWeights(L.Callback):
+    """Turns the word embeddings into NaN before batch 2 of the second epoch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 1 and batch_idx == 2:
+            with torch.no_grad():
+                pl_module.encoder.embedding.weight.fill_(math.nan)
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(ROOT / "configs" / "default.yaml"), "--data.cache_dir", str(tmp_path / "cache")]
+    args += ["--data.train_size", "96", "--data.val_size", "16", "--data.test_size", "16", "--data.batch_size", "16"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+=test_reliability.PoisonWeights"]
+    with pytest.raises(SystemExit) as stop:
+        main(args, config_dir=ROOT / "configs")
+    assert stop.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in errors[0]
+    assert "the training loss is nan at global step 8 (epoch 1, batch 2: 16 sentences of lengths" in errors[0]
+    last = read_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 0 and last["global_step"] == 6  # 96 / 16 = 6 steps per epoch
+    assert all(torch.isfinite(weights).all() for weights in last["state_dict"].values())
