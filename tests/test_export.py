@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from seqmodels.data.vocab import CASES, PAD, UNK
-from seqmodels.export import METADATA, ExportError, export_onnx, export_torchscript, main
+from seqmodels.export import (
+    METADATA,
+    ExportError,
+    export_onnx,
+    export_torchscript,
+    main,
+)
 from seqmodels.models.sequence_model import SequenceModel
 
 VOCAB = {

@@ -14,7 +14,13 @@ import pytest
 import torch
 import yaml
 
-from seqmodels.checkpoints import FORMAT, KEY, AtomicCheckpointIO, CheckpointError, read_checkpoint
+from seqmodels.checkpoints import (
+    FORMAT,
+    KEY,
+    AtomicCheckpointIO,
+    CheckpointError,
+    read_checkpoint,
+)
 from seqmodels.cli import main
 from seqmodels.predict import Predictor, load_model
 

@@ -39,9 +39,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from seqmodels.checkpoints import CheckpointError
 from seqmodels.encoder import EncoderOutput
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.checkpoints import CheckpointError
 from seqmodels.predict import load_model
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

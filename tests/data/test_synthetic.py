@@ -6,7 +6,12 @@ from collections import Counter, defaultdict
 import pytest
 
 from seqmodels.data import synthetic
-from seqmodels.data.synthetic import LABELS, generate_sentence, load_synthetic_corpus, synthetic_examples
+from seqmodels.data.synthetic import (
+    LABELS,
+    generate_sentence,
+    load_synthetic_corpus,
+    synthetic_examples,
+)
 
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT", "SCONJ",
         "SYM", "VERB", "X"}

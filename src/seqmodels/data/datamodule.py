@@ -16,9 +16,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
+from seqmodels.data.embeddings import embedding_matrix, load_vectors
 from seqmodels.data.readers import read_corpus
 from seqmodels.data.synthetic import load_synthetic_corpus
-from seqmodels.data.embeddings import embedding_matrix, load_vectors
 from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, from_lists
 
 DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]

@@ -21,7 +21,13 @@ from seqmodels.data.batching import IGNORE_INDEX
 from seqmodels.data.vocab import PAD, Vocabulary, from_lists
 from seqmodels.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.metrics import SpanF1
-from seqmodels.models.heads import ClassificationHead, ClassifierConfig, TaggerConfig, TaggingHead, is_bio
+from seqmodels.models.heads import (
+    ClassificationHead,
+    ClassifierConfig,
+    TaggerConfig,
+    TaggingHead,
+    is_bio,
+)
 
 EVAL_STAGES = ("val", "test")
 
