@@ -63,6 +63,8 @@ class ShortErrorParser(LightningArgumentParser):
 class SeqModelsCLI(LightningCLI):
     """LightningCLI that links the data's vocabularies into the model and reports final metrics."""
 
+    _checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once, until before_fit has checked it
+
     def add_arguments_to_parser(self, parser) -> None:
         # Checkpointing and early stopping are always on, configured under `checkpoint:` and
         # `early_stopping:`; early stopping watches the metric that picks the best checkpoint.
@@ -75,15 +77,9 @@ class SeqModelsCLI(LightningCLI):
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        """Read ``--ckpt_path`` safely: one line naming the file when it is missing, corrupt or not seqmodels'.
-
-        Unlike LightningCLI, keep the config's model instead of the checkpoint's hyperparameters: the data
-        module builds the vocabularies, and :meth:`before_fit` checks that the checkpoint fits them.
-        """
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("best", "last"):
-            read_checkpoint(ckpt_path)
+        """Keep the config's model rather than, as LightningCLI does, the ``--ckpt_path`` checkpoint's
+        hyperparameters: the data module builds the vocabularies, and :meth:`before_fit` checks that the
+        checkpoint fits them."""
 
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the first ``--config`` file (``logs/<config name>/version_N``), and
@@ -106,17 +102,18 @@ class SeqModelsCLI(LightningCLI):
                 raise ValueError("--ckpt_path best|last looks in the logger's directory; give a path instead")
             config.ckpt_path = str(find_checkpoint(runs_dir, config.ckpt_path))
             print(f"Checkpoint: {config.ckpt_path}")
-        checkpoint = Path(config.ckpt_path).resolve()
-        if self.subcommand == "fit" and runs_dir is not None and checkpoint.parent.parent.parent == runs_dir.resolve():
-            init_args.version = int(checkpoint.parent.parent.name.removeprefix("version_"))
+        self._checkpoint = read_checkpoint(config.ckpt_path)  # before the data is read: a bad file fails fast
+        path = Path(config.ckpt_path).resolve()
+        if self.subcommand == "fit" and runs_dir is not None and path.parent.parent.parent == runs_dir.resolve():
+            init_args.version = int(path.parent.parent.name.removeprefix("version_"))
 
     def before_fit(self) -> None:
         """Record the run's config in every checkpoint; check that a checkpoint to start from fits the model."""
         config = self.config[self.subcommand]
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
-        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
-        if ckpt_path:
-            checkpoint = read_checkpoint(ckpt_path)
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is not None:
+            ckpt_path = config.ckpt_path
             check_fits(checkpoint, self.model, ckpt_path)
             theirs, ours = checkpoint["hyper_parameters"]["vocab"], self.model.hparams["vocab"]
             for name in ours:
