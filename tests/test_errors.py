@@ -272,6 +272,11 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     checkpoint["hyper_parameters"]["encoder"]["hidden_size"] = 16  # weights of one size, hyperparameters of another
     files["other-size"] = root / "other-size.ckpt"
     torch.save(checkpoint, files["other-size"])
+    checkpoint = torch.load(classifier, weights_only=True)
+    tokens = checkpoint["hyper_parameters"]["vocab"]["tokens"]
+    tokens[2:] = reversed(tokens[2:])  # the same sizes, other words behind the ids
+    files["other-data"] = root / "other-data.ckpt"
+    torch.save(checkpoint, files["other-data"])
     return files
 
 
@@ -293,6 +298,13 @@ def test_train_py_with_a_bad_checkpoint_is_one_line_naming_it(in_tmp, capsys, ch
     code, line = train_py(capsys, *args, subcommand=subcommand)
     assert code == 1 and str(path) in line and CHECKPOINT_ERRORS[kind].format(path) in line, line
     assert not list(in_tmp.rglob("*.ckpt"))
+
+
+def test_train_py_with_a_checkpoint_of_other_data_says_which_vocabulary_differs(in_tmp, capsys, checkpoints):
+    path = checkpoints["other-data"]
+    args = [*SMALL, *SYNTHETIC, "--ckpt_path", str(path)]
+    code, line = train_py(capsys, *args, config="classifier.yaml", subcommand="test")
+    assert code == 1 and f"{path} was trained on other data: its 'tokens' vocabulary differs" in line, line
 
 
 PREDICT_ERRORS = {
