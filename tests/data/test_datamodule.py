@@ -115,3 +115,14 @@ def test_only_evaluation_batches_carry_the_words_and_they_stay_on_the_cpu(tmp_pa
     moved = data.transfer_batch_to_device(dict(batch), torch.device("meta"), 0)
     assert moved["token_ids"].device.type == "meta"
     assert moved["lengths"].device.type == "cpu" and moved["tokens"] is batch["tokens"]
+
+
+def test_worker_processes_are_persistent_and_give_the_same_batches(tmp_path):
+    data = SequenceDataModule(train_size=200, val_size=20, test_size=20, batch_size=16, cache_dir=str(tmp_path))
+    data.setup("fit")
+    in_process = list(data.train_dataloader())
+    data.num_workers = 2
+    loader = data.train_dataloader()
+    assert loader.persistent_workers and loader.num_workers == 2
+    for ours, theirs in zip(in_process, loader, strict=True):
+        assert torch.equal(ours["token_ids"], theirs["token_ids"]) and torch.equal(ours["lengths"], theirs["lengths"])
