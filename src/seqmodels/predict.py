@@ -82,12 +82,10 @@ def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     # take a minute on a 10,000-word vocabulary.
     try:
         model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
-        check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
-        model.load_state_dict(checkpoint["state_dict"])
-    except CheckpointError:
-        raise
-    except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters or weights that do not fit
+    except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
         raise CheckpointError(f"cannot rebuild the model from {path} ({_first_line(error)})") from None
+    check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
+    model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
 
 
