@@ -162,6 +162,7 @@ class SeqModelsCLI(LightningCLI):
             params["trainer"] = {k: config.trainer[k] for k in ("max_epochs", "precision", "gradient_clip_val")}
             logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in metrics.items()})
             save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", logger.hparams)  # replace Lightning's empty one
+            logger.experiment.flush()  # fit has already finalized the logger: nothing else writes these out
         if self.trainer.is_global_zero:
             print(format_metrics(metrics, heading))
             if logger is not None:
