@@ -65,6 +65,8 @@ def test_fit_end_to_end_in_a_subprocess(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorboard --logdir logs" in result.stdout
+    # stdout is a pipe, not a terminal: plain progress lines, no bar redrawn with carriage returns
+    assert "\r" not in result.stdout and "epoch 1 validated after" in result.stdout
     assert "tagger/acc" in result.stdout and "classifier/f1_macro" in result.stdout
 
     run_dir = tmp_path / "logs" / "default" / "version_0"
@@ -168,3 +170,19 @@ def test_ddp_on_the_cpu_shares_the_batches_and_syncs_the_metrics(tmp_path):
     single = train(tmp_path / "single", *data, *cache, "--data.batch_size", "32")
     for key in ("test/tagger/acc", "test/classifier/acc"):
         assert abs(distributed[key] - single[key]) < 0.1, (key, distributed[key], single[key])
+
+
+def test_hparams_hold_the_settings_that_apply_to_the_run(tmp_path, monkeypatch):
+    """A CoNLL-U tagger: its model, optimizer and data settings; no synthetic sizes, no optimizer internals."""
+    monkeypatch.chdir(tmp_path)
+    write_conll2003_like(tmp_path / "train.conll", 20, 0)
+    args = ["fit", "--config", str(CONFIGS / "conll2003_ner.yaml"), "--trainer.max_epochs", "1"]
+    args += ["--data.train_file", "train.conll", "--data.cache_dir", "cache", "--trainer.enable_progress_bar", "false"]
+    main(args, config_dir=CONFIGS)
+    _, metrics, names = read_events(tmp_path / "logs" / "conll2003_ner" / "version_0")
+    assert {"model/encoder/hidden_size", "model/tagger/crf", "model/optimizer/lr", "data/format", "data/tag_scheme",
+            "data/val_fraction", "data/max_word_length"} <= names
+    assert not {name for name in names if name.startswith("model/classifier")}  # classifier: null
+    assert not {"data/train_size", "data/corpus_seed", "data/granularity", "data/cache_dir", "data/val_file"} & names
+    assert not {"model/optimizer/init_args/foreach", "model/optimizer/foreach", "model/optimizer/capturable"} & names
+    assert "hparams/val/tagger/span_f1" in metrics

@@ -198,8 +198,10 @@ def test_after_a_data_error_the_fixed_file_trains_and_nothing_was_half_written(i
         (["--model.encoder.hidden_size", "abc"], "\"model.encoder\": Expected a <class 'int'>"),
         (["--config", "second.yaml"], "does not accept option 'data.batchsize'"),
         (["--config", "nowhere.yaml"], "nowhere.yaml"),
+        (["--trainer.max_epoch", "3"], "unrecognized arguments: --trainer.max_epoch 3; did you mean --trainer.max_epochs?"),
     ],
-    ids=["unknown-flag", "unknown-nested-key", "wrong-type", "wrong-nested-type", "unknown-yaml-key", "missing-config"],
+    ids=["unknown-flag", "unknown-nested-key", "wrong-type", "wrong-nested-type", "unknown-yaml-key", "missing-config",
+         "abbreviated-flag"],
 )
 def test_a_config_error_is_one_line_naming_the_key(in_tmp, capsys, args, message):
     write(in_tmp / "second.yaml", "data:\n  batchsize: 3\n")

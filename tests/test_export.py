@@ -12,6 +12,7 @@ import torch
 from seqmodels.data.vocab import CASES, PAD, UNK
 from seqmodels.export import (
     METADATA,
+    MaskedLSTM,
     ExportError,
     export_onnx,
     export_torchscript,
@@ -133,3 +134,30 @@ def test_the_command_line_from_a_checkpoint_copied_alone(tmp_path, monkeypatch, 
 
     with pytest.raises(SystemExit, match=r"^seqmodels-export: error: checkpoint not found: missing.ckpt$"):
         main(["missing.ckpt", "--format", "onnx"])
+
+
+def test_an_encoder_holding_a_gru_fails_in_one_line_and_writes_nothing(tmp_path):
+    """A template user's swap of nn.LSTM for nn.GRU: ONNX would take the GRU's 3 gates as an LSTM's 4 and fail
+    only when run; the exporter names the layer instead."""
+    model = make_model(bidirectional=True)
+    lstm = model.encoder.lstm
+    model.encoder.lstm = torch.nn.GRU(lstm.input_size, lstm.hidden_size, batch_first=True, bidirectional=True)
+    for export, name in ((export_onnx, "model.onnx"), (export_torchscript, "model.pt")):
+        with pytest.raises(ExportError, match="the encoder's recurrent layer is GRU; export knows nn.LSTM only"):
+            export(model, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_that_differs_from_the_model_is_refused_and_not_written(tmp_path, monkeypatch, capsys):
+    model = make_model(num_layers=2, bidirectional=True)
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    torch.save(checkpoint | {"pytorch-lightning_version": lightning.__version__}, tmp_path / "model.ckpt")
+    original = MaskedLSTM.forward
+    monkeypatch.setattr(MaskedLSTM, "forward", lambda self, x, lengths: [t * 1.01 for t in original(self, x, lengths)])
+    for format in ("torchscript", "onnx"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path / "model.ckpt"), "--format", format])
+        error = str(exit_info.value.code)
+        assert error.startswith("seqmodels-export: error: the exported graph's tagger output differs from the model's")
+        assert "nothing written" in error and "\n" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]

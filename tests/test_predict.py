@@ -3,9 +3,11 @@
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -21,7 +23,7 @@ WORDS = ["the", "film", "was", "great", "dull", "i", "do", "n't", "like", "it", 
 TAGS = {"multitask": ["ADJ", "AUX", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB"], "crf": ["B-X", "I-X", "O"]}
 
 
-def fit_checkpoint(path, vocab: dict, **heads) -> None:
+def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads) -> None:
     """One epoch on 16 random sentences, saved as Lightning saves any checkpoint."""
     rng = random.Random(0)
     sentences = [[rng.choice(WORDS) for _ in range(rng.randint(1, 8))] for _ in range(16)]
@@ -30,7 +32,8 @@ def fit_checkpoint(path, vocab: dict, **heads) -> None:
     encoded = Numericalizer(vocab)(raw)
     examples = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
     torch.manual_seed(0)
-    model = SequenceModel(vocab, encoder={"embedding_dim": 8, "hidden_size": 8, "char_channels": 4}, **heads)
+    encoder = {"embedding_dim": 8, "hidden_size": 8, "char_channels": 4}
+    model = SequenceModel(vocab, encoder=encoder, data_options=data_options, **heads)
     trainer = L.Trainer(
         max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False,
@@ -200,3 +203,118 @@ def test_a_missing_checkpoint_fails_with_one_line_and_no_traceback(tmp_path):
     result = run_cli("missing.ckpt", "text", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["seqmodels-predict: error: checkpoint not found: missing.ckpt"]
+
+
+# ------------------------------------------------------------------------ formats, tag columns, the README's commands
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands(program: str) -> list[str]:
+    """The README's ``program ...`` lines inside fenced bash blocks, as written (comments and redirections too)."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.startswith(program + " ")]
+
+
+def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
+    """Each README ``seqmodels-predict`` line, run by the shell in a folder with the files it names."""
+    commands = readme_commands("seqmodels-predict")
+    assert len(commands) >= 4
+    run = tmp_path / "logs" / "default" / "version_0" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copy(checkpoints["multitask"], run / "last.ckpt")
+    (tmp_path / "sentences.txt").write_text("I don't like it.\nThe film was great!\n", encoding="utf-8")
+    (tmp_path / "dev.conllu").write_text(CONLLU, encoding="utf-8")
+    for command in commands:
+        for produced in ("predictions.jsonl", "dev.pred.conllu"):
+            (tmp_path / produced).unlink(missing_ok=True)
+        command = command.replace(" CKPT ", f" {run / 'last.ckpt'} ")
+        env = os.environ | {"OMP_NUM_THREADS": "1"}
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, (command, result.stderr)
+        if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs
+            written = (tmp_path / "dev.pred.conllu").read_text(encoding="utf-8").splitlines()
+            for line, before in zip(written, CONLLU.splitlines(), strict=True):
+                fields, before_fields = line.split("\t"), before.split("\t")
+                assert fields[:3] + fields[4:] == before_fields[:3] + before_fields[4:]
+                assert fields[3] in TAGS["multitask"] if before_fields[0].isdigit() else line == before
+            continue
+        out = (tmp_path / "predictions.jsonl").read_text() if "> predictions.jsonl" in command else result.stdout
+        predicted = records(out)
+        assert predicted and all(len(r["tags"]) == len(r["tokens"]) > 0 and "label" in r for r in predicted), command
+        if "sentences.txt" in command:
+            assert [r["tokens"] for r in predicted] == [["I", "do", "n't", "like", "it", "."], ["The", "film", "was",
+                                                                                              "great", "!"]]
+
+
+def test_options_may_come_before_the_text(checkpoints, capsys):
+    main([checkpoints["multitask"], "--tokenizer", "simple", "I don't like it.", "--batch-size", "1", "Great!"])
+    assert [r["tokens"] for r in records(capsys.readouterr().out)] == [["I", "do", "n't", "like", "it", "."],
+                                                                       ["Great", "!"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "in.txt", "--output", "out.conllu"], "CoNLL-U output is the CoNLL-U input with the predicted"),
+        (["--input", "in.txt", "--format", "conllu"], "CoNLL-U output is the CoNLL-U input with the predicted"),
+        (["--input", "in.conllu", "--output", "out.jsonl", "--format", "conllu"], "--format conllu would write"),
+        (["--input", "in.data"], "cannot tell the format of in.data from its suffix; give --input-format"),
+        (["--input", "in.conllu", "--output", "out.conll"], "cannot write conll from conllu input"),
+    ],
+    ids=["text-to-conllu-file", "text-to-conllu", "format-against-suffix", "unknown-suffix", "conllu-to-conll"],
+)
+def test_output_that_cannot_be_right_is_refused_in_one_line(checkpoints, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    for name in ("in.txt", "in.conllu", "in.data"):
+        (tmp_path / name).write_text(CONLLU if name.endswith("conllu") else "the film\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main([checkpoints["multitask"], *args])
+    error = str(exit_info.value.code) if exit_info.value.code != 2 else capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error and "\n" not in error, error
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("out")]  # nothing written
+
+
+XPOS_AND_NE = {"xpos": ["PRP", "VBP", "RB", "VB", ".", "JJ"], "misc:NE": ["B-PER", "O"]}
+
+
+@pytest.mark.parametrize("tag_column", XPOS_AND_NE)
+def test_conllu_output_fills_the_column_the_tags_came_from_and_no_other(tmp_path, capsys, tag_column):
+    """An XPOS model writes XPOS (UPOS keeps the gold tags); a MISC-attribute model sets only that attribute."""
+    vocab = {"tokens": [PAD, UNK, *WORDS], "tags": XPOS_AND_NE[tag_column]}
+    options = {"max_word_length": 20, "lowercase": False, "format": "conllu", "tag_column": tag_column}
+    fit_checkpoint(tmp_path / "model.ckpt", vocab, tagger={}, data_options=options | {"tag_scheme": "keep"})
+    source, output = tmp_path / "in.conllu", tmp_path / "out.conllu"
+    source.write_text(CONLLU, encoding="utf-8")
+    main([str(tmp_path / "model.ckpt"), "--input", str(source), "--output", str(output)])
+    main([str(tmp_path / "model.ckpt"), "--input", str(source), "--format", "jsonl"])
+    tags = iter(tag for record in records(capsys.readouterr().out) for tag in record["tags"])
+    for line, before in zip(output.read_text(encoding="utf-8").splitlines(), CONLLU.splitlines(), strict=True):
+        fields, before_fields = line.split("\t"), before.split("\t")
+        if not before_fields[0].isdigit():
+            assert line == before
+        elif tag_column == "xpos":
+            assert fields[:4] + fields[5:] == before_fields[:4] + before_fields[5:] and fields[4] == next(tags)
+        else:  # MISC keeps its other attributes, in order, and gains NE=tag
+            assert fields[:9] == before_fields[:9]
+            kept = [item for item in before_fields[9].split("|") if item != "_"]
+            assert fields[9].split("|") == [*kept, f"NE={next(tags)}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("The Film Was Great .\nI Do n't Like It .", "likely cause: case"),
+        ("the film, was great.\ni do n't like it.", "likely cause: the tokenizer"),
+        ("la película fue genial\nno me gusta", "likely cause: another language or domain"),
+    ],
+    ids=["case", "tokenizer", "language"],
+)
+def test_mostly_unknown_input_warns_once_naming_the_likely_cause(checkpoints, tmp_path, capsys, text, cause):
+    source = tmp_path / "in.txt"
+    source.write_text(text + "\n", encoding="utf-8")
+    main([checkpoints["crf"], "--input", str(source), "--batch-size", "1"])  # lower-case words, no case feature
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "unknown to the model" in line]
+    assert len(warnings) == 1 and cause in warnings[0], warnings
+    main([checkpoints["crf"], "the film was great .", "i do n't like it ."])
+    assert "unknown to the model" not in capsys.readouterr().err

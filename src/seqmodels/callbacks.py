@@ -5,11 +5,13 @@ a precision-recall curve for binary classification, and (off by default) weight 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
 import matplotlib
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -158,6 +160,47 @@ class EvaluationReport(L.Callback):
             if parameter.grad is not None:
                 writer.add_histogram(f"gradients/{name}", parameter.grad.detach().float().cpu(), trainer.global_step)
                 writer.add_scalar(f"gradient_norm/{name}", parameter.grad.norm().item(), trainer.global_step)
+
+
+class PlainProgress(ProgressBar):
+    """Progress as plain lines, for output that is not a terminal (a log file, CI): a line every
+    ``every_seconds`` of training and one per validation, where a bar redrawn with carriage returns would
+    write thousands of lines. The CLI uses it instead of Lightning's bar when stdout is not a terminal."""
+
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.every_seconds = every_seconds
+        self._enabled = True
+        self._epoch_start = self._last_line = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print(self, message: str) -> None:
+        if self._enabled and self.trainer.is_global_zero:
+            print(message, flush=True)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = self._last_line = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.monotonic()
+        if now - self._last_line >= self.every_seconds:
+            self._last_line = now
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float("nan")
+            total = self.total_train_batches
+            self._print(f"epoch {trainer.current_epoch} batch {batch_idx + 1}/{total}: loss {loss:.4f}, "
+                        f"{now - self._epoch_start:.0f} s")  # fmt: skip
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+        self._print(f"epoch {trainer.current_epoch} validated after {time.monotonic() - self._epoch_start:.0f} s: {shown}")
 
 
 def _tensorboard(trainer: L.Trainer):

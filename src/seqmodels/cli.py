@@ -8,6 +8,7 @@ metrics to TensorBoard's HPARAMS tab.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import os
@@ -15,17 +16,21 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from seqmodels.callbacks import PlainProgress
 from seqmodels.checkpoints import CheckpointError, check_fits, read_checkpoint
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
+from seqmodels.data.readers import FORMAT_OPTIONS
 from seqmodels.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
 
@@ -56,8 +61,14 @@ class ShortErrorParser(LightningArgumentParser):
         if debugging() or not self.exit_on_error:  # jsonargparse's trial parses need the exception
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {one_line(message)} (see {prog} --help)\n")
+        sys.stderr.write(f"{prog}: error: {one_line(message)}{self._suggestion(message)} (see {prog} --help)\n")
         self.exit(2)
+
+    def _suggestion(self, message: str) -> str:
+        """For an unknown option (abbreviations are not expanded), the option it is closest to."""
+        unknown = re.match(r"unrecognized arguments: (--[^\s=]+)", message.strip())
+        close = difflib.get_close_matches(unknown[1], self._option_string_actions, n=1) if unknown else []
+        return f"; did you mean {close[0]}?" if close else ""
 
 
 class SeqModelsCLI(LightningCLI):
@@ -75,6 +86,14 @@ class SeqModelsCLI(LightningCLI):
         # The model's sizes come from the data: pass the vocabularies once the data module exists.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
+        parser.link_arguments("data.data_options", "model.data_options", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with plain progress lines instead of a bar when stdout is not a terminal."""
+        config = self.config_init[self.subcommand].trainer
+        if config.enable_progress_bar and not sys.stdout.isatty():
+            kwargs["callbacks"] = [*(config.callbacks or []), PlainProgress()]  # replaces the config's list
+        return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         """Keep the config's model rather than, as LightningCLI does, the ``--ckpt_path`` checkpoint's
@@ -157,9 +176,7 @@ class SeqModelsCLI(LightningCLI):
             Path(logger.log_dir).mkdir(parents=True, exist_ok=True)
             (Path(logger.log_dir) / f"metrics_{self.subcommand}.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
-            config = self.config[self.subcommand]
-            params = {"model": config.model.as_dict(), "data": config.data.as_dict(), "seed": config.seed_everything}
-            params["trainer"] = {k: config.trainer[k] for k in ("max_epochs", "precision", "gradient_clip_val")}
+            params = run_hparams(self.config[self.subcommand])
             logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in metrics.items()})
             save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", logger.hparams)  # replace Lightning's empty one
             logger.experiment.flush()  # fit has already finalized the logger: nothing else writes these out
@@ -167,6 +184,31 @@ class SeqModelsCLI(LightningCLI):
             print(format_metrics(metrics, heading))
             if logger is not None:
                 print(f"TensorBoard: tensorboard --logdir {Path(logger.save_dir or 'logs')}")
+
+
+OPTIMIZER_INTERNALS = ("foreach", "capturable", "differentiable", "fused")  # how it computes, not what
+DATA_SETTINGS = ("format", "train_file", "val_file", "test_file", "batch_size", "bucket", "seed", "min_freq", "lowercase")
+
+
+def run_hparams(config: Namespace) -> dict[str, Any]:
+    """The settings that apply to this run's model and data, for TensorBoard's HPARAMS tab: the heads it has,
+    the optimizer's and scheduler's arguments (not its implementation flags), the data options its format reads."""
+    model = {key: value for key, value in config.model.as_dict().items() if value is not None}
+    for key in ("optimizer", "lr_scheduler"):
+        if key in model:
+            arguments = model[key].get("init_args", {})
+            model[key] = {"class": model[key]["class_path"].rsplit(".", 1)[-1]} | {
+                name: value for name, value in arguments.items() if value is not None and name not in OPTIMIZER_INTERNALS
+            }
+    data = config.data.as_dict()
+    kept = [*DATA_SETTINGS, *FORMAT_OPTIONS.get(data["format"], ())]
+    kept += ["char_features", "max_word_length"] if data["char_features"] else []
+    kept += ["pretrained_embeddings"] if data["pretrained_embeddings"] else []
+    kept += ["val_fraction"] if data["format"] != "synthetic" and not data["val_file"] else []
+    kept += ["train_size", "val_size", "test_size", "corpus_seed"] if data["format"] == "synthetic" else []
+    trainer = {key: config.trainer[key] for key in ("max_epochs", "precision", "gradient_clip_val")}
+    data = {key: data[key] for key in kept if data.get(key) is not None}
+    return {"model": model, "data": data, "trainer": trainer, "seed": config.seed_everything}
 
 
 def find_checkpoint(runs_dir: Path, which: str) -> Path:
@@ -214,13 +256,14 @@ def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> S
         sys.argv[1:] = argv  # LightningCLI reads the command line itself (and warns when also given args)
     else:
         args = argv
-    base = {"default_config_files": [str(config_dir / "base.yaml")]}
+    # allow_abbrev=False: --trainer.max_epoch is an error (naming max_epochs), not a silent abbreviation.
+    base = {"default_config_files": [str(config_dir / "base.yaml")], "allow_abbrev": False}
     try:
         return SeqModelsCLI(
             SequenceModel,
             SequenceDataModule,
             args=args,  # None: sys.argv
-            parser_kwargs={subcommand: base for subcommand in SUBCOMMANDS},
+            parser_kwargs={"allow_abbrev": False} | {subcommand: base for subcommand in SUBCOMMANDS},
             parser_class=ShortErrorParser,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,

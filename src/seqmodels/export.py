@@ -33,7 +33,7 @@ import argparse
 import contextlib
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -67,6 +67,11 @@ def reverse_within_lengths(x: Tensor, index: Tensor) -> Tensor:
 
 def one_direction(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
     """A one-layer unidirectional LSTM sharing the weights of ``lstm``'s ``layer`` (``suffix``: "" or "_reverse")."""
+    if type(lstm) is not nn.LSTM:  # a GRU's weights would load into an LSTM's operator, and fail only at run time
+        raise ExportError(
+            f"the encoder's recurrent layer is {type(lstm).__name__}; export knows nn.LSTM only "
+            "(teach seqmodels.export.one_direction the new layer)"
+        )
     input_size = getattr(lstm, f"weight_ih_l{layer}{suffix}").size(1)
     single = nn.LSTM(input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True, proj_size=lstm.proj_size)
     for name, _ in list(single.named_parameters()):  # weight_ih_l0 <- weight_ih_l{layer}{suffix}, ...
@@ -142,6 +147,50 @@ class ExportableModel(nn.Module):
         return tuple(head(encoded) for head in self.heads.values())  # tagger (B, T, C), classifier (B, K)
 
 
+def random_batch(model: SequenceModel, batch_size: int, max_len: int, seed: int) -> dict[str, Tensor]:
+    """A padded batch of random ids (any id but ``<pad>``), lengths in 1..T (the first one T), 0 at padding."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, max_len + 1, (batch_size,), generator=generator)
+    lengths[0] = max_len
+    real = torch.arange(max_len) < lengths[:, None]  # (B, T)
+    sizes = {name: len(items) for name, items in model.hparams.vocab.items()}
+    batch = {"token_ids": torch.randint(1, sizes["tokens"], (batch_size, max_len), generator=generator) * real}
+    batch["lengths"] = lengths
+    if model.encoder.char_cnn is not None:
+        chars = torch.randint(1, sizes["chars"], (batch_size, max_len, 4), generator=generator)  # (B, T, W)
+        batch["char_ids"] = chars * real[..., None]
+    if model.encoder.case_embedding is not None:
+        batch["case_ids"] = torch.randint(1, sizes["cases"], (batch_size, max_len), generator=generator) * real
+    return batch
+
+
+VERIFY_SHAPES = [(1, 1), (5, 7), (9, 13)]  # (B, T) of the batches every export is checked on
+TOLERANCE = 1e-4  # the largest difference from the PyTorch model's scores an export may have
+Runner = Callable[[dict[str, Tensor]], list]  # inputs by name -> the outputs, in the graph's order
+
+
+def verify(model: SequenceModel, wrapper: ExportableModel, run: Runner) -> None:
+    """Run the exported graph on padded batches of several shapes and compare every output with the PyTorch
+    model's; :class:`ExportError` naming the first output that differs, or the batch the graph cannot run."""
+    for seed, (batch_size, max_len) in enumerate(VERIFY_SHAPES):
+        batch = random_batch(model, batch_size, max_len, seed)
+        with torch.no_grad():
+            expected = model(**batch)
+        try:
+            outputs = run({name: batch[name] for name in wrapper.input_names})
+        except Exception as error:  # onnxruntime and TorchScript raise their own types
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            message = f"the exported graph fails on a {batch_size}x{max_len} batch ({lines[0]}); nothing written"
+            raise ExportError(message) from None
+        for name, output in zip(wrapper.output_names, outputs):
+            difference = (torch.as_tensor(output) - expected[name]).abs().max().item()
+            if not difference <= TOLERANCE:
+                raise ExportError(
+                    f"the exported graph's {name} output differs from the model's by {difference:.3g} "
+                    f"(more than {TOLERANCE}) on a {batch_size}x{max_len} batch; nothing written"
+                )
+
+
 def example_inputs(wrapper: ExportableModel) -> dict[str, Tensor]:
     """A batch to trace with: lengths 3 and 2, ids 1 (``<unk>``, valid in any vocabulary) and 0 at padding."""
     ids = torch.tensor([[1, 1, 1], [1, 1, 0]])  # (B=2, T=3)
@@ -150,8 +199,14 @@ def example_inputs(wrapper: ExportableModel) -> dict[str, Tensor]:
 
 
 def metadata(model: SequenceModel, wrapper: ExportableModel) -> str:
-    """What a runtime needs besides the graph: input and output names, and the vocabularies (index = id)."""
-    return json.dumps({"inputs": wrapper.input_names, "outputs": wrapper.output_names, "vocab": model.hparams.vocab})
+    """What a runtime needs besides the graph: input and output names, the vocabularies (index = id) and the
+    data options (lower-casing, characters per word)."""
+    return json.dumps({
+        "inputs": wrapper.input_names,
+        "outputs": wrapper.output_names,
+        "vocab": model.hparams.vocab,
+        "data_options": model.hparams.data_options,
+    })
 
 
 @contextlib.contextmanager
@@ -165,25 +220,21 @@ def _without_false_alarms() -> Iterator[None]:
         yield
 
 
-def export_torchscript(model: SequenceModel, path: Path) -> ExportableModel:
-    """Trace the model; ``torch.jit.load(path)`` gives a module to call with the inputs as keywords."""
-    wrapper = ExportableModel(model)
+def _write_torchscript(model: SequenceModel, wrapper: ExportableModel, path: Path) -> None:
     with torch.no_grad(), _without_false_alarms():
         traced = torch.jit.trace(wrapper, example_kwarg_inputs=example_inputs(wrapper))
     torch.jit.save(traced, str(path), _extra_files={METADATA: metadata(model, wrapper)})
-    return wrapper
 
 
-def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
-    """Export with the TorchScript-based exporter (``dynamo=False``), B, T and W dynamic; needs ``seqmodels[onnx]``."""
-    if model.encoder.lstm.proj_size:
-        raise ExportError("proj_size > 0 cannot be exported to ONNX (its LSTM operator has no projection); "
-                          "use --format torchscript")  # fmt: skip
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("ONNX export needs the onnx extra: pip install 'seqmodels[onnx]'") from None
-    wrapper = ExportableModel(model)
+def torchscript_runner(path: Path) -> Runner:
+    """A TorchScript export as a function: ``torch.jit.load(path)`` called with the inputs as keywords."""
+    module = torch.jit.load(str(path))
+    return lambda inputs: list(module(**inputs))
+
+
+def _write_onnx(model: SequenceModel, wrapper: ExportableModel, path: Path) -> None:
+    import onnx
+
     names = wrapper.input_names + wrapper.output_names
     # The TorchScript-based exporter (deprecated) exports each nn.LSTM as one ONNX LSTM operator, B and T dynamic.
     with _without_false_alarms():
@@ -200,7 +251,49 @@ def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
     graph = onnx.load(str(path))
     onnx.helper.set_model_props(graph, {METADATA: metadata(model, wrapper)})
     onnx.save(graph, str(path))
+
+
+def onnx_runner(path: Path, threads: int = 0) -> Runner:
+    """An ONNX export as a function, run by ONNX Runtime on the CPU (``threads`` 0: its default)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda inputs: [torch.from_numpy(x) for x in session.run(None, {k: v.numpy() for k, v in inputs.items()})]
+
+
+def _export(model: SequenceModel, path: Path, write, runner) -> ExportableModel:
+    """Write the export beside ``path``, run it against the model (:func:`verify`), and only then rename it to
+    ``path``: a failed export leaves no file."""
+    wrapper = ExportableModel(model)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(model, wrapper, partial)
+        verify(model, wrapper, runner(partial))
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return wrapper
+
+
+def export_torchscript(model: SequenceModel, path: Path) -> ExportableModel:
+    """Trace the model (verified); ``torch.jit.load(path)`` gives a module to call with the inputs as keywords."""
+    return _export(model, path, _write_torchscript, torchscript_runner)
+
+
+def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
+    """Export with the TorchScript-based exporter (``dynamo=False``), B, T and W dynamic, verified with ONNX
+    Runtime; needs ``seqmodels[onnx]``."""
+    if model.encoder.lstm.proj_size:
+        raise ExportError("proj_size > 0 cannot be exported to ONNX (its LSTM operator has no projection); "
+                          "use --format torchscript")  # fmt: skip
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx extra: pip install 'seqmodels[onnx]'") from None
+    return _export(model, path, _write_onnx, onnx_runner)
 
 
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
@@ -219,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         wrapper = EXPORTERS[args.format](load_model(args.checkpoint), output)
     except (CheckpointError, ExportError) as error:
         raise SystemExit(f"seqmodels-export: error: {error}") from None
-    print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)}")
+    print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)} "
+          f"(checked against the model on {len(VERIFY_SHAPES)} padded batches)")  # fmt: skip
 
 
 if __name__ == "__main__":

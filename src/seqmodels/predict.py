@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import itertools
 import json
 import re
+import string
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ from tqdm import tqdm
 
 from seqmodels.checkpoints import CheckpointError, check_fits, read_checkpoint
 from seqmodels.data.batching import PadCollator
-from seqmodels.data.readers import tokenize
+from seqmodels.data.readers import ConlluTagField, tokenize
 from seqmodels.data.vocab import Numericalizer
 from seqmodels.models.sequence_model import SequenceModel
 
@@ -73,10 +76,19 @@ class InputError(ValueError):
     """Input that cannot be read as the chosen format, or an output format the model cannot fill."""
 
 
+# The data module's defaults: what a model built without one (data_options=None), or a checkpoint written before
+# 0.3.0 (which recorded none), was trained with.
+DEFAULT_DATA_OPTIONS = {"max_word_length": 20, "format": None, "tag_column": None, "tag_scheme": "keep"}
+
+
 def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint["hyper_parameters"]
+    defaults = DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in hparams["vocab"]}
+    if "data_options" not in hparams:
+        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {defaults}")
+    hparams["data_options"] = defaults | (hparams.get("data_options") or {})
     # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
     # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
     # take a minute on a 10,000-word vocabulary.
@@ -151,22 +163,18 @@ def format_jsonl(sentence: Sentence, prediction: dict[str, Any]) -> str:
     return json.dumps({"tokens": sentence.tokens, **prediction}, ensure_ascii=False) + "\n"
 
 
-def format_conllu(sentence: Sentence, prediction: dict[str, Any]) -> str:
-    """The CoNLL-U block with the tag in UPOS (column 4); text input gets ``ID FORM _ TAG _ _ _ _ _ _`` lines."""
-    tags = prediction.get("tags", [])
-    if not sentence.lines:
-        rows = enumerate(zip(sentence.tokens, tags), start=1)
-        return "".join(f"{i}\t{token}\t_\t{tag}" + "\t_" * 6 + "\n" for i, (token, tag) in rows) + "\n"
+def format_conllu(sentence: Sentence, prediction: dict[str, Any], field: ConlluTagField) -> str:
+    """The CoNLL-U block with the tag in the column (or FEATS/MISC attribute) the model's tags came from."""
 
-    def fill_upos(line: str, tag: str) -> str:
-        fields = line.split("\t")
-        return "\t".join([*fields[:3], tag, *fields[4:]])
+    def fill(line: str, tag: str) -> str:
+        return "\t".join(field.set(line.split("\t"), tag))
 
-    return _tag_lines(sentence.lines, tags, _is_conllu_word, fill_upos)
+    return _tag_lines(sentence.lines, prediction.get("tags", []), _is_conllu_word, fill)
 
 
 def format_conll(sentence: Sentence, prediction: dict[str, Any]) -> str:
-    """The CoNLL block with the tag appended as a last column (the line's own separator); text gets ``TOKEN TAG``."""
+    """The CoNLL block with the tag appended as a new last column (the line's own separator); text gets
+    ``TOKEN<TAB>TAG`` lines."""
     tags = prediction.get("tags", [])
     if not sentence.lines:
         return "".join(f"{token}\t{tag}\n" for token, tag in zip(sentence.tokens, tags)) + "\n"
@@ -189,14 +197,17 @@ class Predictor:
     """Batched prediction: lists of tokens in, one JSON-ready dict per sentence out (``{}`` for no tokens).
 
     Sentences longer than ``max_tokens`` are cut into chunks, and at most ``batch_size`` chunks go
-    through the model at once, so memory is bounded whatever the input. Words keep their first 20
-    characters, the data module's default ``max_word_length`` (a checkpoint does not record it).
+    through the model at once, so memory is bounded whatever the input. Words are read as in training
+    (the checkpoint's ``data_options``: lower-casing, characters kept per word). ``unknown`` counts the
+    tokens the model has no embedding for, out of ``seen``.
     """
 
     def __init__(self, model: SequenceModel, batch_size: int = 32, max_tokens: int = 512) -> None:
         self.model, self.batch_size, self.max_tokens = model, batch_size, max_tokens
-        self.numericalize = Numericalizer(model.hparams.vocab)  # lower-cases lookups when the model has cases
+        self.numericalize = Numericalizer(model.hparams.vocab, model.hparams.data_options["max_word_length"])
         self.collate = PadCollator()
+        self.seen = self.unknown = 0
+        self.unknown_sample: list[str] = []  # the first unknown tokens, to tell why they are unknown
 
     def __call__(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
         chunks: list[list[str]] = []
@@ -214,6 +225,12 @@ class Predictor:
     def _score(self, chunks: list[list[str]]) -> list[dict[str, Any]]:
         """Each chunk's length, tag ids and tag probabilities (not under a CRF), and label probabilities."""
         encoded = self.numericalize({"tokens": chunks})
+        unk_id = self.numericalize.vocab["tokens"].unk_id
+        self.seen += sum(len(chunk) for chunk in chunks)
+        self.unknown += sum(ids.count(unk_id) for ids in encoded["token_ids"])
+        if len(self.unknown_sample) < 200:
+            pairs = zip(itertools.chain(*chunks), itertools.chain(*encoded["token_ids"]))
+            self.unknown_sample += [token for token, i in pairs if i == unk_id][: 200 - len(self.unknown_sample)]
         batch = self.collate([dict(zip(encoded, values)) for values in zip(*encoded.values())])
         lengths = batch["lengths"]  # (B,), on the CPU, as packing wants
         features = {key: value.to(self.model.device) for key, value in batch.items() if key != "lengths"}
@@ -280,32 +297,70 @@ def _utf8(stream: TextIO) -> TextIO:
     return stream
 
 
+UNKNOWN_WARNING = 0.3  # warn when more of the input's tokens than this are unknown to the model
+INPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".txt": "text", "": "text"}
+OUTPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def likely_cause(unknown: list[str], known: Callable[[str], bool]) -> str:
+    """Why tokens are unknown, judged from a sample of them: case, attached punctuation, or other text."""
+    by_case = sum(known(t.lower()) or known(t.capitalize()) for t in unknown)
+    by_punctuation = sum(known(t.strip(string.punctuation)) for t in unknown if t.strip(string.punctuation) != t)
+    if by_case >= max(by_punctuation, 0.25 * len(unknown)):
+        return "case: the training text had other capitalisation (e.g. lower-cased)"
+    if by_punctuation >= 0.25 * len(unknown):
+        return "the tokenizer: punctuation is still attached to words (try --tokenizer simple)"
+    return "another language or domain than the training data"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the input and output formats inferred from the files' suffixes where not given."""
     parser = argparse.ArgumentParser(
         prog="seqmodels-predict",
         description="Tag and/or classify sentences with a seqmodels checkpoint (the .ckpt file alone).",
-        epilog="Tokenizers: whitespace splits on ASCII whitespace (pre-tokenized text, as the corpora are); "
+        epilog="Formats: the input's from its suffix (.conllu, .conll; .txt or none: text), the output's from "
+        "its suffix (.conllu, .conll, .jsonl), else JSON Lines for text and the input's format for CoNLL. "
+        "Tokenizers: whitespace splits on ASCII whitespace (pre-tokenized text, as the corpora are); "
         "simple also splits punctuation and English clitics PTB-style (don't -> do n't, film. -> film .).",
     )
     parser.add_argument("checkpoint")
     parser.add_argument("text", nargs="*", metavar="TEXT", help="sentences (else --input, else stdin)")
     parser.add_argument("--input", type=Path, help="a UTF-8 file to read instead of stdin")
     parser.add_argument("--output", type=Path, help="where to write (default: stdout)")
-    parser.add_argument("--input-format", choices=("text", "conllu", "conll"), default="text")
-    parser.add_argument("--format", choices=WRITERS, help="default: jsonl for text input, else the input's format")
+    parser.add_argument("--input-format", choices=("text", "conllu", "conll"), help="default: from --input's suffix")
+    parser.add_argument("--format", choices=WRITERS, help="default: from --output's suffix, else as said below")
     parser.add_argument("--tokenizer", choices=TOKENIZERS, default="whitespace", help="for text input")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     parser.add_argument("--max-tokens", type=int, default=512, help="longer sentences are predicted in chunks")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
-    args = parser.parse_args(argv)
-    args.format = args.format or ("jsonl" if args.input_format == "text" else args.input_format)
+    args = parser.parse_intermixed_args(argv)  # options before or after the sentences
     if args.text and args.input:
         parser.error("give sentences as arguments or --input, not both")
-    if {args.format, args.input_format} == {"conllu", "conll"}:
-        parser.error(f"cannot write {args.format} from {args.input_format} input")
     if args.batch_size < 1 or args.max_tokens < 1:
         parser.error("--batch-size and --max-tokens must be positive")
+    if args.input_format is None:
+        suffix = args.input.suffix.lower() if args.input else ""
+        if suffix not in INPUT_SUFFIXES:
+            parser.error(f"cannot tell the format of {args.input} from its suffix; give --input-format text|conllu|conll")
+        args.input_format = INPUT_SUFFIXES[suffix]
+    implied = OUTPUT_SUFFIXES.get(args.output.suffix.lower()) if args.output else None
+    if args.format and implied and args.format != implied:
+        parser.error(f"--format {args.format} would write {args.format} into {args.output}; choose one")
+    args.format = args.format or implied or ("jsonl" if args.input_format == "text" else args.input_format)
+    if {args.format, args.input_format} == {"conllu", "conll"}:
+        parser.error(f"cannot write {args.format} from {args.input_format} input")
     return args
+
+
+def check_output(args: argparse.Namespace, model: SequenceModel) -> None:
+    """Refuse output that cannot be right, naming the fix."""
+    if args.format != "jsonl" and "tagger" not in model.heads:
+        raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
+    if args.format == "conllu" and args.input_format == "text":
+        raise InputError(
+            "CoNLL-U output is the CoNLL-U input with the predicted column filled in; for text input "
+            "write JSON Lines (--format jsonl, or an --output ending in .jsonl)"
+        )
 
 
 def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, output: TextIO) -> None:
@@ -319,6 +374,25 @@ def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, 
             tqdm.write(f"seqmodels-predict: warning: {sentence.where}: {message}", file=sys.stderr)
         for sentence, prediction in zip(batch, predictor([s.tokens for s in batch])):
             output.write(write(sentence, prediction))
+    if predictor.seen and predictor.unknown > UNKNOWN_WARNING * predictor.seen:
+        cause = likely_cause(predictor.unknown_sample, predictor.numericalize.vocab["tokens"].__contains__)
+        share = f"{predictor.unknown / predictor.seen:.0%} of the {predictor.seen} input tokens"
+        print(f"seqmodels-predict: warning: {share} are unknown to the model; likely cause: {cause}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """stdout, or ``path`` written beside it and renamed over it at the end: a failed run leaves no half file."""
+    if path is None:
+        yield _utf8(sys.stdout)
+        return
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as file:
+            yield file
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -326,8 +400,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         model = load_model(args.checkpoint, args.device)
-        if args.format != "jsonl" and "tagger" not in model.heads:
-            raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
+        check_output(args, model)
+        write = WRITERS[args.format]
+        if args.format == "conllu":
+            write = functools.partial(format_conllu, field=ConlluTagField.parse(model.hparams.data_options["tag_column"]))
         with contextlib.ExitStack() as files:
             if args.text:
                 lines, name = args.text, "argument"
@@ -335,12 +411,12 @@ def main(argv: list[str] | None = None) -> None:
                 lines, name = files.enter_context(args.input.open(encoding="utf-8-sig")), str(args.input)
             else:
                 lines, name = _utf8(sys.stdin), "<stdin>"
-            output = files.enter_context(args.output.open("w", encoding="utf-8")) if args.output else _utf8(sys.stdout)
+            output = files.enter_context(_output(args.output))
             if args.input_format == "text":
                 sentences = read_text(lines, TOKENIZERS[args.tokenizer], name)
             else:
                 sentences = read_blocks(lines, args.input_format, name)
-            predict(Predictor(model, args.batch_size, args.max_tokens), sentences, WRITERS[args.format], output)
+            predict(Predictor(model, args.batch_size, args.max_tokens), sentences, write, output)
     except UnicodeDecodeError as error:
         where = _undecodable(args.input)
         raise SystemExit(f"seqmodels-predict: error: {where}: cannot decode as UTF-8 ({error.reason})") from None

@@ -6,7 +6,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -188,6 +188,18 @@ class SequenceDataModule(L.LightningDataModule):
     def vocab(self) -> dict[str, list[str]]:
         """The vocabularies as plain lists, the form the model keeps in its checkpoint."""
         return {name: v.itos for name, v in self.vocabularies.items()}
+
+    @property
+    def data_options(self) -> dict[str, Any]:
+        """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
+        prediction reads new text as training did and writes the tags back where they came from."""
+        return {
+            "max_word_length": self.max_word_length,
+            "lowercase": self.lowercase,
+            "format": self.format,
+            "tag_column": self.reader_options["tag_column"],
+            "tag_scheme": self.reader_options["tag_scheme"],
+        }
 
     @property
     def initial_embeddings(self) -> Tensor | None:

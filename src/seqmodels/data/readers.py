@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import datasets
 import pyarrow as pa
@@ -28,7 +28,19 @@ from datasets.exceptions import DatasetGenerationError
 
 logger = logging.getLogger("seqmodels")
 
-FORMATS = ("conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub")
+_TABLE_OPTIONS = ("tokens_column", "text_column", "tags_column", "label_column", "tag_scheme")
+FORMAT_OPTIONS = {  # each format, and the reader options it reads
+    "conllu": ("tag_column", "tag_scheme", "encoding"),
+    "conll": ("tag_column", "tag_scheme", "encoding"),
+    "label_text": ("encoding",),
+    "csv": ("text_column", "label_column", "encoding"),
+    "tsv": ("text_column", "label_column", "encoding"),
+    "jsonl": (*_TABLE_OPTIONS, "encoding"),
+    "parquet": _TABLE_OPTIONS,
+    "sst_trees": ("granularity", "use_subtrees", "encoding"),
+    "hub": ("hub_name", "hub_config", *_TABLE_OPTIONS),
+}
+FORMATS = tuple(FORMAT_OPTIONS)
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 SST_LABELS = {
     "binary": {"0": "negative", "1": "negative", "2": None, "3": "positive", "4": "positive"},
@@ -119,12 +131,45 @@ def _blocks(path: str, encoding: str, skip: Callable[[str], bool]) -> Iterator[l
             yield block
 
 
+class ConlluTagField(NamedTuple):
+    """Where a CoNLL-U file holds the tags: a column (``upos``, ``xpos``, ...) or one ``Key=Value`` attribute of
+    the FEATS or MISC column (``misc:NE``, ``feats:Tense``); words without the attribute read as ``_``."""
+
+    column: int
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, tag_column: str | int | None) -> ConlluTagField:
+        name, _, key = str(tag_column or "upos").partition(":")
+        if name.lower() not in CONLLU_FIELDS or (key and name.lower() not in ("feats", "misc")):
+            raise ValueError(
+                f"tag_column for conllu must be one of {CONLLU_FIELDS}, or feats:KEY / misc:KEY, got {tag_column!r}"
+            )
+        return cls(CONLLU_FIELDS.index(name.lower()), key or None)
+
+    def get(self, fields: list[str]) -> str:
+        if self.key is None:
+            return fields[self.column]
+        return _attributes(fields[self.column]).get(self.key, "_")
+
+    def set(self, fields: list[str], tag: str) -> list[str]:
+        """``fields`` with the tag written in this column or attribute, and nothing else changed."""
+        value = tag
+        if self.key is not None:
+            attributes = _attributes(fields[self.column]) | {self.key: tag}
+            value = "|".join(f"{k}={v}" for k, v in attributes.items())
+        return [*fields[: self.column], value, *fields[self.column + 1 :]]
+
+
+def _attributes(column: str) -> dict[str, str]:
+    """``A=1|B=2`` -> {"A": "1", "B": "2"} (``_``: none), in file order."""
+    pairs = (item.partition("=") for item in column.split("|") if column != "_")
+    return {key: value for key, _, value in pairs}
+
+
 def _read_conllu(path: str, options: ReaderOptions) -> Iterator[_Located]:
     """CoNLL-U: a word per line, 10 TAB-separated columns; comments, ``3-4`` ranges and ``8.1`` empty nodes skipped."""
-    field = str(options.tag_column or "upos").lower()
-    if field not in CONLLU_FIELDS:
-        raise ValueError(f"tag_column for conllu must be one of {CONLLU_FIELDS}, got {options.tag_column!r}")
-    column = CONLLU_FIELDS.index(field)
+    field = ConlluTagField.parse(options.tag_column)
     for block in _blocks(path, options.encoding, skip=lambda line: line.startswith("#")):
         words = []
         for number, line in block:
@@ -135,7 +180,7 @@ def _read_conllu(path: str, options: ReaderOptions) -> Iterator[_Located]:
                 words.append(fields)
             elif not re.fullmatch(r"\d+-\d+|\d+\.\d+", fields[0]):
                 raise DataFormatError(f"{path}:{number}: expected a word ID like 3, 3-4 or 8.1, found {fields[0]!r}")
-        yield f"{path}:{block[0][0]}", {"tokens": [w[1] for w in words], "tags": [w[column] for w in words]}
+        yield f"{path}:{block[0][0]}", {"tokens": [w[1] for w in words], "tags": [field.get(w) for w in words]}
 
 
 def _read_conll(path: str, options: ReaderOptions) -> Iterator[_Located]:

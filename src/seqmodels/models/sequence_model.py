@@ -48,6 +48,8 @@ class SequenceModel(L.LightningModule):
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
         initial_embeddings: pretrained word vectors, (len(vocab["tokens"]), embedding_dim), from the
             data module; only for a new model (a checkpoint has the trained ones).
+        data_options: the data module's ``data_options`` (characters kept per word, lower-casing, where the
+            tags came from); kept in the checkpoint, so that prediction reads and writes as training did.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class SequenceModel(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         initial_embeddings: Tensor | None = None,
+        data_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
