@@ -37,7 +37,7 @@ import yaml
 from seqmodels.data.batching import BucketBatchSampler
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predict import Predictor
+from seqmodels.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = 5.0  # configs/base.yaml's gradient_clip_val

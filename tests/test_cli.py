@@ -114,7 +114,7 @@ def test_ner_config_reads_iob1_and_monitors_span_f1(tmp_path, capsys):
     args += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
     args += ["--trainer.enable_progress_bar", "false"]
     cli = main(args, config_dir=CONFIGS)
-    assert cli.model.vocab["tags"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
+    assert cli.model.vocabularies["tags"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
     assert cli.trainer.checkpoint_callback.monitor == "val/tagger/span_f1"
     assert "tagger/span_f1" in capsys.readouterr().out  # a row of the final metrics table
 
@@ -122,7 +122,7 @@ def test_ner_config_reads_iob1_and_monitors_span_f1(tmp_path, capsys):
 def test_find_checkpoint_takes_the_newest_run(tmp_path):
     import torch
 
-    from seqmodels.cli import find_checkpoint
+    from seqmodels.checkpoints import find_checkpoint
 
     for version in (0, 2, 10):
         folder = tmp_path / f"version_{version}" / "checkpoints"

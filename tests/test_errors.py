@@ -182,7 +182,7 @@ def test_after_a_data_error_the_fixed_file_trains_and_nothing_was_half_written(i
     write(in_tmp / "a.conllu", CONLLU)
     cli = main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *QUIET, "--data.cache_dir", "cache", *args,
                 "--trainer.max_epochs", "1"], CONFIGS)  # fmt: skip
-    assert cli.model.vocab["tags"].itos == ["DET", "NOUN", "PRON", "VERB"]
+    assert cli.model.vocabularies["tags"].itos == ["DET", "NOUN", "PRON", "VERB"]
     assert list(in_tmp.glob("logs/tagger/version_*/checkpoints/last.ckpt"))
 
 

@@ -10,14 +10,9 @@ import pytest
 import torch
 
 from seqmodels.data.vocab import CASES, PAD, UNK
-from seqmodels.export import (
-    METADATA,
-    MaskedLSTM,
-    ExportError,
-    export_onnx,
-    export_torchscript,
-    main,
-)
+from seqmodels.export import export_onnx, export_torchscript, main
+from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
+from seqmodels.runtime import METADATA
 from seqmodels.models.sequence_model import SequenceModel
 
 VOCAB = {

@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.vocab import CASES, PAD, UNK, Numericalizer
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predict import Predictor, load_model, main, simple_tokenize
+from seqmodels.checkpoints import load_model
+from seqmodels.predict import main
+from seqmodels.predictor import Predictor, simple_tokenize
 
 WORDS = ["the", "film", "was", "great", "dull", "i", "do", "n't", "like", "it", "."]
 TAGS = {"multitask": ["ADJ", "AUX", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB"], "crf": ["B-X", "I-X", "O"]}
@@ -282,8 +284,8 @@ XPOS_AND_NE = {"xpos": ["PRP", "VBP", "RB", "VB", ".", "JJ"], "misc:NE": ["B-PER
 def test_conllu_output_fills_the_column_the_tags_came_from_and_no_other(tmp_path, capsys, tag_column):
     """An XPOS model writes XPOS (UPOS keeps the gold tags); a MISC-attribute model sets only that attribute."""
     vocab = {"tokens": [PAD, UNK, *WORDS], "tags": XPOS_AND_NE[tag_column]}
-    options = {"max_word_length": 20, "lowercase": False, "format": "conllu", "tag_column": tag_column}
-    fit_checkpoint(tmp_path / "model.ckpt", vocab, tagger={}, data_options=options | {"tag_scheme": "keep"})
+    options = {"max_word_length": 20, "lowercase": False, "tags": {"format": "conllu", "column": tag_column}}
+    fit_checkpoint(tmp_path / "model.ckpt", vocab, tagger={}, data_options=options)
     source, output = tmp_path / "in.conllu", tmp_path / "out.conllu"
     source.write_text(CONLLU, encoding="utf-8")
     main([str(tmp_path / "model.ckpt"), "--input", str(source), "--output", str(output)])

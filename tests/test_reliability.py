@@ -22,7 +22,8 @@ from seqmodels.checkpoints import (
     read_checkpoint,
 )
 from seqmodels.cli import main
-from seqmodels.predict import Predictor, load_model
+from seqmodels.checkpoints import load_model
+from seqmodels.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "default.yaml")]

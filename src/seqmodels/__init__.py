@@ -1,5 +1,5 @@
 """seqmodels: LSTM sequence models (a tagger and a sentence classifier) on one padding-exact encoder."""
 
-from seqmodels.encoder import EncoderConfig, EncoderOutput, LSTMEncoder
+from seqmodels.models.encoder import EncoderConfig, EncoderOutput, LSTMEncoder
 
 __all__ = ["EncoderConfig", "EncoderOutput", "LSTMEncoder"]

@@ -15,7 +15,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from seqmodels.data.batching import IGNORE_INDEX
+from seqmodels.models.heads.base import markdown_escape
+from seqmodels.padding import IGNORE_INDEX
 
 matplotlib.use("Agg")  # no display: render to arrays
 import matplotlib.pyplot as plt  # noqa: E402
@@ -48,7 +49,7 @@ class EvaluationReport(L.Callback):
 
     def _reset(self) -> None:
         self.counts: dict[str, Tensor] = {}  # head -> (C, C) counts, rows = gold, columns = predicted
-        self.binary: list[tuple[Tensor, Tensor]] = []  # (gold label, P(second class)) per classifier batch
+        self.binary: dict[str, list[tuple[Tensor, Tensor]]] = {}  # head -> (gold, P(positive)) per batch
         self.shown: list[dict[str, Any]] = []
 
     # -- collecting ------------------------------------------------------------------------------
@@ -59,14 +60,17 @@ class EvaluationReport(L.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for name, preds in outputs["preds"].items():
-            vocab = pl_module.vocab["tags" if name == "tagger" else "labels"]
-            targets = batch[pl_module.heads[name].target_key]
-            real = targets != IGNORE_INDEX
-            pairs = targets[real] * len(vocab) + preds[real]  # one id per (gold, predicted) pair
-            counts = torch.bincount(pairs, minlength=len(vocab) ** 2).view(len(vocab), len(vocab)).cpu()
-            self.counts[name] = self.counts.get(name, 0) + counts
-        if "classifier" in outputs["probs"] and outputs["probs"]["classifier"].size(1) == 2:
-            self.binary.append((batch["label_ids"].cpu(), outputs["probs"]["classifier"][:, 1].float().cpu()))
+            head = pl_module.heads[name]
+            targets = head.targets(batch)
+            if head.confusion_report:
+                real = targets != IGNORE_INDEX
+                size = len(head.classes)
+                pairs = targets[real] * size + preds[real]  # one id per (gold, predicted) pair
+                counts = torch.bincount(pairs, minlength=size**2).view(size, size).cpu()
+                self.counts[name] = self.counts.get(name, 0) + counts
+            positive = head.positive_scores(outputs["probs"][name])
+            if positive is not None:
+                self.binary.setdefault(name, []).append((targets.cpu(), positive.float().cpu()))
         num_batches = (trainer.num_test_batches if trainer.testing else trainer.num_val_batches)[dataloader_idx]
         if self.examples and batch_idx % max(1, int(num_batches) // self.examples) == 0:
             self._keep_example(pl_module, outputs, batch)
@@ -74,29 +78,33 @@ class EvaluationReport(L.Callback):
     on_test_batch_end = on_validation_batch_end
 
     def _keep_example(self, pl_module: L.LightningModule, outputs: dict, batch: dict[str, Any]) -> None:
-        """One sentence of this batch (batches are spread over the epoch): the one with the most errors."""
-        if len(self.shown) >= self.examples:
+        """One sentence of this batch (batches are spread over the epoch): the one with the most errors, as each
+        head renders it."""
+        if len(self.shown) >= self.examples or not outputs["preds"]:
             return
         errors = torch.zeros(len(batch["lengths"]), device=batch["token_ids"].device)  # (B,)
         for name, preds in outputs["preds"].items():
-            targets = batch[pl_module.heads[name].target_key]
+            targets = pl_module.heads[name].targets(batch)
             wrong = (preds != targets) & (targets != IGNORE_INDEX)  # (B, T) or (B,)
             errors += wrong.sum(1) if wrong.dim() > 1 else wrong
         row = int(errors.argmax())
         length = int(batch["lengths"][row])
         if "tokens" in batch:
-            example: dict[str, Any] = {"tokens": batch["tokens"][row]}
+            tokens = batch["tokens"][row]
         else:
-            example = {"tokens": pl_module.vocab["tokens"].decode(batch["token_ids"][row, :length].tolist())}
-        if "tagger" in outputs["preds"]:
-            tags = pl_module.vocab["tags"]
-            example["gold_tags"] = tags.decode(batch["tag_ids"][row, :length].tolist())
-            example["tags"] = tags.decode(outputs["preds"]["tagger"][row, :length].tolist())
-        if "classifier" in outputs["preds"]:
-            labels, probs = pl_module.vocab["labels"], outputs["probs"]["classifier"][row]
-            example["gold_label"] = labels.itos[int(batch["label_ids"][row])]
-            example["label"] = labels.itos[int(probs.argmax())]
-            example["prob"] = float(probs.max())
+            tokens = pl_module.vocabularies["tokens"].decode(batch["token_ids"][row, :length].tolist())
+        example: dict[str, Any] = {"tokens": tokens, "lines": [], "per_token": False}
+        for name, preds in outputs["preds"].items():
+            head, probs = pl_module.heads[name], outputs["probs"][name]
+            targets = head.targets(batch)
+            per_token = targets.dim() > 1  # (B, T): each row cut to the sentence's length
+
+            def cut(values: Tensor, per_token: bool = per_token) -> Tensor:
+                return values[row, :length] if per_token else values[row]
+
+            line = head.render_example(tokens, cut(targets), cut(preds), cut(probs))
+            example["per_token"] |= per_token and bool(line)
+            example["lines"] += [line] if line else []
         self.shown.append(example)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -113,14 +121,14 @@ class EvaluationReport(L.Callback):
             return
         step = trainer.global_step
         for name, matrix in counts.items():
-            classes = pl_module.vocab["tags" if name == "tagger" else "labels"].itos
+            classes = pl_module.heads[name].classes
             if self.confusion_matrix:
                 writer.add_figure(f"{stage}/{name}/confusion_matrix", self._figure(matrix, classes, name), step)
             if self.per_class:
                 writer.add_text(f"{stage}/{name}/per_class", per_class_table(matrix, classes), step)
-        if self.pr_curve and self.binary:
-            labels, probs = (torch.cat(t) for t in zip(*self.binary))
-            writer.add_pr_curve(f"{stage}/classifier/pr_curve", labels, probs, step)
+        for name, pairs in self.binary.items() if self.pr_curve else ():
+            labels, probs = (torch.cat(t) for t in zip(*pairs))
+            writer.add_pr_curve(f"{stage}/{name}/pr_curve", labels, probs, step)
         if self.shown:
             writer.add_text(f"{stage}/examples", examples_markdown(self.shown), step)
 
@@ -227,25 +235,11 @@ def per_class_table(matrix: Tensor, classes: list[str]) -> str:
     return "\n".join(rows)
 
 
-def escape(text: str) -> str:
-    """Markdown-escape a token (tokens such as ``*``, ``_`` or ``|`` would change the markup)."""
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>" else c for c in text)
-
-
 def examples_markdown(examples: list[dict[str, Any]]) -> str:
-    """Sentences with gold and predicted tags (errors in bold, as gold→predicted) and labels with their probability."""
+    """Each example as its heads render it (tags inline, errors in bold; the label with its probability), after
+    the plain sentence when no head shows its words."""
     parts = []
     for example in examples:
-        if "tags" in example:
-            words = [
-                f"{escape(token)}/{tag}" if tag == gold else f"**{escape(token)}/{gold}→{tag}**"
-                for token, gold, tag in zip(example["tokens"], example["gold_tags"], example["tags"])
-            ]
-            line = " ".join(words)
-        else:
-            line = " ".join(escape(token) for token in example["tokens"])
-        if "label" in example:
-            mark = "" if example["label"] == example["gold_label"] else " **✗**"
-            line += f"  \ngold: {example['gold_label']}, predicted: {example['label']} (p={example['prob']:.2f}){mark}"
-        parts.append(line)
+        lines = [] if example["per_token"] else [" ".join(map(markdown_escape, example["tokens"]))]
+        parts.append("  \n".join(lines + example["lines"]))
     return "\n\n".join(parts)

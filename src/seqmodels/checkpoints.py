@@ -1,9 +1,13 @@
-"""Checkpoints that are safe to read, written atomically, and that say what made them.
+"""Checkpoints: all reading, checking, finding and rebuilding in one place, and writing atomically.
 
 - :func:`read_checkpoint` loads with ``weights_only=True`` (plain tensors and containers, never arbitrary
   pickled objects) and fails with one line naming the file when it is missing, corrupt, not a seqmodels
   checkpoint, or made by a newer format.
-- :func:`check_fits` names the first weight a checkpoint from another task or config does not have.
+- :func:`check_fits` and :func:`check_same_data` name the first weight or vocabulary that a checkpoint
+  from another task, config or corpus does not share with the model at hand.
+- :func:`find_checkpoint` resolves ``--ckpt_path best|last`` to a file of the newest earlier run.
+- :func:`load_model` rebuilds a model from a checkpoint alone, with the data options it was trained with
+  (:func:`data_options`: older checkpoints get the old defaults, and a warning says so).
 - :class:`AtomicCheckpointIO` writes ``<name>.partial`` beside the target, fsyncs it and renames it over
   the target, so a kill during a write leaves the previous checkpoint whole.
 - :func:`provenance` is what every checkpoint records under ``"seqmodels"``: the package version, the
@@ -15,16 +19,25 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-FORMAT = 2  # 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states
+if TYPE_CHECKING:
+    from seqmodels.models.sequence_model import SequenceModel
+
+# 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states (0.2.0);
+# 3: + the data options in the hyperparameters (0.3.0)
+FORMAT = 3
 KEY = "seqmodels"
+# The data module's defaults, which checkpoints before format 3 were trained with (they recorded none).
+# ``tags``: where the tags came from (the corpus's format, its column, its tag scheme), for writing them back.
+DEFAULT_DATA_OPTIONS: dict[str, Any] = {"max_word_length": 20, "lowercase": False, "tags": None}
 
 
 class CheckpointError(ValueError):
@@ -78,6 +91,35 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def data_options(hparams: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The data options a checkpoint's model was trained with; the defaults, with a warning, where it recorded
+    none (before 0.3.0). A model built without a data module (``data_options=None``) has the defaults."""
+    defaults = DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in hparams["vocab"]}  # cases come with lower-casing
+    if "data_options" not in hparams:
+        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {defaults}")
+    return defaults | (hparams.get("data_options") or {})
+
+
+def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
+    """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
+    from seqmodels.models.sequence_model import SequenceModel  # the model module records provenance from here
+
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    hparams["data_options"] = data_options(hparams, path)
+    # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
+    # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
+    # take a minute on a 10,000-word vocabulary.
+    try:
+        model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
+    except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
+        lines = str(error).strip().splitlines() or [""]
+        raise CheckpointError(f"cannot rebuild the model from {path} ({type(error).__name__}: {lines[0]})") from None
+    check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
 def check_fits(checkpoint: dict[str, Any], model: nn.Module, path: str | Path) -> None:
     """Fail with one line when the checkpoint's weights are not this model's (another task, sizes or vocabulary)."""
     theirs, ours = checkpoint["state_dict"], model.state_dict()
@@ -92,6 +134,30 @@ def check_fits(checkpoint: dict[str, Any], model: nn.Module, path: str | Path) -
     extra = sorted(set(theirs) - set(ours))
     if extra:
         raise CheckpointError(f"{path} is for another model: it has '{extra[0]}', which this config does not build")
+
+
+def check_same_data(checkpoint: dict[str, Any], vocab: dict[str, list[str]], path: str | Path) -> None:
+    """Fail with one line naming the first vocabulary of ``vocab`` (the data's) that the checkpoint's differs from:
+    weights of the same sizes can stand for other words."""
+    theirs = checkpoint["hyper_parameters"]["vocab"]
+    for name, items in vocab.items():
+        if theirs.get(name) != items:
+            raise CheckpointError(f"{path} was trained on other data: its '{name}' vocabulary differs")
+
+
+def find_checkpoint(runs_dir: Path, which: str) -> Path:
+    """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
+    runs = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: int(p.parts[-3].split("_")[1]))
+    if not runs:
+        raise FileNotFoundError(f"no earlier run with a last.ckpt under {runs_dir}/version_*/checkpoints/")
+    last = runs[-1]
+    if which == "last":
+        return last
+    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    best = next((s["best_model_path"] for k, s in states.items() if k.startswith("ModelCheckpoint")), "")
+    if not best or not Path(best).is_file():
+        raise FileNotFoundError(f"{last} records no best checkpoint that still exists ({best or 'none'})")
+    return Path(best)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

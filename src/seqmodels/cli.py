@@ -27,11 +27,11 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from seqmodels.callbacks import PlainProgress
-from seqmodels.checkpoints import CheckpointError, check_fits, read_checkpoint
+from seqmodels.checkpoints import check_fits, check_same_data, find_checkpoint, read_checkpoint
+from seqmodels.data.corpus import CORPUS_FIELDS, Corpus
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
-from seqmodels.data.readers import FORMAT_OPTIONS
-from seqmodels.encoder import LSTMEncoder
+from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -132,14 +132,10 @@ class SeqModelsCLI(LightningCLI):
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
-            ckpt_path = config.ckpt_path
-            check_fits(checkpoint, self.model, ckpt_path)
-            theirs, ours = checkpoint["hyper_parameters"]["vocab"], self.model.hparams["vocab"]
-            for name in ours:
-                if theirs.get(name) != ours[name]:
-                    raise CheckpointError(f"{ckpt_path} was trained on other data: its '{name}' vocabulary differs")
+            check_fits(checkpoint, self.model, config.ckpt_path)
+            check_same_data(checkpoint, self.model.hparams["vocab"], config.ckpt_path)
 
-    before_validate = before_test = before_predict = before_fit
+    before_validate = before_test = before_fit
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -157,8 +153,12 @@ class SeqModelsCLI(LightningCLI):
     def after_test(self) -> None:
         self.report(self.trainer.callback_metrics)
 
+    def before_predict(self) -> None:
+        self.before_fit()
+        print(f"Predicting the {self.datamodule.predict_split} split (--data.predict_file, else the test split)")
+
     def after_predict(self) -> None:
-        """Write the predictions as JSON Lines beside the run's logs."""
+        """Write the predictions as JSON Lines beside the run's logs: the records ``seqmodels-predict`` writes."""
         log_dir = Path(self.trainer.log_dir or ".")
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / "predictions.jsonl"
@@ -187,12 +187,12 @@ class SeqModelsCLI(LightningCLI):
 
 
 OPTIMIZER_INTERNALS = ("foreach", "capturable", "differentiable", "fused")  # how it computes, not what
-DATA_SETTINGS = ("format", "train_file", "val_file", "test_file", "batch_size", "bucket", "seed", "min_freq", "lowercase")
+DATA_SETTINGS = ("batch_size", "bucket", "seed", "min_freq", "lowercase")
 
 
 def run_hparams(config: Namespace) -> dict[str, Any]:
     """The settings that apply to this run's model and data, for TensorBoard's HPARAMS tab: the heads it has,
-    the optimizer's and scheduler's arguments (not its implementation flags), the data options its format reads."""
+    the optimizer's and scheduler's arguments (not its implementation flags), the options its corpus reads."""
     model = {key: value for key, value in config.model.as_dict().items() if value is not None}
     for key in ("optimizer", "lr_scheduler"):
         if key in model:
@@ -201,29 +201,12 @@ def run_hparams(config: Namespace) -> dict[str, Any]:
                 name: value for name, value in arguments.items() if value is not None and name not in OPTIMIZER_INTERNALS
             }
     data = config.data.as_dict()
-    kept = [*DATA_SETTINGS, *FORMAT_OPTIONS.get(data["format"], ())]
-    kept += ["char_features", "max_word_length"] if data["char_features"] else []
-    kept += ["pretrained_embeddings"] if data["pretrained_embeddings"] else []
-    kept += ["val_fraction"] if data["format"] != "synthetic" and not data["val_file"] else []
-    kept += ["train_size", "val_size", "test_size", "corpus_seed"] if data["format"] == "synthetic" else []
+    kept = {key: data[key] for key in DATA_SETTINGS}
+    kept |= {key: data[key] for key in ("char_features", "max_word_length") if data["char_features"]}
+    kept |= {"pretrained_embeddings": data["pretrained_embeddings"]} if data["pretrained_embeddings"] else {}
+    corpus = Corpus(**{key: data[key] for key in CORPUS_FIELDS})
     trainer = {key: config.trainer[key] for key in ("max_epochs", "precision", "gradient_clip_val")}
-    data = {key: data[key] for key in kept if data.get(key) is not None}
-    return {"model": model, "data": data, "trainer": trainer, "seed": config.seed_everything}
-
-
-def find_checkpoint(runs_dir: Path, which: str) -> Path:
-    """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
-    runs = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: int(p.parts[-3].split("_")[1]))
-    if not runs:
-        raise FileNotFoundError(f"no earlier run with a last.ckpt under {runs_dir}/version_*/checkpoints/")
-    last = runs[-1]
-    if which == "last":
-        return last
-    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    best = next((s["best_model_path"] for k, s in states.items() if k.startswith("ModelCheckpoint")), "")
-    if not best or not Path(best).is_file():
-        raise FileNotFoundError(f"{last} records no best checkpoint that still exists ({best or 'none'})")
-    return Path(best)
+    return {"model": model, "data": corpus.options() | kept, "trainer": trainer, "seed": config.seed_everything}
 
 
 def format_metrics(metrics: dict[str, float], heading: str = "") -> str:

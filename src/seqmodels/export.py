@@ -1,4 +1,4 @@
-"""Export a checkpoint's model to TorchScript or ONNX: padded ids in, each head's scores out.
+"""Export a checkpoint's model to TorchScript or ONNX: padded ids in, each head's scores out; verified.
 
 ``seqmodels-export CHECKPOINT --format onnx|torchscript [--output PATH]``
 
@@ -8,23 +8,21 @@ The exported graph takes, with B = batch and T = padded length (both dynamic):
 - ``char_ids`` (B, T, W) int64, when the model has a character CNN (W, the longest word, is dynamic too);
 - ``case_ids`` (B, T) int64, when the model has a case feature;
 
-and returns what :meth:`SequenceModel.forward` returns in eval mode, in this order: ``tagger`` (B, T, C)
-emissions and/or ``classifier`` (B, K) logits. The vocabularies and the input/output names go with the
-file as ``seqmodels.json`` (TorchScript extra file, ONNX metadata property), so that a runtime can map
-strings to ids without the checkpoint.
+and returns what :meth:`SequenceModel.forward` returns in eval mode, one output per head, named after it
+(``tagger`` (B, T, C) emissions, ``classifier`` (B, K) logits, ...; each head states its axes). What a
+runtime needs besides the graph goes with the file as ``seqmodels.json`` (TorchScript extra file, ONNX
+metadata property): the input and output names, the vocabularies, the data options (lower-casing,
+characters per word) and the model's settings, with what decoding needs besides the scores (a CRF's
+transitions), so that :class:`seqmodels.runtime.OnnxPredictor` predicts from the file alone.
 
-Packed sequences do not export (ONNX has no PackedSequence, and tracing would bake in one batch's lengths),
-so :class:`MaskedLSTM` reproduces the packed LSTM on the padded batch, exactly at every real position.
+Before the file is written, the export runs it on padded batches of three shapes and compares every output
+with the PyTorch model's (:func:`verify`); a mismatch, a graph that cannot run, or a recurrent layer the
+exporter does not know ends it with one line, and nothing is written.
 
-Not supported, by design:
-
-- CRF decoding: a CRF tagger exports its emissions; Viterbi decoding (``model.heads["tagger"].crf.decode``)
-  stays outside the graph.
-- ``proj_size`` > 0 to ONNX: the ONNX LSTM operator has no projection (:class:`ExportError`); TorchScript
-  exports it.
-- ``h_n`` / ``c_n``: not computed (the heads read only the encoder's ``outputs`` and ``final``).
-- Training: the graph is the eval-mode model (no dropout).
-- Other devices for TorchScript: it is traced on the CPU, and tracing records the device.
+Not supported, by design: CRF decoding inside the graph (a CRF tagger exports its emissions; Viterbi runs
+outside); ``proj_size`` > 0 to ONNX (its LSTM operator has no projection; TorchScript exports it); ``h_n`` /
+``c_n`` (the heads read only ``outputs`` and ``final``); training (the graph is the eval-mode model);
+TorchScript on other devices (it is traced on the CPU, and tracing records the device).
 """
 
 from __future__ import annotations
@@ -35,92 +33,22 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from seqmodels.checkpoints import CheckpointError
-from seqmodels.encoder import EncoderOutput
+from seqmodels.checkpoints import CheckpointError, load_model
+from seqmodels.models.encoder import EncoderOutput
+from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predict import load_model
+from seqmodels.runtime import METADATA, Runner, onnx_runner, torchscript_runner
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-METADATA = "seqmodels.json"
-DYNAMIC_AXES = {
-    "token_ids": {0: "B", 1: "T"},
-    "lengths": {0: "B"},
-    "char_ids": {0: "B", 1: "T", 2: "W"},
-    "case_ids": {0: "B", 1: "T"},
-    "tagger": {0: "B", 1: "T"},
-    "classifier": {0: "B"},
-}
-
-
-class ExportError(ValueError):
-    """The model has something the chosen format cannot express."""
-
-
-def reverse_within_lengths(x: Tensor, index: Tensor) -> Tensor:
-    """Reorder the time axis of ``x`` (B, T, F) by ``index`` (B, T) (see :class:`MaskedLSTM`)."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))  # (B, T, F)
-
-
-def one_direction(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
-    """A one-layer unidirectional LSTM sharing the weights of ``lstm``'s ``layer`` (``suffix``: "" or "_reverse")."""
-    if type(lstm) is not nn.LSTM:  # a GRU's weights would load into an LSTM's operator, and fail only at run time
-        raise ExportError(
-            f"the encoder's recurrent layer is {type(lstm).__name__}; export knows nn.LSTM only "
-            "(teach seqmodels.export.one_direction the new layer)"
-        )
-    input_size = getattr(lstm, f"weight_ih_l{layer}{suffix}").size(1)
-    single = nn.LSTM(input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True, proj_size=lstm.proj_size)
-    for name, _ in list(single.named_parameters()):  # weight_ih_l0 <- weight_ih_l{layer}{suffix}, ...
-        setattr(single, name, getattr(lstm, name.replace("_l0", f"_l{layer}{suffix}")))  # shared, not copied
-    return single
-
-
-class MaskedLSTM(nn.Module):
-    """A batch-first ``nn.LSTM`` run on a padded batch without packing, with the packed LSTM's results.
-
-    Each direction of each layer runs as its own one-layer LSTM that shares the original's weights:
-
-    - forward: left to right over the padded batch; an output depends only on earlier tokens, so it is
-      exact before each sentence's length, and the final state is the output at ``length - 1``;
-    - backward: each sentence reversed within its own length (padding stays at the end), run left to
-      right, and reversed back; its final state is the output at the true first token.
-
-    Outputs at padding are zero, as ``pad_packed_sequence`` leaves them.
-    """
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        if not lstm.batch_first:
-            raise ExportError("MaskedLSTM expects a batch_first LSTM, like LSTMEncoder's")
-        suffixes = ("", "_reverse") if lstm.bidirectional else ("",)
-        self.layers = nn.ModuleList(
-            nn.ModuleList(one_direction(lstm, layer, suffix) for suffix in suffixes) for layer in range(lstm.num_layers)
-        )
-
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``x`` (B, T, E'), ``lengths`` (B,) in 1..T -> ``outputs`` (B, T, D*P), ``final`` (B, D*P)."""
-        positions = torch.arange(x.size(1), device=x.device)  # (T,)
-        lengths = lengths.to(x.device).unsqueeze(1)  # (B, 1)
-        real = positions < lengths  # (B, T)
-        # t -> length-1-t at real tokens, t at padding: reverses each sentence in place (its own inverse).
-        reverse = torch.where(real, lengths - 1 - positions, positions)  # (B, T)
-        for directions in self.layers:
-            forward = directions[0](x)[0]  # (B, T, P)
-            if len(directions) == 2:
-                backward = reverse_within_lengths(directions[1](reverse_within_lengths(x, reverse))[0], reverse)
-                x = torch.cat([forward, backward], dim=-1)  # (B, T, 2*P)
-            else:
-                x = forward  # (B, T, P)
-        last = (lengths - 1).unsqueeze(-1).expand(-1, 1, forward.size(-1))  # (B, 1, P)
-        finals = [forward.gather(1, last).squeeze(1)]  # (B, P): forward state at each true last token
-        if len(self.layers[-1]) == 2:
-            finals.append(backward[:, 0])  # (B, P): backward state at the true first token
-        outputs = x.masked_fill(~real.unsqueeze(-1), 0.0)  # (B, T, D*P)
-        return outputs, torch.cat(finals, dim=-1)  # (B, T, D*P), (B, D*P)
+INPUT_AXES = {"token_ids": {0: "B", 1: "T"}, "lengths": {0: "B"}, "char_ids": {0: "B", 1: "T", 2: "W"},
+              "case_ids": {0: "B", 1: "T"}}  # fmt: skip
+VERIFY_SHAPES = [(1, 1), (5, 7), (9, 13)]  # (B, T) of the batches every export is checked on
+TOLERANCE = 1e-4  # the largest difference from the PyTorch model's scores an export may have
 
 
 class ExportableModel(nn.Module):
@@ -144,7 +72,7 @@ class ExportableModel(nn.Module):
         outputs, final = self.lstm(embedded, lengths)  # (B, T, D*P), (B, D*P)
         not_computed = final.new_empty(0)  # h_n, c_n: the heads read only outputs and final
         encoded = EncoderOutput(outputs, final, not_computed, not_computed)
-        return tuple(head(encoded) for head in self.heads.values())  # tagger (B, T, C), classifier (B, K)
+        return tuple(head(encoded) for head in self.heads.values())  # in the order of output_names
 
 
 def random_batch(model: SequenceModel, batch_size: int, max_len: int, seed: int) -> dict[str, Tensor]:
@@ -162,11 +90,6 @@ def random_batch(model: SequenceModel, batch_size: int, max_len: int, seed: int)
     if model.encoder.case_embedding is not None:
         batch["case_ids"] = torch.randint(1, sizes["cases"], (batch_size, max_len), generator=generator) * real
     return batch
-
-
-VERIFY_SHAPES = [(1, 1), (5, 7), (9, 13)]  # (B, T) of the batches every export is checked on
-TOLERANCE = 1e-4  # the largest difference from the PyTorch model's scores an export may have
-Runner = Callable[[dict[str, Tensor]], list]  # inputs by name -> the outputs, in the graph's order
 
 
 def verify(model: SequenceModel, wrapper: ExportableModel, run: Runner) -> None:
@@ -199,13 +122,19 @@ def example_inputs(wrapper: ExportableModel) -> dict[str, Tensor]:
 
 
 def metadata(model: SequenceModel, wrapper: ExportableModel) -> str:
-    """What a runtime needs besides the graph: input and output names, the vocabularies (index = id) and the
-    data options (lower-casing, characters per word)."""
+    """What a runtime needs besides the graph (see the module docstring), as JSON."""
+    settings = {key: value for key, value in model.hparams.items() if key not in ("vocab", "data_options")}
+    decode_state = {
+        f"heads.{name}.{key}": tensor.tolist() for name, head in model.heads.items()
+        for key, tensor in head.decode_state().items()
+    }  # fmt: skip
     return json.dumps({
         "inputs": wrapper.input_names,
         "outputs": wrapper.output_names,
         "vocab": model.hparams.vocab,
         "data_options": model.hparams.data_options,
+        "model": {key: value for key, value in settings.items() if not key.startswith("_")},
+        "decode_state": decode_state,
     })
 
 
@@ -226,16 +155,10 @@ def _write_torchscript(model: SequenceModel, wrapper: ExportableModel, path: Pat
     torch.jit.save(traced, str(path), _extra_files={METADATA: metadata(model, wrapper)})
 
 
-def torchscript_runner(path: Path) -> Runner:
-    """A TorchScript export as a function: ``torch.jit.load(path)`` called with the inputs as keywords."""
-    module = torch.jit.load(str(path))
-    return lambda inputs: list(module(**inputs))
-
-
 def _write_onnx(model: SequenceModel, wrapper: ExportableModel, path: Path) -> None:
     import onnx
 
-    names = wrapper.input_names + wrapper.output_names
+    axes = INPUT_AXES | {name: dict(head.export_axes) for name, head in model.heads.items()}
     # The TorchScript-based exporter (deprecated) exports each nn.LSTM as one ONNX LSTM operator, B and T dynamic.
     with _without_false_alarms():
         torch.onnx.export(
@@ -245,7 +168,7 @@ def _write_onnx(model: SequenceModel, wrapper: ExportableModel, path: Path) -> N
             kwargs=example_inputs(wrapper),
             input_names=wrapper.input_names,
             output_names=wrapper.output_names,
-            dynamic_axes={name: DYNAMIC_AXES[name] for name in names},
+            dynamic_axes={name: axes[name] for name in wrapper.input_names + wrapper.output_names},
             dynamo=False,
         )
     graph = onnx.load(str(path))
@@ -253,17 +176,9 @@ def _write_onnx(model: SequenceModel, wrapper: ExportableModel, path: Path) -> N
     onnx.save(graph, str(path))
 
 
-def onnx_runner(path: Path, threads: int = 0) -> Runner:
-    """An ONNX export as a function, run by ONNX Runtime on the CPU (``threads`` 0: its default)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda inputs: [torch.from_numpy(x) for x in session.run(None, {k: v.numpy() for k, v in inputs.items()})]
-
-
-def _export(model: SequenceModel, path: Path, write, runner) -> ExportableModel:
+def _export(
+    model: SequenceModel, path: Path, write: Callable[..., None], runner: Callable[[Path], Runner]
+) -> ExportableModel:
     """Write the export beside ``path``, run it against the model (:func:`verify`), and only then rename it to
     ``path``: a failed export leaves no file."""
     wrapper = ExportableModel(model)
@@ -284,7 +199,7 @@ def export_torchscript(model: SequenceModel, path: Path) -> ExportableModel:
 
 def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
     """Export with the TorchScript-based exporter (``dynamo=False``), B, T and W dynamic, verified with ONNX
-    Runtime; needs ``seqmodels[onnx]``."""
+    Runtime; needs the ``onnx`` extra."""
     if model.encoder.lstm.proj_size:
         raise ExportError("proj_size > 0 cannot be exported to ONNX (its LSTM operator has no projection); "
                           "use --format torchscript")  # fmt: skip
@@ -296,7 +211,7 @@ def export_onnx(model: SequenceModel, path: Path) -> ExportableModel:
     return _export(model, path, _write_onnx, onnx_runner)
 
 
-EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
+EXPORTERS: dict[str, Callable[[SequenceModel, Path], Any]] = {"onnx": export_onnx, "torchscript": export_torchscript}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@
 --num_classes K --char_features true|false --lowercase true|false --word_length W]``
 
 With ``--config`` (a project config such as ``configs/ud_upos.yaml``) the encoder and heads are the config's
-``model.encoder`` / ``model.tagger`` / ``model.classifier``, with a character CNN if ``data.char_features`` and a case
+``model.encoder`` and its heads (``model.tagger``, ``model.classifier``, ...), with a character CNN if ``data.char_features`` and a case
 feature if ``data.lowercase``; flags given on the command line override it. Every shape is measured by running the
 modules (an :class:`LSTMEncoder`, its heads, and a bare ``nn.LSTM`` with the encoder's weights in both layouts), never
 computed from a formula, so the table cannot drift from the code.
@@ -22,8 +22,9 @@ import yaml
 from torch import Tensor, nn
 
 from seqmodels.data.vocab import CASES
-from seqmodels.encoder import LSTMEncoder
-from seqmodels.models.heads import ClassificationHead, TaggingHead
+from seqmodels.models.encoder import LSTMEncoder
+from seqmodels.models.heads import HEADS
+from seqmodels.models.sequence_model import head_configs
 
 NUM_CHARS = 60  # the character vocabulary's size does not show in any shape
 ENCODER_FLAGS = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "proj_size")
@@ -59,8 +60,7 @@ def _lstm_like(lstm: nn.LSTM, batch_first: bool) -> nn.LSTM:
 @torch.no_grad()
 def shape_rows(
     encoder: dict[str, Any],
-    tagger: dict[str, Any] | None,
-    classifier: dict[str, Any] | None,
+    heads: dict[str, dict[str, Any]],
     *,
     vocab_size: int,
     num_tags: int,
@@ -72,8 +72,8 @@ def shape_rows(
     seq_len: int,
     word_length: int,
 ) -> list[Row]:
-    """Run an encoder built from ``encoder`` (LSTMEncoder's arguments) and its heads on a padded batch of
-    ``batch_size`` sentences of lengths ``seq_len``, ``seq_len - 1``, ... (at least 1); one row per tensor.
+    """Run an encoder built from ``encoder`` (LSTMEncoder's arguments) and ``heads`` (name -> settings) on a padded
+    batch of ``batch_size`` sentences of lengths ``seq_len``, ``seq_len - 1``, ... (at least 1); one row per tensor.
 
     ``shape_rows(**parse_args(["--num_layers", "1"]))`` takes the command line's defaults.
     """
@@ -130,13 +130,13 @@ def shape_rows(
     rows.append(_row("encoder.outputs", encoded.outputs, f"B, T, {out}: packed, so exact; zero at padding"))
     final_axes = "forward h at each true last token" + (" ++ backward h at the first" if D == 2 else "")
     rows.append(_row("encoder.final", encoded.final, f"B, {out}: {final_axes}"))
-    if tagger is not None and num_tags > 0:
-        head = TaggingHead(model.output_size, [f"tag{i}" for i in range(num_tags)], crf=tagger.get("crf", False))
-        rows.append(_row("tagger scores", head.eval()(encoded), f"B, T, C={num_tags}: a score per tag per token"))
-    if classifier is not None and num_classes > 0:
-        labels = [f"class{i}" for i in range(num_classes)]
-        head = ClassificationHead(model.output_size, labels, hidden_size=classifier.get("hidden_size", 0))
-        rows.append(_row("classifier scores", head.eval()(encoded), f"B, K={num_classes}: a score per class"))
+    sizes = {"tags": num_tags, "labels": num_classes, "tokens": vocab_size}  # each vocabulary's size
+    for name, config in heads.items():
+        head_class = HEADS[name]
+        classes = [f"{head_class.vocab_name}{i}" for i in range(sizes[head_class.vocab_name])]
+        head = head_class.from_encoder(model, classes, **config).eval()
+        scores = head(encoded)
+        rows.append(_row(f"{name} scores", scores, head.score_axes.format(*scores.shape)))
     return rows
 
 
@@ -166,7 +166,7 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     settings = dict(DEFAULTS)
     if config_path is None:
         encoder = {name: DEFAULTS[name] for name in ENCODER_FLAGS}
-        heads = {"tagger": {}, "classifier": {}}
+        heads: dict[str, dict[str, Any]] = {"tagger": {}, "classifier": {}}
     else:
         try:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
@@ -174,11 +174,12 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
             parser.error(f"cannot read {config_path}: {error}")
         model, data = config.get("model") or {}, config.get("data") or {}
         encoder = dict(model.get("encoder") or {})  # what it leaves out takes LSTMEncoder's defaults
-        heads = {"tagger": model.get("tagger"), "classifier": model.get("classifier")}
+        named = {name: model.get(name) for name in HEADS if name in model}
+        heads = head_configs(heads=model.get("heads"), **named)
         settings |= {key: data[key] for key in ("char_features", "lowercase") if key in data}
     encoder |= {name: given[name] for name in ENCODER_FLAGS if name in given}
     settings = {key: value for key, value in (settings | given).items() if key not in ENCODER_FLAGS}
-    return settings | heads | {"encoder": encoder}
+    return settings | {"encoder": encoder, "heads": heads}
 
 
 def render(argv: list[str] | None = None) -> str:

@@ -5,7 +5,8 @@ import random
 import pytest
 import torch
 
-from seqmodels.data.batching import IGNORE_INDEX, BucketBatchSampler, PadCollator
+from seqmodels.data.batching import BucketBatchSampler, PadCollator
+from seqmodels.padding import IGNORE_INDEX
 
 
 def lengths_of(n: int, seed: int = 0) -> list[int]:

@@ -10,6 +10,7 @@ import huggingface_hub.constants
 import pytest
 from datasets import ClassLabel, Dataset, Features, List, Value
 
+from seqmodels.data.corpus import Corpus
 from seqmodels.data.readers import DataFormatError, iob1_to_iob2, read_corpus, tokenize
 
 CONLLU = """# sent_id = 1
@@ -64,8 +65,10 @@ def write(tmp_path):
 def read(tmp_path):
     """``read_corpus`` with a per-test cache directory."""
 
-    def _read(format: str, *files: str | None, **kwargs) -> datasets.DatasetDict:
-        return read_corpus(format, *files, cache_dir=str(tmp_path / "cache"), **kwargs)
+    def _read(format: str, *files: str | None, seed: int = 0, **kwargs) -> datasets.DatasetDict:
+        corpus = Corpus(format=format, **dict(zip(("train_file", "val_file", "test_file"), files)), **kwargs)
+        corpus.check()
+        return read_corpus(corpus, seed=seed, cache_dir=str(tmp_path / "cache"))
 
     return _read
 
@@ -114,9 +117,9 @@ def test_iob1_to_iob2_starts_every_chunk_with_b():
 
 def test_label_text_splits_on_ascii_whitespace_only(write, read):
     path = write("train.txt", "1 a 2\u00a01\\/2 star Film\n0\tdull ,  flat\n\n")
-    corpus = read("label_text", path, path, lowercase=True)
+    corpus = read("label_text", path, path)
     assert rows(corpus["train"]) == [
-        {"tokens": ["a", "2\u00a01\\/2", "star", "film"], "label": "1"},
+        {"tokens": ["a", "2\u00a01\\/2", "star", "Film"], "label": "1"},
         {"tokens": ["dull", ",", "flat"], "label": "0"},
     ]
     assert tokenize(" x\u00a0y \t z\n") == ["x\u00a0y", "z"]
@@ -308,11 +311,11 @@ def test_missing_file_and_bad_encoding(tmp_path, write, read):
 
 def test_bad_options_are_refused(read, write):
     path = write("a.txt", "1 good\n")
-    with pytest.raises(ValueError, match="format must be one of"):
+    with pytest.raises(ValueError, match="data.format: expected one of"):
         read("xml", path)
-    with pytest.raises(ValueError, match="tag_scheme must be one of"):
+    with pytest.raises(ValueError, match="data.tag_scheme: expected keep or iob2"):
         read("label_text", path, tag_scheme="iobes")
-    with pytest.raises(ValueError, match="needs train_file"):
+    with pytest.raises(ValueError, match="data.train_file: expected a file to train on"):
         read("label_text")
 
 
@@ -328,7 +331,7 @@ def test_cache_is_keyed_on_the_file_content(write, read):
     changed = read("label_text", path, path)["train"]
     assert changed.cache_files != first.cache_files
     assert changed["tokens"][0] == ["great", "film"]
-    assert read("label_text", path, path, lowercase=True)["train"].cache_files != changed.cache_files  # options too
+    assert read("label_text", path, path, encoding="ascii")["train"].cache_files != changed.cache_files  # options too
 
 
 def test_a_failed_read_leaves_nothing_in_the_cache(write, read):
@@ -366,7 +369,8 @@ def real(tmp_path_factory):
     cache_dir = str(tmp_path_factory.mktemp("real-cache"))
 
     def _read(format: str, folder: str, names: tuple[str, str, str], **kwargs) -> datasets.DatasetDict:
-        return read_corpus(format, *(str(Path(DATA_DIR, folder, n)) for n in names), cache_dir=cache_dir, **kwargs)
+        files = dict(zip(("train_file", "val_file", "test_file"), (str(Path(DATA_DIR, folder, n)) for n in names)))
+        return read_corpus(Corpus(format=format, **files, **kwargs), cache_dir=cache_dir)
 
     return _read
 
@@ -397,7 +401,7 @@ def test_sst2_counts(real):
 @real_data
 def test_sst_trees_counts_and_agreement_with_sst2(real):
     files = ("train.txt", "dev.txt", "test.txt")
-    binary = real("sst_trees", "sst_trees", files, lowercase=True)
+    binary = real("sst_trees", "sst_trees", files)
     assert counts(binary, "label") == {
         "train": {"negative": 3_310, "positive": 3_610},
         "validation": {"negative": 428, "positive": 444},
@@ -406,8 +410,9 @@ def test_sst_trees_counts_and_agreement_with_sst2(real):
     sst2 = real("label_text", "sst2", ("stsa.binary.train", "stsa.binary.dev", "stsa.binary.test"))
     names = {"0": "negative", "1": "positive"}
     for split in binary:  # the lower-cased tree sentences are exactly SST-2's sentences, with the same labels
-        trees = zip(binary[split]["tokens"], binary[split]["label"], strict=True)
-        lines = zip(sst2[split]["tokens"], [names[label] for label in sst2[split]["label"]], strict=True)
+        lowered = [tuple(token.lower() for token in tokens) for tokens in binary[split]["tokens"]]
+        trees = zip(lowered, binary[split]["label"], strict=True)
+        lines = zip(map(tuple, sst2[split]["tokens"]), [names[label] for label in sst2[split]["label"]], strict=True)
         assert sorted(trees) == sorted(lines)
     fine = real("sst_trees", "sst_trees", files, granularity="fine")
     assert [len(fine[s]) for s in fine] == [8_544, 1_101, 2_210]

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from seqmodels.data.batching import IGNORE_INDEX
+from seqmodels.padding import IGNORE_INDEX
 from seqmodels.models.crf import CRF, bio_allowed_transitions
 
 BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

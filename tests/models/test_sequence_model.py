@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from seqmodels.data.batching import IGNORE_INDEX, PadCollator
+from seqmodels.data.batching import PadCollator
+from seqmodels.padding import IGNORE_INDEX
 from seqmodels.data.vocab import PAD, UNK
 from seqmodels.models.sequence_model import SequenceModel
 
@@ -121,7 +122,7 @@ def test_checkpoint_alone_predicts_identically(tmp_path):
     batch = PadCollator()(make_examples(5, seed=1))
     model.eval()
     assert model.predict_step(batch, 0) == restored.predict_step(batch, 0)
-    assert restored.vocab["tokens"].encode(["w3", "never-seen"]) == [VOCAB["tokens"].index("w3"), 1]
+    assert restored.vocabularies["tokens"].encode(["w3", "never-seen"]) == [VOCAB["tokens"].index("w3"), 1]
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Sampler
 
-IGNORE_INDEX = -100  # tag id at padded positions: skipped by cross-entropy and by the metrics
+from seqmodels.padding import IGNORE_INDEX
 
 
 class PadCollator:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,26 +18,21 @@ from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.embeddings import embedding_matrix, load_vectors
-from seqmodels.data.readers import read_corpus
-from seqmodels.data.synthetic import load_synthetic_corpus
+from seqmodels.data.corpus import Corpus
 from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, from_lists
 
-DataFormat = Literal["synthetic", "conllu", "conll", "label_text", "csv", "tsv", "jsonl", "parquet", "sst_trees", "hub"]
 CPU_KEYS = ("lengths", "tokens")  # batch entries that stay on the CPU
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
 
 
-class SequenceDataModule(L.LightningDataModule):
+@dataclass(eq=False, repr=False)
+class SequenceDataModule(Corpus, L.LightningDataModule):
     """Sentences with per-token ``tags`` and/or a sentence ``label``, as padded, length-bucketed batches.
 
+    The corpus is given by the fields of :class:`~seqmodels.data.corpus.Corpus` (``format``, the files and
+    the reader options, as ``--data.format`` ...); the fields below say how it becomes batches.
+
     Args:
-        format: ``synthetic`` (the embedded corpus the project generates) or a file format of
-            :func:`~seqmodels.data.readers.read_corpus`: ``conllu``, ``conll``, ``label_text``, ``csv``,
-            ``tsv``, ``jsonl``, ``parquet``, ``sst_trees`` or ``hub``.
-        train_file, val_file, test_file: the files to read (val and test optional; a missing
-            validation split is carved from train with ``val_fraction``).
-        tag_column ... encoding: the reader's options (see :func:`~seqmodels.data.readers.read_corpus`).
-        train_size, val_size, test_size, corpus_seed: the synthetic corpus's split sizes and seed.
         min_freq: tokens seen fewer times in train map to ``<unk>``.
         lowercase: look tokens up lower-cased, and give the model a case feature instead.
         char_features: give the model each token's characters (for its character CNN).
@@ -50,75 +46,28 @@ class SequenceDataModule(L.LightningDataModule):
         cache_dir: where ``datasets`` caches the read and encoded splits.
     """
 
-    def __init__(
-        self,
-        format: DataFormat = "synthetic",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        tag_column: str | int | None = None,
-        tag_scheme: Literal["keep", "iob2"] = "keep",
-        text_column: str = "text",
-        label_column: str = "label",
-        tokens_column: str = "tokens",
-        tags_column: str = "tags",
-        granularity: Literal["binary", "fine"] = "binary",
-        use_subtrees: bool = False,
-        hub_name: str | None = None,
-        hub_config: str | None = None,
-        encoding: str = "utf-8",
-        val_fraction: float = 0.1,
-        train_size: int = 4000,
-        val_size: int = 500,
-        test_size: int = 500,
-        corpus_seed: int = 0,
-        min_freq: int = 1,
-        lowercase: bool = False,
-        char_features: bool = False,
-        max_word_length: int = 20,
-        pretrained_embeddings: str | None = None,
-        batch_size: int = 32,
-        bucket: bool = True,
-        seed: int = 0,
-        num_workers: int = 0,
-        cache_dir: str | None = "data/cache",
-    ) -> None:
-        super().__init__()
-        self.format = format
-        self.files = {"train_file": train_file, "val_file": val_file, "test_file": test_file}
-        self.reader_options = {
-            "tag_column": tag_column,
-            "tag_scheme": tag_scheme,
-            "text_column": text_column,
-            "label_column": label_column,
-            "tokens_column": tokens_column,
-            "tags_column": tags_column,
-            "granularity": granularity,
-            "use_subtrees": use_subtrees,
-            "hub_name": hub_name,
-            "hub_config": hub_config,
-            "encoding": encoding,
-            "val_fraction": val_fraction,
-        }
-        self.synthetic_sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
-        self.corpus_seed = corpus_seed
-        self.min_freq = min_freq
-        self.lowercase = lowercase
-        self.char_features = char_features
-        self.max_word_length = max_word_length
-        self.pretrained_embeddings = pretrained_embeddings
-        self.batch_size = batch_size
-        self.bucket = bucket
-        self.seed = seed
-        self.num_workers = num_workers
-        self.cache_dir = cache_dir
+    min_freq: int = 1
+    lowercase: bool = False
+    char_features: bool = False
+    max_word_length: int = 20
+    pretrained_embeddings: str | None = None
+    batch_size: int = 32
+    bucket: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    cache_dir: str | None = "data/cache"
+
+    def __post_init__(self) -> None:
+        L.LightningDataModule.__init__(self)
+        self.check()
+        for name, least in (("min_freq", 1), ("max_word_length", 1), ("batch_size", 1), ("num_workers", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"data.{name}: expected at least {least}, got {getattr(self, name)!r}")
 
     @cached_property
     def raw(self) -> DatasetDict:
         """The corpus as strings: columns ``tokens`` and, per task, ``tags`` and ``label``."""
-        if self.format == "synthetic":
-            return load_synthetic_corpus(**self.synthetic_sizes, seed=self.corpus_seed, cache_dir=self.cache_dir)
-        return read_corpus(self.format, **self.files, **self.reader_options, seed=self.seed, cache_dir=self.cache_dir)
+        return self.read(self.seed, self.cache_dir)
 
     @cached_property
     def vectors(self) -> dict[str, np.ndarray] | None:
@@ -174,7 +123,7 @@ class SequenceDataModule(L.LightningDataModule):
             vocabs["tags"] = Vocabulary.for_labels(tag for sentence in train["tags"] for tag in sentence)
         if "label" in train.column_names:
             vocabs["labels"] = Vocabulary.for_labels(train["label"])
-        for split, file in (("validation", self.files["val_file"]), ("test", self.files["test_file"])):
+        for split, file in (("validation", self.val_file), ("test", self.test_file)):
             if split not in self.raw:
                 continue
             where = f"{file}: the {split} split's" if file else f"the {split} split's"  # names the file to fix
@@ -193,12 +142,11 @@ class SequenceDataModule(L.LightningDataModule):
     def data_options(self) -> dict[str, Any]:
         """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
         prediction reads new text as training did and writes the tags back where they came from."""
+        tags = {"format": self.format, "column": self.tag_column, "scheme": self.tag_scheme}
         return {
             "max_word_length": self.max_word_length,
             "lowercase": self.lowercase,
-            "format": self.format,
-            "tag_column": self.reader_options["tag_column"],
-            "tag_scheme": self.reader_options["tag_scheme"],
+            "tags": tags if "tags" in self.raw["train"].column_names else None,
         }
 
     @property
@@ -209,19 +157,25 @@ class SequenceDataModule(L.LightningDataModule):
     @cached_property
     def encoded(self) -> DatasetDict:
         """Every split as ids (cached by ``datasets``, keyed on the data and the vocabularies)."""
-        return self.raw.map(
-            Numericalizer(self.vocab, self.max_word_length),
-            batched=True,
-            remove_columns=[c for c in self.raw["train"].column_names if c != "tokens"],  # tokens: for reports
-            desc="Encoding",
-        )
+        raw = DatasetDict(self.raw)
+        if "predict" in raw:  # what is predicted needs no targets (its labels may be ones training never saw)
+            raw["predict"] = raw["predict"].remove_columns([c for c in raw["predict"].column_names if c != "tokens"])
+        return DatasetDict({
+            split: dataset.map(
+                Numericalizer(self.vocab, self.max_word_length),
+                batched=True,
+                remove_columns=[c for c in dataset.column_names if c != "tokens"],  # tokens: for reports
+                desc=f"Encoding {split}",
+            )
+            for split, dataset in raw.items()
+        })
 
     @property
     def has_test(self) -> bool:
         return "test" in self.raw
 
     def setup(self, stage: str) -> None:
-        for split in STAGE_SPLITS[stage]:
+        for split in STAGE_SPLITS[stage] if stage != "predict" else (self.predict_split,):
             if split not in self.encoded:
                 raise ValueError(f"stage '{stage}' needs a '{split}' split, but the corpus has {list(self.encoded)}")
 
@@ -266,6 +220,11 @@ class SequenceDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._dataloader("test", shuffle=False, bucket=True)
 
+    @property
+    def predict_split(self) -> str:
+        """What ``train.py predict`` predicts: the ``predict_file``, else the test split."""
+        return "predict" if "predict" in self.raw else "test"
+
     def predict_dataloader(self) -> DataLoader:
-        """The test split in file order, so that prediction ``i`` belongs to sentence ``i``."""
-        return self._dataloader("test", shuffle=False, bucket=False)
+        """The predict split in file order, so that prediction ``i`` belongs to sentence ``i``."""
+        return self._dataloader(self.predict_split, shuffle=False, bucket=False)

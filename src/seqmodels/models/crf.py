@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from seqmodels.data.batching import IGNORE_INDEX
+from seqmodels.padding import IGNORE_INDEX
 
 # The score of a forbidden transition: small enough that no forbidden sequence ever wins or weighs
 # in Z, yet finite, so that sums of scores never produce inf - inf = nan (-inf would).

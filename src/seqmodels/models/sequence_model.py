@@ -1,8 +1,10 @@
-"""The LightningModule: one LSTM encoder, a tagging head, a classification head, or both.
+"""The LightningModule: one LSTM encoder and one or more task heads on it.
 
 - tagger:     ``tagger: {...}``, ``classifier: null``
 - classifier: ``tagger: null``, ``classifier: {...}``
-- multitask:  both; one encoder pass per batch, loss = sum of ``loss_weight * head loss``.
+- multitask:  both; one encoder pass per batch, loss = the sum of each head's ``loss_weight * loss``.
+
+Any registered head (:mod:`seqmodels.models.heads`) can also be given under ``heads: {name: {...}}``.
 """
 
 from __future__ import annotations
@@ -13,21 +15,14 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics import MetricCollection
 
 from seqmodels.checkpoints import KEY, provenance, restore_rng
-from seqmodels.data.batching import IGNORE_INDEX
-from seqmodels.data.vocab import PAD, Vocabulary, from_lists
-from seqmodels.encoder import EncoderConfig, LSTMEncoder
-from seqmodels.metrics import SpanF1
-from seqmodels.models.heads import (
-    ClassificationHead,
-    ClassifierConfig,
-    TaggerConfig,
-    TaggingHead,
-    is_bio,
-)
+from seqmodels.data.vocab import PAD, from_lists
+from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
+from seqmodels.models.heads import HEADS, TaskHead
+from seqmodels.models.heads.classifier import ClassifierConfig
+from seqmodels.models.heads.tagger import TaggerConfig
 
 EVAL_STAGES = ("val", "test")
 
@@ -37,14 +32,16 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class SequenceModel(L.LightningModule):
-    """An :class:`~seqmodels.encoder.LSTMEncoder` with a tagging head, a classification head, or both.
+    """An :class:`~seqmodels.models.encoder.LSTMEncoder` with task heads.
 
     Args:
-        vocab: ``tokens`` and, per head, ``tags`` / ``labels``, as lists of strings (index = id).
-            Kept in the checkpoint's hyperparameters, so a checkpoint alone can predict.
-        encoder: the encoder's sizes (see :class:`~seqmodels.encoder.EncoderConfig`).
+        vocab: ``tokens`` (and ``chars`` / ``cases`` when the encoder reads them) and each head's classes
+            (``tags``, ``labels``), as lists of strings (index = id). Kept in the checkpoint's
+            hyperparameters, so a checkpoint alone can predict.
+        encoder: the encoder's sizes (see :class:`~seqmodels.models.encoder.EncoderConfig`).
         tagger: the tagging head's settings, or ``None`` for no tagger.
         classifier: the classification head's settings, or ``None`` for no classifier.
+        heads: other registered heads, by name, with their settings.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
         initial_embeddings: pretrained word vectors, (len(vocab["tokens"]), embedding_dim), from the
             data module; only for a new model (a checkpoint has the trained ones).
@@ -58,6 +55,7 @@ class SequenceModel(L.LightningModule):
         encoder: EncoderConfig | None = None,
         tagger: TaggerConfig | None = None,
         classifier: ClassifierConfig | None = None,
+        heads: dict[str, dict[str, Any]] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         initial_embeddings: Tensor | None = None,
@@ -68,30 +66,16 @@ class SequenceModel(L.LightningModule):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
-        if tagger is None and classifier is None:
-            raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
-        self.vocab = from_lists(vocab)
+        self.vocabularies = from_lists(vocab)
         self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
-        self.heads = nn.ModuleDict()
-        self.loss_weights: dict[str, float] = {}
-        if tagger is not None:
-            tags = self._vocab_for("tags", "tagger").itos
-            self.heads["tagger"] = TaggingHead(
-                self.encoder.output_size, tags, tagger.get("dropout", 0.5), tagger.get("crf", False)
-            )
-            self.loss_weights["tagger"] = tagger.get("loss_weight", 1.0)
-        if classifier is not None:
-            labels = self._vocab_for("labels", "classifier").itos
-            self.heads["classifier"] = ClassificationHead(
-                self.encoder.output_size, labels, classifier.get("dropout", 0.5), classifier.get("hidden_size", 0)
-            )
-            self.loss_weights["classifier"] = classifier.get("loss_weight", 1.0)
-        self.metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict({name: self._head_metrics(name, stage) for name in self.heads})
-                for stage in EVAL_STAGES
-            }
-        )
+        configs = head_configs(tagger=tagger, classifier=classifier, heads=heads)
+        self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
+        self.metrics = nn.ModuleDict({
+            stage: nn.ModuleDict({
+                name: MetricCollection(head.metrics(), prefix=f"{stage}/{name}/") for name, head in self.heads.items()
+            })
+            for stage in EVAL_STAGES
+        })
 
     def _build_encoder(self, config: EncoderConfig, initial_embeddings: Tensor | None) -> LSTMEncoder:
         """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if
@@ -101,60 +85,52 @@ class SequenceModel(L.LightningModule):
                 f"the pretrained embeddings (data.pretrained_embeddings) have dimension {initial_embeddings.size(1)}, "
                 f"but model.encoder.embedding_dim is {config.get('embedding_dim', 100)}"
             )
-        tokens = self.vocab["tokens"]
+        tokens = self.vocabularies["tokens"]
         return LSTMEncoder(
             len(tokens),
             padding_idx=tokens.stoi[PAD],
             unk_idx=tokens.unk_id,
-            num_chars=len(self.vocab["chars"]) if "chars" in self.vocab else 0,
-            num_cases=len(self.vocab["cases"]) if "cases" in self.vocab else 0,
+            num_chars=len(self.vocabularies["chars"]) if "chars" in self.vocabularies else 0,
+            num_cases=len(self.vocabularies["cases"]) if "cases" in self.vocabularies else 0,
             pretrained=initial_embeddings,
             **config,
         )
 
-    def _head_metrics(self, head: str, stage: str) -> MetricCollection:
-        """Accuracy and macro F1 (and span P/R/F1 for BIO tags), logged as ``{stage}/{head}/{name}``.
-
-        Targets equal to ``IGNORE_INDEX`` (padding) are left out of every metric.
-        """
-        classes = self.vocab["tags" if head == "tagger" else "labels"].itos
-        metrics: dict[str, Metric] = {
-            "acc": MulticlassAccuracy(len(classes), average="micro", ignore_index=IGNORE_INDEX),
-            "f1_macro": MulticlassF1Score(len(classes), average="macro", ignore_index=IGNORE_INDEX),
-        }
-        if head == "tagger" and is_bio(classes):
-            metrics["span"] = SpanF1(classes)
-        return MetricCollection(metrics, prefix=f"{stage}/{head}/")
-
-    def _vocab_for(self, name: str, head: str) -> Vocabulary:
-        if name not in self.vocab:
-            raise ValueError(f"the {head} head needs '{name}' in the vocabularies; the data has {list(self.vocab)}")
-        return self.vocab[name]
+    def _build_head(self, name: str, config: dict[str, Any]) -> TaskHead:
+        head = HEADS[name]
+        if head.vocab_name not in self.vocabularies:
+            raise ValueError(
+                f"the {name} head needs '{head.vocab_name}' in the vocabularies; the data has {list(self.vocabularies)}"
+            )
+        return head.from_encoder(self.encoder, self.vocabularies[head.vocab_name].itos, **config)
 
     def forward(
         self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
     ) -> dict[str, Tensor]:
         """``token_ids`` (B, T), ``lengths`` (B,) [, ``char_ids`` (B, T, W), ``case_ids`` (B, T)] -> each head's
-        scores: tagger (B, T, tags), classifier (B, classes)."""
+        scores by name, e.g. tagger (B, T, tags), classifier (B, classes)."""
         encoded = self.encoder(token_ids, lengths, char_ids, case_ids)
         return {name: head(encoded) for name, head in self.heads.items()}
 
-    def _scores(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _scores(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
-    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Any]:
-        """The weighted loss; in evaluation also each head's predictions (and class probabilities) for callbacks."""
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        """The weighted loss of the heads the batch has targets for; in evaluation also their predictions (and
+        class probabilities), for the metrics and the report."""
         batch_size = batch["token_ids"].size(0)
         scores = self._scores(batch)
         loss = torch.zeros((), device=batch["token_ids"].device)
         preds, probs = {}, {}
         for name, head in self.heads.items():
-            targets = batch[head.target_key]  # (B, T) tags or (B,) labels
+            targets = head.targets(batch)  # (B, T) per token or (B,) per sentence
+            if targets is None:
+                continue
             head_loss = head.loss(scores[name], targets)
-            loss = loss + self.loss_weights[name] * head_loss
+            loss = loss + head.loss_weight * head_loss
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
             if stage in EVAL_STAGES:
-                preds[name] = head.predict(scores[name], batch["lengths"])  # (B, T) or (B,)
+                preds[name] = head.predict(scores[name], batch["lengths"])  # shaped like targets
                 probs[name] = scores[name].detach().softmax(-1)
                 self.metrics[stage][name].update(preds[name], targets)
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
@@ -163,11 +139,12 @@ class SequenceModel(L.LightningModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         """Compute (synchronised across processes under DDP), log and reset each head's metrics."""
         for collection in self.metrics[stage].values():
-            # compute() already gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
-            self.log_dict(collection.compute(), sync_dist=True)
+            if next(iter(collection.values())).update_called:  # no batch had targets for the head: nothing to log
+                # compute() already gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
+                self.log_dict(collection.compute(), sync_dist=True)
             collection.reset()
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")["loss"]
         if not torch.isfinite(loss):  # stop before the update: the checkpoints on disk stay good
             raise NonFiniteLossError(
@@ -177,35 +154,32 @@ class SequenceModel(L.LightningModule):
             )
         return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._shared_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._shared_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Decoded predictions, one dict per sentence: ``tokens`` (when the batch has them), ``tags`` and/or
-        ``label`` with ``label_probs``."""
-        scores = self._scores(batch)
-        lengths = batch["lengths"].tolist()
-        tokens = batch.get("tokens") or [None] * len(lengths)
-        results: list[dict[str, Any]] = [{"tokens": t} if t is not None else {} for t in tokens]
-        if "tagger" in scores:
-            tag_ids = self.heads["tagger"].predict(scores["tagger"], batch["lengths"]).cpu()  # (B, T)
-            for result, ids, n in zip(results, tag_ids, lengths):
-                result["tags"] = self.vocab["tags"].decode(ids[:n].tolist())
-        if "classifier" in scores:
-            probs = scores["classifier"].softmax(-1).cpu()  # (B, classes)
-            for result, p in zip(results, probs):
-                result["label"] = self.vocab["labels"].itos[int(p.argmax())]
-                result["label_probs"] = dict(zip(self.vocab["labels"].itos, p.tolist()))
-        return results
+    def decode(self, scores: dict[str, Tensor], lengths: Tensor) -> list[dict[str, Any]]:
+        """Every head's JSON-ready fields, one dict per sentence (e.g. ``tags``, ``tag_probs``, ``label``)."""
+        records: list[dict[str, Any]] = [{} for _ in range(len(lengths))]
+        for name, head in self.heads.items():
+            for record, fields in zip(records, head.decode(scores[name], lengths)):
+                record.update(fields)
+        return records
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """The records ``seqmodels-predict`` writes: ``tokens`` (when the batch has them) and every head's fields."""
+        records = self.decode(self._scores(batch), batch["lengths"])
+        if "tokens" in batch:
+            records = [{"tokens": tokens, **record} for tokens, record in zip(batch["tokens"], records)]
+        return records
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`).
@@ -230,3 +204,18 @@ class SequenceModel(L.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = getattr(scheduler, "monitor", "val/loss")
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[str, Any] | None) -> dict[str, dict]:
+    """The heads to build, by name: the named config keys (``tagger``, ``classifier``) and ``heads``, checked."""
+    configs = {name: dict(config) for name, config in named.items() if config is not None}
+    for name, config in (heads or {}).items():
+        if name in configs:
+            raise ValueError(f"the {name} head is configured twice: under model.{name} and model.heads.{name}")
+        configs[name] = dict(config or {})
+    if not configs:
+        raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
+    unknown = sorted(set(configs) - set(HEADS))
+    if unknown:
+        raise ValueError(f"no head is registered as {unknown[0]!r}; the registered heads are {sorted(HEADS)}")
+    return configs

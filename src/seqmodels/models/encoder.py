@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqmodels.layers import CharCNN, LockedDropout, word_dropout
+from seqmodels.models.layers import CharCNN, LockedDropout, word_dropout
 
 
 class EncoderConfig(TypedDict, total=False):

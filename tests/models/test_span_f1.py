@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from seqmodels.data.batching import IGNORE_INDEX
-from seqmodels.metrics import SpanF1
+from seqmodels.padding import IGNORE_INDEX
+from seqmodels.models.span_f1 import SpanF1
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC-X", "I-MISC-X"]
 

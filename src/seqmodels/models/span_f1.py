@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from seqmodels.data.batching import IGNORE_INDEX
+from seqmodels.padding import IGNORE_INDEX
 
 OUTSIDE, BEGIN, INSIDE = 0, 1, 2  # tag prefixes: O, B-, I-
 

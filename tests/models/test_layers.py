@@ -4,7 +4,7 @@ import torch
 
 from seqmodels import LSTMEncoder
 from seqmodels.data.batching import pad_chars
-from seqmodels.layers import CharCNN, LockedDropout, word_dropout
+from seqmodels.models.layers import CharCNN, LockedDropout, word_dropout
 
 
 def test_char_cnn_ignores_padding_characters_and_padded_words():

@@ -1,0 +1,80 @@
+"""What every reader shares: the located error, tokenizing, decoding a file, numbering lines, sentence blocks."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+Example = dict[str, Any]  # {"tokens": [...], "tags": [...]} or {"tokens": [...], "label": "..."}
+Located = tuple[str, Example]  # (where it comes from, "file:line"; the example)
+
+# ASCII whitespace only: U+00A0 (no-break space) and other Unicode spaces stay inside tokens, as in SST-2's `2\xa01\/2`.
+_ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
+
+
+class DataFormatError(ValueError):
+    """Malformed input: the message names the file, the line and what was expected."""
+
+
+def tokenize(text: str) -> list[str]:
+    """Split on runs of ASCII whitespace (not on U+00A0, which some corpora have inside tokens)."""
+    return [token for token in _ASCII_WHITESPACE.split(text) if token]
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """Rewrite IOB1 tags as IOB2 (BIO): an ``I-X`` starting a chunk (not after ``B-X`` or ``I-X``) becomes ``B-X``."""
+    converted, previous = [], "O"
+    for tag in tags:
+        starts_chunk = tag.startswith("I-") and previous[2:] != tag[2:]
+        converted.append("B-" + tag[2:] if starts_chunk else tag)
+        previous = tag
+    return converted
+
+
+def read_text(path: str, encoding: str) -> str:
+    """The whole file as text (without a leading BOM); a decoding error names the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}:{line}: cannot decode as {encoding} ({error.reason}); set --data.encoding to the file's encoding"
+        ) from None
+
+
+def numbered_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
+    """The file's lines without line ends (``\\n``, ``\\r\\n`` or ``\\r``), numbered from 1."""
+    for number, line in enumerate(io.StringIO(read_text(path, encoding), newline=None), start=1):
+        yield number, line.rstrip("\n")
+
+
+def nonblank_lines(path: str, encoding: str) -> Iterator[tuple[str, str]]:
+    """The file's non-blank lines, each with where it is (``path:line``)."""
+    for number, line in numbered_lines(path, encoding):
+        if line.strip():
+            yield f"{path}:{number}", line
+
+
+def sentence_blocks(numbered: Iterable[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+    """Runs of non-blank lines with their numbers: one sentence each, in CoNLL-U and CoNLL files (and in the
+    stream ``seqmodels-predict`` reads, lazily)."""
+    for blank, lines in itertools.groupby(numbered, key=lambda item: not item[1].strip()):
+        if not blank:
+            yield list(lines)
+
+
+def checked(where: str, example: Example, tag_scheme: str) -> Example:
+    """An example after checking that it has tokens (and one tag per token), its tags in ``tag_scheme``."""
+    tokens, tags = example["tokens"], example.get("tags")
+    if not tokens:
+        raise DataFormatError(f"{where}: expected a sentence with at least one token, found none")
+    if tags is not None and len(tags) != len(tokens):
+        raise DataFormatError(f"{where}: expected one tag per token, found {len(tokens)} tokens and {len(tags)} tags")
+    if tags is not None and tag_scheme == "iob2":
+        example["tags"] = iob1_to_iob2(tags)
+    return example

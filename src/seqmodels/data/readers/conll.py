@@ -1,0 +1,112 @@
+"""Column formats: CoNLL-U (Universal Dependencies) and CoNLL-2000/2003 (whitespace-separated columns).
+
+A sentence is a block of lines ended by a blank line. The word-line functions here are also what
+``seqmodels-predict`` reads CoNLL input with, so training and prediction see the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from seqmodels.data.readers.common import DataFormatError, Located, numbered_lines, sentence_blocks, tokenize
+
+if TYPE_CHECKING:
+    from seqmodels.data.corpus import Corpus
+
+CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+DOCSTART = "-DOCSTART-"  # CoNLL-2003's document separator: not a token
+
+
+class ConlluTagField(NamedTuple):
+    """Where a CoNLL-U file holds the tags: a column (``upos``, ``xpos``, ...) or one ``Key=Value`` attribute of
+    the FEATS or MISC column (``misc:NE``, ``feats:Tense``); words without the attribute read as ``_``."""
+
+    column: int
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, tag_column: str | int | None) -> ConlluTagField:
+        name, _, key = str(tag_column or "upos").partition(":")
+        if name.lower() not in CONLLU_FIELDS or (key and name.lower() not in ("feats", "misc")):
+            raise ValueError(
+                f"tag_column for conllu must be one of {CONLLU_FIELDS}, or feats:KEY / misc:KEY, got {tag_column!r}"
+            )
+        return cls(CONLLU_FIELDS.index(name.lower()), key or None)
+
+    def get(self, fields: list[str]) -> str:
+        if self.key is None:
+            return fields[self.column]
+        return _attributes(fields[self.column]).get(self.key, "_")
+
+    def set(self, fields: list[str], tag: str) -> list[str]:
+        """``fields`` with the tag written in this column or attribute, and nothing else changed."""
+        value = tag
+        if self.key is not None:
+            attributes = _attributes(fields[self.column]) | {self.key: tag}
+            value = "|".join(f"{k}={v}" for k, v in attributes.items())
+        return [*fields[: self.column], value, *fields[self.column + 1 :]]
+
+
+def _attributes(column: str) -> dict[str, str]:
+    """``A=1|B=2`` -> {"A": "1", "B": "2"} (``_``: none), in file order."""
+    pairs = (item.partition("=") for item in column.split("|") if column != "_")
+    return {key: value for key, _, value in pairs}
+
+
+def conllu_word(where: str, line: str) -> list[str] | None:
+    """A CoNLL-U line's 10 fields when it is a word; None for a comment, a ``3-4`` multiword range or an ``8.1``
+    empty node (which carry no tag of their own); :class:`DataFormatError` for anything else."""
+    if line.startswith("#"):
+        return None
+    fields = line.split("\t")
+    if len(fields) != len(CONLLU_FIELDS):
+        raise DataFormatError(f"{where}: expected 10 TAB-separated columns, found {len(fields)}")
+    if fields[0].isdigit():
+        return fields
+    if re.fullmatch(r"\d+-\d+|\d+\.\d+", fields[0]):
+        return None
+    raise DataFormatError(f"{where}: expected a word ID like 3, 3-4 or 8.1, found {fields[0]!r}")
+
+
+def conll_word(line: str) -> list[str] | None:
+    """A CoNLL line's columns (split on ASCII whitespace: a token may contain U+00A0); None for ``-DOCSTART-``."""
+    return None if line.startswith(DOCSTART) else tokenize(line)
+
+
+def read_conllu(path: str, corpus: Corpus) -> Iterator[Located]:
+    """CoNLL-U: the FORM of each word, and its tag from ``tag_column`` (UPOS by default)."""
+    field = ConlluTagField.parse(corpus.tag_column)
+    for block in sentence_blocks(numbered_lines(path, corpus.encoding)):
+        lines = [(number, line) for number, line in block if not line.startswith("#")]
+        if not lines:
+            continue  # comments only
+        words = [fields for number, line in lines if (fields := conllu_word(f"{path}:{number}", line)) is not None]
+        yield f"{path}:{lines[0][0]}", {"tokens": [w[1] for w in words], "tags": [field.get(w) for w in words]}
+
+
+def read_conll(path: str, corpus: Corpus) -> Iterator[Located]:
+    """CoNLL-2000/2003: the token first, the tag in column ``tag_column`` (the last by default); as many columns
+    on every line of the file."""
+    try:
+        tag = -1 if corpus.tag_column is None else int(corpus.tag_column)
+    except ValueError:
+        raise ValueError(f"tag_column for conll must be a column index, got {corpus.tag_column!r}") from None
+    width, first = None, None
+    for block in sentence_blocks(numbered_lines(path, corpus.encoding)):
+        rows, start = [], None
+        for number, line in block:
+            fields = conll_word(line)
+            if fields is None:
+                continue
+            start = start or number
+            if width is None:
+                width, first = len(fields), number
+                if width < 2 or not -width <= tag < width:
+                    raise DataFormatError(f"{path}:{number}: expected a token and tag column {tag}, found {width} columns")
+            if len(fields) != width:
+                raise DataFormatError(f"{path}:{number}: expected {width} columns like line {first}, found {len(fields)}")
+            rows.append(fields)
+        if rows:
+            yield f"{path}:{start}", {"tokens": [r[0] for r in rows], "tags": [r[tag] for r in rows]}

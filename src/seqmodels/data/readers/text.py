@@ -1,0 +1,23 @@
+"""Plain text: ``label<space or tab>text`` lines (sentence classification, e.g. SST-2's ``stsa.binary.*``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from seqmodels.data.readers.common import DataFormatError, Located, nonblank_lines, tokenize
+
+if TYPE_CHECKING:
+    from seqmodels.data.corpus import Corpus
+
+_LABEL_AND_TEXT = re.compile(r"([^ \t]+)[ \t]+(.*)")
+
+
+def read_label_text(path: str, corpus: Corpus) -> Iterator[Located]:
+    """``label<space or tab>text`` lines (SST-2's ``stsa.binary.*``); blank lines are skipped."""
+    for where, line in nonblank_lines(path, corpus.encoding):
+        match = _LABEL_AND_TEXT.fullmatch(line)
+        if match is None:
+            raise DataFormatError(f"{where}: expected '<label> <text>', found {line[:60]!r}")
+        yield where, {"tokens": tokenize(match[2]), "label": match[1]}

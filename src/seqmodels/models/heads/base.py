@@ -1,0 +1,116 @@
+"""The task-head contract: everything one task adds on top of the shared encoder, in one class.
+
+A head reads one of the encoder's results (``outputs``, (B, T, D*H): a state per token; or ``final``,
+(B, D*H): a state per sentence), turns it into scores, and owns all that follows from them: the loss
+against its targets, the predicted ids, the decoding to JSON-ready fields, its metrics, its part of
+the evaluation report, and the dynamic axes of its scores in an export. ``SequenceModel``, prediction,
+the report, export and ``seqmodels-shapes`` loop over the model's heads and never name a task.
+
+A new task is a subclass in one file under ``seqmodels/models/heads/``, registered with
+:func:`register_head` (see the README, "Add a task").
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from seqmodels.models.encoder import EncoderOutput, LSTMEncoder
+from seqmodels.padding import IGNORE_INDEX
+
+
+class TaskHead(nn.Module):
+    """One task's head. B = sentences, T = padded length, C = the head's classes.
+
+    Class attributes each head sets:
+
+    - ``name``: its config key (``model.<name>``), metric prefix (``val/<name>/acc``) and output name;
+    - ``reads``: ``"outputs"`` or ``"final"``, the encoder result it reads;
+    - ``column``: the corpus column it learns from (``"tags"``, ``"label"``), or None when its targets come
+      from the tokens themselves;
+    - ``vocab_name``: the vocabulary whose strings are its classes (``"tags"``, ``"labels"``, ``"tokens"``);
+    - ``target_key``: where a batch holds its targets (``"tag_ids"`` (B, T), ``"label_ids"`` (B,));
+    - ``export_axes``: the dynamic axes of its scores in an export (``{0: "B", 1: "T"}``);
+    - ``score_axes``: what its scores' axes are, for ``seqmodels-shapes`` (formatted with the scores' shape);
+    - ``confusion_report``: whether the evaluation report shows its confusion matrix and per-class scores.
+
+    Args:
+        classes: the class strings (index = id).
+        loss_weight: its loss's weight in the model's sum over heads.
+    """
+
+    name: ClassVar[str]
+    reads: ClassVar[Literal["outputs", "final"]]
+    column: ClassVar[str | None]
+    vocab_name: ClassVar[str]
+    target_key: ClassVar[str]
+    export_axes: ClassVar[dict[int, str]]
+    score_axes: ClassVar[str]
+    confusion_report: ClassVar[bool] = True  # a confusion matrix and per-class table (not for thousands of classes)
+
+    def __init__(self, classes: list[str], loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.classes = list(classes)
+        self.loss_weight = loss_weight
+
+    @classmethod
+    def from_encoder(cls, encoder: LSTMEncoder, classes: list[str], **config: Any) -> TaskHead:
+        """The head for ``encoder``'s output size, with its ``model.<name>`` config."""
+        return cls(encoder.output_size, classes, **config)
+
+    def targets(self, batch: dict[str, Any]) -> Tensor | None:
+        """The batch's targets for this head, or None when its corpus has none (it then adds no loss)."""
+        return batch.get(self.target_key)
+
+    # -- each head implements -------------------------------------------------------------------------
+    def forward(self, encoded: EncoderOutput) -> Tensor:
+        """The scores, e.g. (B, T, C) per token or (B, C) per sentence."""
+        raise NotImplementedError
+
+    def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
+        """A scalar, leaving out targets that are ``IGNORE_INDEX``."""
+        raise NotImplementedError
+
+    def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
+        """Predicted ids, shaped like the targets, ``IGNORE_INDEX`` at padding."""
+        raise NotImplementedError
+
+    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
+        """One dict of JSON-ready fields per sentence (e.g. ``tags`` and ``tag_probs``)."""
+        raise NotImplementedError
+
+    def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
+        """One sentence's fields from those of its chunks (of ``lengths`` tokens), for sentences predicted in pieces."""
+        raise NotImplementedError
+
+    def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:
+        """One sentence's gold and predicted values as Markdown, for the report's examples ("" for none).
+        ``gold``/``predicted``: the sentence's row of targets and predicted ids; ``probs``: its class probabilities."""
+        raise NotImplementedError
+
+    # -- defaults ------------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Metric]:
+        """New metrics for one stage, updated with ``(predicted ids, targets)`` and logged as
+        ``{stage}/{name}/{key}``: accuracy and macro F1, leaving out targets equal to ``IGNORE_INDEX``."""
+        return {
+            "acc": MulticlassAccuracy(len(self.classes), average="micro", ignore_index=IGNORE_INDEX),
+            "f1_macro": MulticlassF1Score(len(self.classes), average="macro", ignore_index=IGNORE_INDEX),
+        }
+
+    def decode_state(self) -> dict[str, Tensor]:
+        """The weights :meth:`decode` reads besides the scores (a CRF's transitions), keyed as in the head's
+        ``state_dict``: an exported model carries them, so that a runtime decodes as the model does."""
+        return {}
+
+    def positive_scores(self, probs: Tensor) -> Tensor | None:
+        """The scores of the positive class for a precision-recall curve, or None (not a binary task)."""
+        return None
+
+
+
+def markdown_escape(text: str) -> str:
+    """A token escaped for Markdown (tokens such as ``*``, ``_`` or ``|`` would change the markup)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>" else c for c in text)
