@@ -97,12 +97,14 @@ class SequenceModel(L.LightningModule):
         )
 
     def _build_head(self, name: str, config: dict[str, Any]) -> TaskHead:
+        """The head registered as ``name``, with its classes from the vocabularies (unless it has its own)."""
         head = HEADS[name]
-        if head.vocab_name not in self.vocabularies:
+        if head.vocab_name is not None and head.vocab_name not in self.vocabularies:
             raise ValueError(
                 f"the {name} head needs '{head.vocab_name}' in the vocabularies; the data has {list(self.vocabularies)}"
             )
-        return head.from_encoder(self.encoder, self.vocabularies[head.vocab_name].itos, **config)
+        classes = self.vocabularies[head.vocab_name].itos if head.vocab_name is not None else None
+        return head.from_encoder(self.encoder, classes, **config)
 
     def forward(
         self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None

@@ -1,10 +1,14 @@
 """The task heads, by name: the registry that configs (``model.<name>``) and checkpoints build heads from.
 
-A head registers itself with :func:`register_head` when its module is imported; the built-in heads are
-imported here, and a head defined anywhere else (a test, a user's package) registers the same way.
+A head registers itself with :func:`register_head` when its module is imported. Every module in this folder
+is imported here, so adding a task is adding one file; a head defined elsewhere (a test, your own package)
+registers the same way once imported.
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from seqmodels.models.heads.base import TaskHead
 
@@ -19,7 +23,7 @@ def register_head(head: type[TaskHead]) -> type[TaskHead]:
     return head
 
 
-from seqmodels.models.heads.classifier import ClassificationHead  # noqa: E402  (they register themselves)
-from seqmodels.models.heads.tagger import TaggingHead  # noqa: E402
+for _module in pkgutil.iter_modules(__path__):  # each head's module registers it: tagger, classifier, ...
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["HEADS", "ClassificationHead", "TaggingHead", "TaskHead", "register_head"]
+__all__ = ["HEADS", "TaskHead", "register_head"]

@@ -31,7 +31,8 @@ class TaskHead(nn.Module):
     - ``reads``: ``"outputs"`` or ``"final"``, the encoder result it reads;
     - ``column``: the corpus column it learns from (``"tags"``, ``"label"``), or None when its targets come
       from the tokens themselves;
-    - ``vocab_name``: the vocabulary whose strings are its classes (``"tags"``, ``"labels"``, ``"tokens"``);
+    - ``vocab_name``: the vocabulary whose strings are its classes (``"tags"``, ``"labels"``, ``"tokens"``), or
+      None for a head that names its own classes;
     - ``target_key``: where a batch holds its targets (``"tag_ids"`` (B, T), ``"label_ids"`` (B,));
     - ``export_axes``: the dynamic axes of its scores in an export (``{0: "B", 1: "T"}``);
     - ``score_axes``: what its scores' axes are, for ``seqmodels-shapes`` (formatted with the scores' shape);
@@ -45,7 +46,7 @@ class TaskHead(nn.Module):
     name: ClassVar[str]
     reads: ClassVar[Literal["outputs", "final"]]
     column: ClassVar[str | None]
-    vocab_name: ClassVar[str]
+    vocab_name: ClassVar[str | None]
     target_key: ClassVar[str]
     export_axes: ClassVar[dict[int, str]]
     score_axes: ClassVar[str]
@@ -57,8 +58,9 @@ class TaskHead(nn.Module):
         self.loss_weight = loss_weight
 
     @classmethod
-    def from_encoder(cls, encoder: LSTMEncoder, classes: list[str], **config: Any) -> TaskHead:
-        """The head for ``encoder``'s output size, with its ``model.<name>`` config."""
+    def from_encoder(cls, encoder: LSTMEncoder, classes: list[str] | None, **config: Any) -> TaskHead:
+        """The head for ``encoder``'s output size, with its classes (None: it names its own) and its
+        ``model.<name>`` config."""
         return cls(encoder.output_size, classes, **config)
 
     def targets(self, batch: dict[str, Any]) -> Tensor | None:

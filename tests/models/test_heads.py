@@ -1,0 +1,152 @@
+"""The task-head contract: the built-in heads keep it, and a new head defined here (not in the package) trains
+through the same SequenceModel, is evaluated, and predicts from a checkpoint alone."""
+
+import functools
+import random
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from seqmodels.checkpoints import load_model
+from seqmodels.data.batching import PadCollator
+from seqmodels.data.vocab import PAD, UNK
+from seqmodels.models.encoder import EncoderOutput
+from seqmodels.models.heads import HEADS, TaskHead, register_head
+from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.padding import IGNORE_INDEX
+from seqmodels.predictor import Predictor
+
+
+class LengthHead(TaskHead):
+    """A third task in one class: is the sentence longer than ``threshold`` tokens? Its targets come from the
+    batch itself, so it needs no annotation, and it names its own two classes."""
+
+    name = "length"
+    reads = "final"
+    column = None
+    vocab_name = None
+    target_key = "lengths"
+    export_axes = {0: "B"}
+    score_axes = "B, K={1}: short or long"
+
+    def __init__(self, input_size: int, classes: list[str] | None = None, threshold: int = 5, loss_weight: float = 1.0):
+        super().__init__(["short", "long"], loss_weight)
+        self.threshold = threshold
+        self.linear = nn.Linear(input_size, 2)
+
+    def targets(self, batch: dict[str, Any]) -> Tensor:
+        return (batch["lengths"] > self.threshold).long().to(batch["token_ids"].device)  # (B,)
+
+    def forward(self, encoded: EncoderOutput) -> Tensor:
+        return self.linear(encoded.final)  # (B, 2)
+
+    def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(scores, targets)
+
+    def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
+        return scores.argmax(-1)  # (B,)
+
+    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
+        return [{"length": self.classes[i]} for i in scores.argmax(-1).tolist()]
+
+    def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
+        return {"length": "long" if sum(lengths) > self.threshold else "short"}
+
+    def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:
+        return f"length: {self.classes[int(gold)]}, predicted {self.classes[int(predicted)]}"
+
+
+@pytest.fixture
+def length_head():
+    """LengthHead registered for one test, as a user's own module registers it on import."""
+    register_head(LengthHead)
+    yield LengthHead
+    HEADS.pop(LengthHead.name)
+
+
+WORDS = [f"w{i}" for i in range(20)]
+VOCAB = {"tokens": [PAD, UNK, *WORDS], "labels": ["negative", "positive"]}
+
+
+def examples(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"token_ids": [rng.randrange(2, len(VOCAB["tokens"])) for _ in range(rng.randint(1, 10))],
+             "label_id": rng.randrange(2)} for _ in range(n)]  # fmt: skip
+
+
+def test_a_new_head_trains_evaluates_and_predicts_from_a_checkpoint(length_head, tmp_path):
+    torch.manual_seed(0)
+    adam = functools.partial(torch.optim.Adam, lr=0.01)
+    model = SequenceModel(VOCAB, encoder={"embedding_dim": 8, "hidden_size": 8}, classifier={}, heads={"length": {}},
+                          optimizer=adam)  # fmt: skip
+    assert list(model.heads) == ["classifier", "length"]
+    loader = DataLoader(examples(128, 0), batch_size=16, collate_fn=PadCollator())
+    trainer = L.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, loader, DataLoader(examples(32, 1), batch_size=16, collate_fn=PadCollator()))
+    assert {"val/length/acc", "val/length/loss", "val/classifier/acc"} <= set(trainer.callback_metrics)
+    assert trainer.callback_metrics["val/length/acc"] > 0.8  # learnable from `final` alone
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+
+    restored = load_model(tmp_path / "model.ckpt")
+    assert restored.hparams.heads == {"length": {}}
+    sentences = [WORDS[:3], WORDS[:9], WORDS[:1]]
+    records = Predictor(restored)(sentences)
+    assert all(set(r) == {"length", "label", "label_probs"} for r in records)
+    assert [r["length"] for r in records] == [restored.heads["length"].classes[i] for i in
+                                              restored(*padded(restored, sentences))["length"].argmax(-1).tolist()]
+
+
+def padded(model: SequenceModel, sentences: list[list[str]]) -> tuple[Tensor, Tensor]:
+    ids = [torch.tensor(model.vocabularies["tokens"].encode(s)) for s in sentences]
+    return nn.utils.rnn.pad_sequence(ids, batch_first=True), torch.tensor([len(s) for s in sentences])
+
+
+def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
+    with pytest.raises(ValueError, match="no head is registered as 'lenght'; the registered heads are"):
+        SequenceModel(VOCAB, classifier={}, heads={"lenght": {}})
+    with pytest.raises(ValueError, match="the classifier head is configured twice"):
+        SequenceModel(VOCAB, classifier={}, heads={"classifier": {}})
+    with pytest.raises(ValueError, match="a head named 'classifier' is already registered"):
+        register_head(type("Other", (LengthHead,), {"name": "classifier"}))
+
+
+@pytest.mark.parametrize("name", ["tagger", "classifier"])
+def test_the_built_in_heads_keep_the_contract(name):
+    """Scores, a loss that ignores padding, predictions with IGNORE_INDEX at padding, one decoded record per
+    sentence whose chunks merge back, and an example line for the report."""
+    torch.manual_seed(0)
+    vocab = {"tokens": [PAD, UNK, *WORDS], "tags": ["B-X", "I-X", "O"], "labels": ["negative", "positive"]}
+    model = SequenceModel(vocab, encoder={"embedding_dim": 8, "hidden_size": 8}, **{name: {"dropout": 0.0}})
+    head = model.heads[name]
+    lengths = torch.tensor([4, 2])
+    token_ids = torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]])
+    with torch.no_grad():
+        scores = model(token_ids, lengths)[name]
+    if head.reads == "outputs":
+        targets = torch.tensor([[0, 1, 2, 2], [2, 0, IGNORE_INDEX, IGNORE_INDEX]])
+        assert scores.shape == (2, 4, 3) and head.predict(scores, lengths)[1, 2:].eq(IGNORE_INDEX).all()
+        real = F.cross_entropy(torch.cat([scores[0], scores[1, :2]]), torch.cat([targets[0], targets[1, :2]]))
+        assert head.loss(scores, targets).item() == pytest.approx(real.item())
+    else:
+        targets = torch.tensor([0, 1])
+        assert scores.shape == (2, 2) and head.predict(scores, lengths).shape == (2,)
+    records = head.decode(scores, lengths)
+    assert len(records) == 2 and json_ready(records)
+    merged = head.merge(records, lengths.tolist())
+    assert set(merged) == set(records[0])
+    line = head.render_example([f"w{i}" for i in range(4)], targets[0], head.predict(scores, lengths)[0],
+                               scores.softmax(-1)[0])  # fmt: skip
+    assert isinstance(line, str) and line
+    assert set(head.metrics()) >= {"acc", "f1_macro"}
+
+
+def json_ready(records: list[dict]) -> bool:
+    import json
+
+    return json.loads(json.dumps(records)) == records
