@@ -86,7 +86,7 @@ class EvaluationReport(L.Callback):
         for name, preds in outputs["preds"].items():
             targets = pl_module.heads[name].targets(batch)
             wrong = (preds != targets) & (targets != IGNORE_INDEX)  # (B, T) or (B,)
-            errors += wrong.sum(1) if wrong.dim() > 1 else wrong
+            errors += wrong.flatten(1).sum(1) if wrong.dim() > 1 else wrong
         row = int(errors.argmax())
         length = int(batch["lengths"][row])
         if "tokens" in batch:

@@ -83,6 +83,8 @@ class SeqModelsCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")
         parser.link_arguments("checkpoint.mode", "early_stopping.mode")
+        # The data feeds the model's heads: tell it which (data.tasks), and check every corpus can feed its heads.
+        parser.link_arguments(tuple(f"model.{name}" for name in HEAD_KEYS), "data.tasks", compute_fn=configured_heads)
         # The model's sizes come from the data: pass the vocabularies once the data module exists.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
@@ -127,8 +129,10 @@ class SeqModelsCLI(LightningCLI):
             init_args.version = int(path.parent.parent.name.removeprefix("version_"))
 
     def before_fit(self) -> None:
-        """Record the run's config in every checkpoint; check that a checkpoint to start from fits the model."""
+        """Record the run's config in every checkpoint; check that the monitored metrics are ones the model logs,
+        and that a checkpoint to start from fits the model."""
         config = self.config[self.subcommand]
+        check_monitored(self.model, self.trainer, config)
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
@@ -204,9 +208,41 @@ def run_hparams(config: Namespace) -> dict[str, Any]:
     kept = {key: data[key] for key in DATA_SETTINGS}
     kept |= {key: data[key] for key in ("char_features", "max_word_length") if data["char_features"]}
     kept |= {"pretrained_embeddings": data["pretrained_embeddings"]} if data["pretrained_embeddings"] else {}
-    corpus = Corpus(**{key: data[key] for key in CORPUS_FIELDS})
+    if data["corpora"]:
+        kept |= {"corpora": {name: Corpus(**corpus).options() for name, corpus in data["corpora"].items()}}
+        kept |= {key: data[key] for key in ("mixing", "step")} | ({"temperature": data["temperature"]}
+                                                                  if data["mixing"] == "temperature" else {})
+    else:
+        kept |= Corpus(**{key: data[key] for key in CORPUS_FIELDS}).options()
     trainer = {key: config.trainer[key] for key in ("max_epochs", "precision", "gradient_clip_val")}
-    return {"model": model, "data": corpus.options() | kept, "trainer": trainer, "seed": config.seed_everything}
+    return {"model": model, "data": kept, "trainer": trainer, "seed": config.seed_everything}
+
+
+HEAD_KEYS = ("tagger", "classifier", "lm", "heads")  # SequenceModel's head arguments
+
+
+def configured_heads(*configs: dict | None) -> list[str] | None:
+    """The model's heads by name, from its head arguments (``heads``: a dict of further heads); None before any
+    is configured (the model then says it needs one)."""
+    *named, others = configs
+    names = [name for name, config in zip(HEAD_KEYS, named) if config is not None]
+    return names + list(others or {}) or None
+
+
+def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -> None:
+    """One line naming a metric that the checkpoint callback, early stopping or the LR scheduler watches and
+    that no head logs."""
+    keys = {"ModelCheckpoint": "checkpoint.monitor", "EarlyStopping": "early_stopping.monitor"}
+    watched = sorted((callback.monitor, keys.get(type(callback).__name__, type(callback).__name__))
+                     for callback in trainer.callbacks if getattr(callback, "monitor", None))  # fmt: skip
+    watched.sort(key=lambda item: item[1] != "checkpoint.monitor")  # the one that picks the best checkpoint first
+    scheduler = config.model.lr_scheduler
+    if scheduler is not None and (scheduler.init_args or {}).get("monitor"):
+        watched.append((scheduler.init_args["monitor"], "model.lr_scheduler's monitor"))
+    logged = model.metric_names("val") | {"train/loss"}
+    for metric, watcher in watched:
+        if metric not in logged:
+            raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
 
 
 def format_metrics(metrics: dict[str, float], heading: str = "") -> str:

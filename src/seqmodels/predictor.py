@@ -86,9 +86,8 @@ class Predictor:
         encoded = self.numericalize({"tokens": chunks})
         self._count_unknown(chunks, encoded["token_ids"])
         batch = self.collate([dict(zip(encoded, values)) for values in zip(*encoded.values())])
-        lengths = batch.pop("lengths")  # (B,), on the CPU, as packing wants
-        inputs = {key: value.to(self.model.device) for key, value in batch.items()}
-        return self.model.decode(self.scorer(lengths=lengths, **inputs), lengths)
+        batch = {key: value.to(self.model.device) if key != "lengths" else value for key, value in batch.items()}
+        return self.model.decode(self.scorer(**batch), batch)  # lengths stay on the CPU, as packing wants
 
     def _merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """A sentence's record from its chunks' fields (``{}`` for a sentence without tokens)."""

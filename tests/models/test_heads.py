@@ -51,7 +51,7 @@ class LengthHead(TaskHead):
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         return scores.argmax(-1)  # (B,)
 
-    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
+    def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"length": self.classes[i]} for i in scores.argmax(-1).tolist()]
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def test_the_built_in_heads_keep_the_contract(name):
     else:
         targets = torch.tensor([0, 1])
         assert scores.shape == (2, 2) and head.predict(scores, lengths).shape == (2,)
-    records = head.decode(scores, lengths)
+    records = head.decode(scores, {"token_ids": token_ids, "lengths": lengths})
     assert len(records) == 2 and json_ready(records)
     merged = head.merge(records, lengths.tolist())
     assert set(merged) == set(records[0])

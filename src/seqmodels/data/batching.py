@@ -43,6 +43,8 @@ class PadCollator:
             batch["tag_ids"] = pad_sequence(tags, batch_first=True, padding_value=IGNORE_INDEX)  # (B, T)
         if "label_id" in examples[0]:
             batch["label_ids"] = torch.tensor([ex["label_id"] for ex in examples], dtype=torch.long)  # (B,)
+        if "heads" in examples[0]:  # with several corpora: the heads this batch's corpus feeds
+            batch["heads"] = examples[0]["heads"]
         return batch
 
 

@@ -25,7 +25,8 @@ class Corpus:
 
     Args:
         format: ``synthetic`` (the embedded corpus the project generates), or a file format: ``conllu``,
-            ``conll``, ``label_text``, ``csv``, ``tsv``, ``jsonl``, ``parquet``, ``sst_trees`` or ``hub``.
+            ``conll``, ``label_text``, ``text`` (raw sentences, no annotations), ``csv``, ``tsv``, ``jsonl``,
+            ``parquet``, ``sst_trees`` or ``hub``.
         train_file: the training file.
         val_file: the validation file; without one, ``val_fraction`` of train is held out (seeded).
         test_file: the test file (optional).

@@ -1,38 +1,54 @@
-"""The LightningDataModule: load a corpus, build vocabularies from train, encode, batch."""
+"""The LightningDataModule: read one corpus or several, build the vocabularies from train, encode, batch."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
 from datasets import DatasetDict
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
-from seqmodels.data.embeddings import embedding_matrix, load_vectors
 from seqmodels.data.corpus import Corpus
-from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, from_lists
+from seqmodels.data.embeddings import embedding_matrix, load_vectors
+from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, sequential_batches
+from seqmodels.data.tasks import assign_heads
+from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, cached, flat
+from seqmodels.models.heads import HEADS
 
-CPU_KEYS = ("lengths", "tokens")  # batch entries that stay on the CPU
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+CPU_KEYS = ("lengths", "tokens", "heads")  # batch entries that stay on the CPU
+TARGET_COLUMNS = {"tags": "tags", "label": "labels"}  # annotation column -> the vocabulary of its classes
 
 
 @dataclass(eq=False, repr=False)
 class SequenceDataModule(Corpus, L.LightningDataModule):
     """Sentences with per-token ``tags`` and/or a sentence ``label``, as padded, length-bucketed batches.
 
-    The corpus is given by the fields of :class:`~seqmodels.data.corpus.Corpus` (``format``, the files and
-    the reader options, as ``--data.format`` ...); the fields below say how it becomes batches.
+    One corpus is given by the fields of :class:`~seqmodels.data.corpus.Corpus` (``--data.format``, the
+    files, the reader options); several by ``corpora`` (``data.corpora.NAME.format`` ...), each feeding its
+    own heads from one shared encoder. The fields below say how the corpora become batches.
 
     Args:
+        corpora: several corpora by name, each with the fields of one (``format``, files, options, ``heads``).
+        mixing: with several corpora, which corpus each training step takes its batch from: ``proportional``
+            (each batch of each corpus once per epoch), ``round_robin`` or ``temperature`` (see ``temperature``).
+        temperature: ``mixing: temperature`` draws corpus i with probability proportional to
+            (its batches) ** (1 / temperature): 1 is proportional, larger values approach uniform.
+        step: ``one_corpus``: a training step is one batch of one corpus (an epoch: as many steps as the
+            corpora have batches); ``every_corpus``: a batch of each corpus, the losses summed (an epoch: as
+            many steps as the largest corpus has batches; the others start over when they run out).
+        tasks: the model's heads (linked from the model's config by the CLI); None: every head the data has
+            annotations for.
         min_freq: tokens seen fewer times in train map to ``<unk>``.
         lowercase: look tokens up lower-cased, and give the model a case feature instead.
         char_features: give the model each token's characters (for its character CNN).
@@ -46,6 +62,11 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         cache_dir: where ``datasets`` caches the read and encoded splits.
     """
 
+    corpora: dict[str, Corpus] | None = None
+    mixing: Mixing = "proportional"
+    temperature: float = 2.0
+    step: Literal["one_corpus", "every_corpus"] = "one_corpus"
+    tasks: list[str] | None = None
     min_freq: int = 1
     lowercase: bool = False
     char_features: bool = False
@@ -59,23 +80,55 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     def __post_init__(self) -> None:
         L.LightningDataModule.__init__(self)
-        self.check()
+        for name, corpus in self.sources.items():
+            corpus.check("data." if corpus is self else f"data.corpora.{name}.")
         for name, least in (("min_freq", 1), ("max_word_length", 1), ("batch_size", 1), ("num_workers", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"data.{name}: expected at least {least}, got {getattr(self, name)!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"data.temperature: expected a positive number, got {self.temperature!r}")
+
+    @property
+    def sources(self) -> dict[str, Corpus]:
+        """The corpora by name: ``data.corpora``, or this module's own fields as the corpus ``data``."""
+        if self.corpora and self.train_file is not None:
+            raise ValueError("data: give one corpus (data.format, data.train_file, ...) or data.corpora, not both")
+        return dict(self.corpora) if self.corpora else {"data": self}
 
     @cached_property
-    def raw(self) -> DatasetDict:
-        """The corpus as strings: columns ``tokens`` and, per task, ``tags`` and ``label``."""
-        return self.read(self.seed, self.cache_dir)
+    def as_read(self) -> dict[str, DatasetDict]:
+        """Each corpus as its reader gives it: splits of strings, columns ``tokens`` and ``tags`` and/or ``label``."""
+        return {name: corpus.read(self.seed, self.cache_dir) for name, corpus in self.sources.items()}
+
+    @cached_property
+    def feeds(self) -> dict[str, tuple[str, ...]]:
+        """Each corpus's heads (:func:`~seqmodels.data.tasks.assign_heads`)."""
+        columns = {name: set(splits["train"].column_names) & set(TARGET_COLUMNS) for name, splits in self.as_read.items()}
+        return assign_heads(columns, {name: corpus.heads for name, corpus in self.sources.items()}, self.tasks)
+
+    @cached_property
+    def raw(self) -> dict[str, DatasetDict]:
+        """Each corpus with the annotations of the heads it feeds only (a corpus feeding the language model alone
+        drops its tags)."""
+        splits = {}
+        for name, corpus in self.as_read.items():
+            fed = {HEADS[head].column for head in self.feeds[name]}
+            unused = [column for column in corpus["train"].column_names if column in TARGET_COLUMNS and column not in fed]
+            splits[name] = DatasetDict({split: data.remove_columns(unused) for split, data in corpus.items()})
+        return splits
+
+    def _splits(self, split: str) -> dict[str, Any]:
+        """Each corpus's ``split``, for the corpora that have it."""
+        return {name: corpus[split] for name, corpus in self.raw.items() if split in corpus}
 
     @cached_property
     def vectors(self) -> dict[str, np.ndarray] | None:
-        """The pretrained vectors of the words that occur in the corpus (any split), or None."""
+        """The pretrained vectors of the words that occur in the corpora (any split), or None."""
         if self.pretrained_embeddings is None:
             return None
         vectors = load_vectors(self.pretrained_embeddings)
-        words = {self._form(t) for split in self.raw.values() for sentence in split["tokens"] for t in sentence}
+        words = {self._form(t) for corpus in self.raw.values() for split in corpus.values()
+                 for sentence in split["tokens"] for t in sentence}  # fmt: skip
         return {word: vectors[word] for word in sorted(words) if word in vectors}
 
     def _form(self, token: str) -> str:
@@ -84,21 +137,13 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     @cached_property
     def vocabularies(self) -> dict[str, Vocabulary]:
-        """Tokens (+ pretrained words), chars, cases, tags, labels: as the data and options call for, from train.
+        """Tokens (+ pretrained words) and chars from every corpus's train split, cases, and each head's classes
+        (``tags``, ``labels``) from its corpus's train split.
 
         Cached as JSON beside the data, keyed on the splits' ``datasets`` fingerprints and the options, so
         that a rerun on unchanged data does not count every token again.
         """
-        path = self._vocabulary_cache()
-        if path is not None and path.is_file():
-            return from_lists(json.loads(path.read_text(encoding="utf-8")))
-        vocabs = self._build_vocabularies()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            partial.write_text(json.dumps({name: v.itos for name, v in vocabs.items()}), encoding="utf-8")
-            partial.replace(path)  # atomic: a crash never leaves a half-written cache
-        return vocabs
+        return cached(self._vocabulary_cache(), self._build_vocabularies)
 
     def _vocabulary_cache(self) -> Path | None:
         if self.cache_dir is None:
@@ -107,30 +152,29 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         if embeddings is not None and Path(embeddings).is_file():
             embeddings = f"{embeddings}:{Path(embeddings).stat().st_mtime_ns}"
         options = [self.min_freq, self.lowercase, self.char_features, embeddings]
-        fingerprints = {split: dataset._fingerprint for split, dataset in self.raw.items()}
+        fingerprints = {f"{name}/{split}": dataset._fingerprint for name, corpus in self.raw.items()
+                        for split, dataset in corpus.items()}  # fmt: skip
         key = hashlib.sha256(json.dumps([fingerprints, options]).encode()).hexdigest()[:16]
         return Path(self.cache_dir) / "vocabularies" / f"{key}.json"
 
     def _build_vocabularies(self) -> dict[str, Vocabulary]:
-        train = self.raw["train"]
-        tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in train["tokens"]), self.min_freq)
+        trains = list(self._splits("train").values())
+        sentences = [sentence for train in trains for sentence in train["tokens"]]
+        tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in sentences), self.min_freq)
         vocabs = {"tokens": tokens.extended(self.vectors) if self.vectors else tokens}
         if self.char_features:
-            vocabs["chars"] = Vocabulary.for_chars(train["tokens"])
+            vocabs["chars"] = Vocabulary.for_chars(sentences)
         if self.lowercase:
             vocabs["cases"] = Vocabulary(CASES)
-        if "tags" in train.column_names:
-            vocabs["tags"] = Vocabulary.for_labels(tag for sentence in train["tags"] for tag in sentence)
-        if "label" in train.column_names:
-            vocabs["labels"] = Vocabulary.for_labels(train["label"])
-        for split, file in (("validation", self.val_file), ("test", self.test_file)):
-            if split not in self.raw:
-                continue
-            where = f"{file}: the {split} split's" if file else f"the {split} split's"  # names the file to fix
-            if "tags" in vocabs:
-                vocabs["tags"].check_known((t for s in self.raw[split]["tags"] for t in s), f"{where} tags")
-            if "labels" in vocabs:
-                vocabs["labels"].check_known(self.raw[split]["label"], f"{where} labels")
+        for name, corpus in self.raw.items():
+            for column in set(corpus["train"].column_names) & set(TARGET_COLUMNS):
+                vocab = TARGET_COLUMNS[column]
+                vocabs[vocab] = Vocabulary.for_labels(flat(corpus["train"][column]))
+                for split in ("validation", "test"):
+                    if split in corpus:
+                        file = getattr(self.sources[name], "val_file" if split == "validation" else "test_file")
+                        where = f"{file}: the {split} split's" if file else f"the {split} split's"  # the file to fix
+                        vocabs[vocab].check_known(flat(corpus[split][column]), f"{where} {vocab}")
         return vocabs
 
     @property
@@ -142,12 +186,9 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
     def data_options(self) -> dict[str, Any]:
         """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
         prediction reads new text as training did and writes the tags back where they came from."""
-        tags = {"format": self.format, "column": self.tag_column, "scheme": self.tag_scheme}
-        return {
-            "max_word_length": self.max_word_length,
-            "lowercase": self.lowercase,
-            "tags": tags if "tags" in self.raw["train"].column_names else None,
-        }
+        tagging = [self.sources[name] for name, corpus in self.raw.items() if "tags" in corpus["train"].column_names]
+        tags = {"format": tagging[0].format, "column": tagging[0].tag_column, "scheme": tagging[0].tag_scheme}
+        return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "tags": tags if tagging else None}
 
     @property
     def initial_embeddings(self) -> Tensor | None:
@@ -155,53 +196,67 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         return embedding_matrix(self.vocabularies["tokens"], self.vectors, seed=self.seed) if self.vectors else None
 
     @cached_property
-    def encoded(self) -> DatasetDict:
-        """Every split as ids (cached by ``datasets``, keyed on the data and the vocabularies)."""
-        raw = DatasetDict(self.raw)
-        if "predict" in raw:  # what is predicted needs no targets (its labels may be ones training never saw)
-            raw["predict"] = raw["predict"].remove_columns([c for c in raw["predict"].column_names if c != "tokens"])
-        return DatasetDict({
-            split: dataset.map(
-                Numericalizer(self.vocab, self.max_word_length),
-                batched=True,
-                remove_columns=[c for c in dataset.column_names if c != "tokens"],  # tokens: for reports
-                desc=f"Encoding {split}",
-            )
-            for split, dataset in raw.items()
-        })
+    def encoded(self) -> dict[str, DatasetDict]:
+        """Every corpus's splits as ids (cached by ``datasets``, keyed on the data and the vocabularies); the
+        predict split without targets (what is predicted may have labels training never saw)."""
+        numericalize = Numericalizer(self.vocab, self.max_word_length)
+        encoded = {}
+        for name, corpus in self.raw.items():
+            splits = {}
+            for split, dataset in corpus.items():
+                if split == "predict":
+                    dataset = dataset.remove_columns([c for c in dataset.column_names if c != "tokens"])
+                drop = [c for c in dataset.column_names if c != "tokens"]  # tokens: for reports
+                splits[split] = dataset.map(numericalize, batched=True, remove_columns=drop, desc=f"Encoding {split}")
+            encoded[name] = DatasetDict(splits)
+        return encoded
 
     @property
     def has_test(self) -> bool:
-        return "test" in self.raw
+        return any("test" in corpus for corpus in self.raw.values())
+
+    @property
+    def predict_split(self) -> str:
+        """What ``train.py predict`` predicts: the ``predict_file`` (every corpus's), else the test split."""
+        return "predict" if any("predict" in corpus for corpus in self.raw.values()) else "test"
 
     def setup(self, stage: str) -> None:
-        for split in STAGE_SPLITS[stage] if stage != "predict" else (self.predict_split,):
-            if split not in self.encoded:
-                raise ValueError(f"stage '{stage}' needs a '{split}' split, but the corpus has {list(self.encoded)}")
+        splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+        for split in splits.get(stage, (self.predict_split,)):
+            if not any(split in corpus for corpus in self.encoded.values()):
+                raise ValueError(f"stage '{stage}' needs a '{split}' split, but no corpus has one")
 
-    def transfer_batch_to_device(self, batch: dict[str, Tensor], device: torch.device, dataloader_idx: int) -> dict:
+    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict:
         """Move the tensors but ``lengths``, which packing needs on the CPU (no device round trip), and leave the
-        words (``tokens``) alone: walking their nested lists would cost every step."""
+        words (``tokens``) and ``heads`` alone: walking their lists would cost every step. A batch of each
+        corpus (``step: every_corpus``) moves corpus by corpus."""
+        if "token_ids" not in batch:
+            return {name: self.transfer_batch_to_device(b, device, dataloader_idx) for name, b in batch.items()}
         kept = {key: batch.pop(key) for key in CPU_KEYS if key in batch}
         return {**super().transfer_batch_to_device(batch, device, dataloader_idx), **kept}
 
-    def _dataloader(self, split: str, shuffle: bool, bucket: bool, words: bool = True) -> DataLoader:
-        """Batches of ``split``; ``words=False`` leaves out the words themselves, which only reports read."""
-        dataset = self.encoded[split]
-        columns = [c for c in dataset.column_names if c != "length" and (words or c != "tokens")]
+    def _samplers(self, split: str, names: list[str], shuffle: bool, bucket: bool) -> list[BucketBatchSampler]:
+        """Each corpus's batches of ``split``: length-bucketed, this rank's share under DDP."""
         trainer = self.trainer
-        sampler = BucketBatchSampler(
-            dataset["length"],
-            self.batch_size,
-            shuffle=shuffle,
-            bucket=bucket,
-            seed=self.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
+        return [
+            BucketBatchSampler(
+                self.encoded[name][split]["length"], self.batch_size, shuffle=shuffle, bucket=bucket, seed=self.seed,
+                num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
+            )  # fmt: skip
+            for name in names
+        ]
+
+    def _loader(self, split: str, names: list[str], batch_sampler: Any, words: bool) -> DataLoader:
+        """A DataLoader over ``names``' ``split`` (their examples one after another: :class:`Corpora`); ``words=False``
+        leaves out the words themselves, which only reports read."""
+        datasets = [self.encoded[name][split] for name in names]
+        datasets = [d.with_format(columns=[c for c in d.column_names if c != "length" and (words or c != "tokens")])
+                    for d in datasets]  # fmt: skip
+        heads = [self.feeds[name] for name in names] if len(self.sources) > 1 else None
+        trainer = self.trainer
         return DataLoader(
-            dataset.with_format(columns=columns),
-            batch_sampler=sampler,
+            Corpora(datasets, heads),
+            batch_sampler=batch_sampler,
             collate_fn=PadCollator(pad_id=self.vocabularies["tokens"].stoi["<pad>"]),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -211,20 +266,32 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train", shuffle=True, bucket=self.bucket, words=False)
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        names = [name for name, corpus in self.encoded.items() if "train" in corpus]
+        if self.step == "every_corpus" and len(names) > 1:
+            loaders = {name: self.train_loader([name]) for name in names}
+            return CombinedLoader(loaders, mode="max_size_cycle")
+        return self.train_loader(names)
+
+    def train_loader(self, names: list[str]) -> DataLoader:
+        samplers = self._samplers("train", names, shuffle=True, bucket=self.bucket)
+        offsets = [0, *itertools.accumulate(len(self.encoded[name]["train"]) for name in names)]
+        mixed = MixedBatchSampler(samplers, offsets, self.mixing, self.temperature, self.seed)
+        return self._loader("train", names, mixed, words=False)
+
+    def _evaluation_loader(self, split: str, bucket: bool) -> DataLoader:
+        """Every corpus's ``split``, corpus after corpus; the heads' metrics come out per corpus."""
+        names = [name for name, corpus in self.encoded.items() if split in corpus]
+        samplers = self._samplers(split, names, shuffle=False, bucket=bucket)
+        offsets = [0, *itertools.accumulate(len(self.encoded[name][split]) for name in names)]
+        return self._loader(split, names, sequential_batches(samplers, offsets), words=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._dataloader("validation", shuffle=False, bucket=True)
+        return self._evaluation_loader("validation", bucket=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test", shuffle=False, bucket=True)
-
-    @property
-    def predict_split(self) -> str:
-        """What ``train.py predict`` predicts: the ``predict_file``, else the test split."""
-        return "predict" if "predict" in self.raw else "test"
+        return self._evaluation_loader("test", bucket=True)
 
     def predict_dataloader(self) -> DataLoader:
-        """The predict split in file order, so that prediction ``i`` belongs to sentence ``i``."""
-        return self._dataloader(self.predict_split, shuffle=False, bucket=False)
+        """The predict split in file order, corpus after corpus, so that prediction ``i`` is sentence ``i``."""
+        return self._evaluation_loader(self.predict_split, bucket=False)

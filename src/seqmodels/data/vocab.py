@@ -6,8 +6,10 @@ checkpoint that ``torch.load(path, weights_only=True)`` can read.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -82,6 +84,25 @@ class Vocabulary:
                 f"{where} include {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
                 "A model cannot predict a class it was not trained on; fix the data or add examples to train."
             )
+
+
+def flat(values: Iterable[str | list[str]]) -> list[str]:
+    """A column's strings: a label per sentence, or every tag of every sentence."""
+    return [value for item in values for value in (item if isinstance(item, list) else [item])]
+
+
+def cached(path: Path | None, build: Callable[[], dict[str, Vocabulary]]) -> dict[str, Vocabulary]:
+    """Vocabularies read from ``path`` (JSON lists), or built and written there (atomically: a crash never leaves
+    a half-written cache); ``path`` None: always built."""
+    if path is not None and path.is_file():
+        return from_lists(json.loads(path.read_text(encoding="utf-8")))
+    vocabs = build()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({name: v.itos for name, v in vocabs.items()}), encoding="utf-8")
+        partial.replace(path)
+    return vocabs
 
 
 def from_lists(vocab: dict[str, list[str]]) -> dict[str, Vocabulary]:

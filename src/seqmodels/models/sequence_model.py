@@ -2,7 +2,9 @@
 
 - tagger:     ``tagger: {...}``, ``classifier: null``
 - classifier: ``tagger: null``, ``classifier: {...}``
-- multitask:  both; one encoder pass per batch, loss = the sum of each head's ``loss_weight * loss``.
+- multitask:  both; one encoder pass per batch, loss = the sum of each head's ``loss_weight * loss``
+  (with several corpora, a batch adds the losses of the heads its corpus feeds);
+- language model: ``lm: {...}``, alone or beside the others as an auxiliary loss.
 
 Any registered head (:mod:`seqmodels.models.heads`) can also be given under ``heads: {name: {...}}``.
 """
@@ -22,6 +24,7 @@ from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.models.heads import HEADS, TaskHead
 from seqmodels.models.heads.classifier import ClassifierConfig
+from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
 
 EVAL_STAGES = ("val", "test")
@@ -41,7 +44,10 @@ class SequenceModel(L.LightningModule):
         encoder: the encoder's sizes (see :class:`~seqmodels.models.encoder.EncoderConfig`).
         tagger: the tagging head's settings, or ``None`` for no tagger.
         classifier: the classification head's settings, or ``None`` for no classifier.
+        lm: the language-model head's settings (a language model, or an auxiliary loss), or ``None``.
         heads: other registered heads, by name, with their settings.
+        multitask_score: metrics (``tagger/acc``, ``classifier/acc``, ...) whose mean is logged as
+            ``{stage}/multitask/score``, for choosing the best checkpoint of a multitask model.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
         initial_embeddings: pretrained word vectors, (len(vocab["tokens"]), embedding_dim), from the
             data module; only for a new model (a checkpoint has the trained ones).
@@ -55,7 +61,9 @@ class SequenceModel(L.LightningModule):
         encoder: EncoderConfig | None = None,
         tagger: TaggerConfig | None = None,
         classifier: ClassifierConfig | None = None,
+        lm: LMConfig | None = None,
         heads: dict[str, dict[str, Any]] | None = None,
+        multitask_score: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         initial_embeddings: Tensor | None = None,
@@ -68,7 +76,8 @@ class SequenceModel(L.LightningModule):
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
         self.vocabularies = from_lists(vocab)
         self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
-        configs = head_configs(tagger=tagger, classifier=classifier, heads=heads)
+        configs = head_configs(tagger=tagger, classifier=classifier, lm=lm, heads=heads)
+        self.multitask_score = multitask_score
         self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
         self.metrics = nn.ModuleDict({
             stage: nn.ModuleDict({
@@ -118,33 +127,52 @@ class SequenceModel(L.LightningModule):
         return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
-        """The weighted loss of the heads the batch has targets for; in evaluation also their predictions (and
-        class probabilities), for the metrics and the report."""
-        batch_size = batch["token_ids"].size(0)
-        scores = self._scores(batch)
-        loss = torch.zeros((), device=batch["token_ids"].device)
+        """The weighted sum of the losses of the heads the batch feeds; in evaluation also their predictions (and
+        class probabilities), for the metrics and the report. A batch of each corpus (``data.step:
+        every_corpus``) comes as ``{corpus: batch}``: one encoder pass each, the losses summed."""
+        parts = [batch] if "token_ids" in batch else list(batch.values())
+        losses: dict[str, Tensor] = {}
         preds, probs = {}, {}
-        for name, head in self.heads.items():
-            targets = head.targets(batch)  # (B, T) per token or (B,) per sentence
-            if targets is None:
-                continue
-            head_loss = head.loss(scores[name], targets)
-            loss = loss + head.loss_weight * head_loss
+        for part in parts:
+            scores = self._scores(part)
+            for name, head in self.heads.items():
+                targets = head.targets(part) if name in part.get("heads", self.heads) else None  # (B, T) or (B,)
+                if targets is None:  # not this corpus's head: no loss on a missing target
+                    continue
+                losses[name] = losses.get(name, 0) + head.loss(scores[name], targets)
+                if stage in EVAL_STAGES:
+                    preds[name] = head.predict(scores[name], part["lengths"])  # shaped like targets
+                    probs[name] = scores[name].detach().softmax(-1)
+                    head.update_metrics(self.metrics[stage][name], scores[name], preds[name], targets)
+        batch_size = sum(len(part["lengths"]) for part in parts)
+        for name, head_loss in losses.items():
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
-            if stage in EVAL_STAGES:
-                preds[name] = head.predict(scores[name], batch["lengths"])  # shaped like targets
-                probs[name] = scores[name].detach().softmax(-1)
-                self.metrics[stage][name].update(preds[name], targets)
+        loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
+                   torch.zeros((), device=parts[0]["token_ids"].device))  # fmt: skip
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
         return {"loss": loss, "preds": preds, "probs": probs}
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        """Compute (synchronised across processes under DDP), log and reset each head's metrics."""
+        """Compute (synchronised across processes under DDP), log and reset each head's metrics; then the mean of
+        ``multitask_score``'s metrics as ``{stage}/multitask/score``."""
+        logged: dict[str, Tensor] = {}
         for collection in self.metrics[stage].values():
             if next(iter(collection.values())).update_called:  # no batch had targets for the head: nothing to log
                 # compute() already gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
-                self.log_dict(collection.compute(), sync_dist=True)
+                logged |= collection.compute()
             collection.reset()
+        self.log_dict(logged, sync_dist=True)
+        if self.multitask_score and all(f"{stage}/{name}" in logged for name in self.multitask_score):
+            score = torch.stack([logged[f"{stage}/{name}"].float() for name in self.multitask_score]).mean()
+            self.log(f"{stage}/multitask/score", score, sync_dist=True)
+
+    def metric_names(self, stage: str) -> set[str]:
+        """Every metric this model logs in ``stage`` (``val``, ``test``), e.g. to check a monitored one exists."""
+        names = {f"{stage}/loss", *(f"{stage}/{name}/loss" for name in self.heads)}
+        for name, head in self.heads.items():
+            for key, metric in head.metrics().items():
+                names |= {f"{stage}/{name}/{output}" for output in getattr(metric, "output_keys", (key,))}
+        return names | ({f"{stage}/multitask/score"} if self.multitask_score else set())
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")["loss"]
@@ -168,17 +196,17 @@ class SequenceModel(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def decode(self, scores: dict[str, Tensor], lengths: Tensor) -> list[dict[str, Any]]:
-        """Every head's JSON-ready fields, one dict per sentence (e.g. ``tags``, ``tag_probs``, ``label``)."""
-        records: list[dict[str, Any]] = [{} for _ in range(len(lengths))]
+    def decode(self, scores: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every head's JSON-ready fields for the batch scored, one dict per sentence (``tags``, ``label``, ...)."""
+        records: list[dict[str, Any]] = [{} for _ in range(len(batch["lengths"]))]
         for name, head in self.heads.items():
-            for record, fields in zip(records, head.decode(scores[name], lengths)):
+            for record, fields in zip(records, head.decode(scores[name], batch)):
                 record.update(fields)
         return records
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """The records ``seqmodels-predict`` writes: ``tokens`` (when the batch has them) and every head's fields."""
-        records = self.decode(self._scores(batch), batch["lengths"])
+        records = self.decode(self._scores(batch), batch)
         if "tokens" in batch:
             records = [{"tokens": tokens, **record} for tokens, record in zip(batch["tokens"], records)]
         return records

@@ -30,6 +30,7 @@ class SpanF1(Metric):
     the scores are exact under DDP.
     """
 
+    output_keys = ("span_precision", "span_recall", "span_f1")  # what compute() returns
     is_differentiable = False
     higher_is_better = True
     full_state_update = False

@@ -23,7 +23,7 @@ from seqmodels.data.readers.conll import read_conll, read_conllu
 from seqmodels.data.readers.hub import read_hub
 from seqmodels.data.readers.sst import read_sst_trees
 from seqmodels.data.readers.tables import read_csv, read_jsonl, read_parquet, read_tsv
-from seqmodels.data.readers.text import read_label_text
+from seqmodels.data.readers.text import read_label_text, read_sentences
 
 if TYPE_CHECKING:
     from seqmodels.data.corpus import Corpus
@@ -37,6 +37,7 @@ FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {  # each file format, and the read
     "conllu": ("tag_column", "tag_scheme", "encoding"),
     "conll": ("tag_column", "tag_scheme", "encoding"),
     "label_text": ("encoding",),
+    "text": ("encoding",),
     "csv": ("text_column", "label_column", "encoding"),
     "tsv": ("text_column", "label_column", "encoding"),
     "jsonl": (*_TABLE, "encoding"),
@@ -49,6 +50,7 @@ READERS: dict[str, Callable[[str, Corpus], Iterator[Located]]] = {
     "conllu": read_conllu,
     "conll": read_conll,
     "label_text": read_label_text,
+    "text": read_sentences,
     "csv": read_csv,
     "tsv": read_tsv,
     "jsonl": read_jsonl,

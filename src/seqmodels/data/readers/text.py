@@ -1,4 +1,5 @@
-"""Plain text: ``label<space or tab>text`` lines (sentence classification, e.g. SST-2's ``stsa.binary.*``)."""
+"""Plain text, a sentence per line: ``label<space or tab>text`` lines (sentence classification, e.g. SST-2's
+``stsa.binary.*``), or raw sentences without annotations (``text``: for a language model)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ def read_label_text(path: str, corpus: Corpus) -> Iterator[Located]:
         if match is None:
             raise DataFormatError(f"{where}: expected '<label> <text>', found {line[:60]!r}")
         yield where, {"tokens": tokenize(match[2]), "label": match[1]}
+
+
+def read_sentences(path: str, corpus: Corpus) -> Iterator[Located]:
+    """One sentence per non-blank line, tokenized on ASCII whitespace; no annotation (unlabelled text)."""
+    for where, line in nonblank_lines(path, corpus.encoding):
+        yield where, {"tokens": tokenize(line)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqmodels.models.encoder import EncoderOutput, LSTMEncoder
@@ -80,8 +80,9 @@ class TaskHead(nn.Module):
         """Predicted ids, shaped like the targets, ``IGNORE_INDEX`` at padding."""
         raise NotImplementedError
 
-    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
-        """One dict of JSON-ready fields per sentence (e.g. ``tags`` and ``tag_probs``)."""
+    def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """One dict of JSON-ready fields per sentence of the batch scored (``token_ids``, ``lengths``, ...), e.g.
+        ``tags`` and ``tag_probs``."""
         raise NotImplementedError
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
@@ -101,6 +102,10 @@ class TaskHead(nn.Module):
             "acc": MulticlassAccuracy(len(self.classes), average="micro", ignore_index=IGNORE_INDEX),
             "f1_macro": MulticlassF1Score(len(self.classes), average="macro", ignore_index=IGNORE_INDEX),
         }
+
+    def update_metrics(self, metrics: MetricCollection, scores: Tensor, predicted: Tensor, targets: Tensor) -> None:
+        """Update this head's metrics with a batch: with the predicted ids, unless a metric needs the scores."""
+        metrics.update(predicted, targets)
 
     def decode_state(self) -> dict[str, Tensor]:
         """The weights :meth:`decode` reads besides the scores (a CRF's transitions), keyed as in the head's

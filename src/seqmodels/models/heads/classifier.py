@@ -70,7 +70,7 @@ class ClassificationHead(TaskHead):
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         return scores.argmax(-1)  # (B,)
 
-    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
+    def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """``label`` and ``label_probs`` (every label's softmax probability)."""
         return [self._fields(probs) for probs in scores.softmax(-1).float().cpu()]  # (K,) each
 

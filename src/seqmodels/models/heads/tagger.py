@@ -73,9 +73,10 @@ class TaggingHead(TaskHead):
             return self.crf.decode(scores, mask)
         return scores.argmax(-1).masked_fill(~mask, IGNORE_INDEX)  # (B, T)
 
-    def decode(self, scores: Tensor, lengths: Tensor) -> list[dict[str, Any]]:
+    def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """``tags``, with ``tag_probs`` (each chosen tag's softmax probability) or ``crf_path: true`` (a Viterbi
         path has no per-token probability)."""
+        lengths = batch["lengths"]
         tag_ids = self.predict(scores, lengths)  # (B, T)
         sentences = [ids[:n] for ids, n in zip(tag_ids.tolist(), lengths.tolist())]
         if self.crf is not None:
