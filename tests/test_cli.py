@@ -1,19 +1,16 @@
 """train.py and its configs: every config parses, and a tiny end-to-end fit logs what TensorBoard shows."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import CONFIGS, TRAIN_PY, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from seqmodels.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 TASK_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "base.yaml")
 TINY = ["--data.train_size", "96", "--data.val_size", "24", "--data.test_size", "24", "--trainer.max_epochs", "2"]
 TINY += ["--trainer.log_every_n_steps", "1"]
@@ -59,10 +56,11 @@ def read_events(run_dir: Path) -> tuple[set[str], dict[str, float], set[str]]:
     return tags, hparam_metrics, hparam_names
 
 
+@pytest.mark.slow
 def test_fit_end_to_end_in_a_subprocess(tmp_path):
-    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "default.yaml"), *TINY]
+    command = [*TRAIN_PY, "fit", "--config", str(CONFIGS / "default.yaml"), *TINY]
     command += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.callbacks.init_args.histograms", "true"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorboard --logdir logs" in result.stdout
     # stdout is a pipe, not a terminal: plain progress lines, no bar redrawn with carriage returns
@@ -139,13 +137,13 @@ def test_find_checkpoint_takes_the_newest_run(tmp_path):
 
 def train(tmp_path: Path, *args: str, subcommand: str = "fit") -> dict[str, float]:
     """Run ``train.py`` in a subprocess in ``tmp_path``; the metrics it reported."""
-    command = [sys.executable, str(ROOT / "train.py"), subcommand, "--config", str(CONFIGS / "default.yaml"), *args]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run([*TRAIN_PY, subcommand, "--config", str(CONFIGS / "default.yaml"), *args], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (written,) = (tmp_path / "logs").glob(f"*/version_*/metrics_{subcommand}.json")
     return json.loads(written.read_text())
 
 
+@pytest.mark.slow
 def test_ddp_on_the_cpu_shares_the_batches_and_syncs_the_metrics(tmp_path):
     """Two CPU processes (gloo): each rank takes half the batches; the reported metrics are those of the
     whole split; and the result is close to one process's with the same global batch size."""

@@ -4,36 +4,23 @@ Each case ends the run with a non-zero exit and one line that names the file (an
 expected, with no traceback; a failed run leaves nothing behind that breaks the next one.
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
+from helpers import CONFIGS, CONLLU, TRAIN_PY, run
 
 from seqmodels import predict
 from seqmodels.cli import main
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.data.readers import DataFormatError
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8"]  # checkpoints in seconds
 SYNTHETIC = ["--data.train_size", "48", "--data.val_size", "16", "--data.test_size", "16"]
-
-CONLLU = """# sent_id = 1
-1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
-2\tfilm\tfilm\tNOUN\tNN\t_\t3\tnsubj\t_\t_
-3\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
-
-# sent_id = 2
-1\tIt\tit\tPRON\tPRP\t_\t2\tnsubj\t_\t_
-2\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_
-
-"""
+NINE_COLUMNS = CONLLU.replace("\tdet\t_\t_", "\tdet\t_")  # line 9, the det line, lacks its MISC column
 LABEL_TEXT = "pos a good film\nneg a dull film\npos great\nneg bad\n"
 
 
@@ -74,6 +61,7 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 
 
 def write(path: Path, content: str | bytes) -> str:
+    """Write text (UTF-8) or bytes to ``path``; its name, as a command line in its folder names it."""
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     return path.name
 
@@ -84,8 +72,8 @@ DATA_ERRORS = {
     "conllu-wrong-column-count": (
         "conllu",
         "a.conllu",
-        CONLLU.replace("\tdet\t_\t_", "\tdet\t_"),
-        "a.conllu:2: expected 10 TAB-separated columns, found 9",
+        NINE_COLUMNS,
+        "a.conllu:9: expected 10 TAB-separated columns, found 9",
     ),
     "conll-missing-tag": (
         "conll",
@@ -103,7 +91,7 @@ DATA_ERRORS = {
         "conllu",
         "a.conllu",
         CONLLU + "# sent_id = 3\n1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n",
-        "a.conllu:11: expected a sentence with at least one token, found none",
+        "a.conllu:22: expected a sentence with at least one token, found none",
     ),
     "empty-file": ("conllu", "a.conllu", "", "a.conllu: expected at least one sentence, found none"),
     "not-utf8": (
@@ -149,40 +137,39 @@ def test_a_label_not_in_training_names_the_split_file_and_the_label(in_tmp, caps
 
 
 @pytest.mark.parametrize("option", ["train_file", "val_file", "pretrained_embeddings"])
-def test_a_missing_file_is_one_line_naming_it(in_tmp, capsys, option):
-    train = write(in_tmp / "train.conllu", CONLLU)
+def test_a_missing_file_is_one_line_naming_it(in_tmp, capsys, conllu_file, option):
+    train = conllu_file.name
     args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
     args += [f"--data.{option}", "nowhere.txt"]
     code, line = train_py(capsys, *args)
     assert code == 1 and "not found: nowhere.txt" in line, line
 
 
+@pytest.mark.slow
 def test_a_data_error_reaches_the_terminal_as_one_line_without_traceback(tmp_path):
-    (tmp_path / "a.conllu").write_text(CONLLU.replace("\tdet\t_\t_", "\tdet\t_"), encoding="utf-8")
-    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIGS / "ud_upos.yaml"), *QUIET]
+    write(tmp_path / "a.conllu", NINE_COLUMNS)
+    command = [*TRAIN_PY, "fit", "--config", str(CONFIGS / "ud_upos.yaml"), *QUIET]
     command += ["--data.train_file", "a.conllu", "--data.cache_dir", "cache"]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    env.pop("SEQMODELS_DEBUG", None)
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = run(command, tmp_path, timeout=120)  # without SEQMODELS_DEBUG (the quiet fixture)
     assert result.returncode == 1
     assert error_line(result.stderr) == (
-        "train.py: error: a.conllu:2: expected 10 TAB-separated columns, found 9 (--debug for the traceback)"
+        "train.py: error: a.conllu:9: expected 10 TAB-separated columns, found 9 (--debug for the traceback)"
     )
 
 
 def test_after_a_data_error_the_fixed_file_trains_and_nothing_was_half_written(in_tmp, capsys):
-    bad = CONLLU.replace("\tdet\t_\t_", "\tdet\t_")
-    train = write(in_tmp / "a.conllu", bad)
+    train = write(in_tmp / "a.conllu", NINE_COLUMNS)
     args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train, *SMALL]
     for _ in range(2):  # the second attempt fails the same way: no broken entry was cached by the first
         code, line = train_py(capsys, *args, "--trainer.max_epochs", "1")
-        assert code == 1 and "a.conllu:2:" in line
+        assert code == 1 and "a.conllu:9:" in line
     assert not list(in_tmp.rglob("*.ckpt")) and not list(in_tmp.rglob("*.partial"))
     assert not [p for p in (in_tmp / "cache").rglob("*") if "incomplete" in p.name]
     write(in_tmp / "a.conllu", CONLLU)
     cli = main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *QUIET, "--data.cache_dir", "cache", *args,
                 "--trainer.max_epochs", "1"], CONFIGS)  # fmt: skip
-    assert cli.model.vocabularies["tags"].itos == ["DET", "NOUN", "PRON", "VERB"]
+    tags = ["ADV", "AUX", "DET", "NOUN", "PART", "PRON", "PROPN", "PUNCT", "VERB"]  # the CoNLL-U sample's UPOS
+    assert cli.model.vocabularies["tags"].itos == tags
     assert list(in_tmp.glob("logs/tagger/version_*/checkpoints/last.ckpt"))
 
 
@@ -222,8 +209,8 @@ def test_a_config_error_is_one_line_naming_the_key(in_tmp, capsys, args, message
     ],
     ids=["ragged", "not-a-number", "not-utf8", "empty"],
 )
-def test_a_malformed_embedding_file_names_file_and_line(in_tmp, capsys, content, message):
-    train = write(in_tmp / "train.conllu", CONLLU)
+def test_a_malformed_embedding_file_names_file_and_line(in_tmp, capsys, conllu_file, content, message):
+    train = conllu_file.name
     vectors = write(in_tmp / "vectors.txt", content)
     args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
     args += ["--data.pretrained_embeddings", vectors]
@@ -240,8 +227,8 @@ def test_check_dimension_reads_one_vector_and_names_the_file(tmp_path):
     check_dimension("glove-6b-50d", 50)  # known without loading the package
 
 
-def test_an_embedding_dimension_other_than_the_configs_names_file_and_both(in_tmp, capsys):
-    train = write(in_tmp / "train.conllu", CONLLU)
+def test_an_embedding_dimension_other_than_the_configs_names_file_and_both(in_tmp, capsys, conllu_file):
+    train = conllu_file.name
     vectors = write(in_tmp / "vectors.txt", "the 0.1 0.2 0.3\nfilm 0.1 0.2 0.3\n")
     args = ["--data.format", "conllu", "--data.train_file", train, "--data.val_file", train]
     args += ["--data.pretrained_embeddings", vectors]

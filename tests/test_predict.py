@@ -1,41 +1,38 @@
 """seqmodels-predict: a checkpoint alone tags and classifies text, CoNLL-U and CoNLL, streamed and robust."""
 
 import json
-import os
 import random
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from helpers import CONLLU, ROOT, SIZES, VOCAB, WORDS, run
 from torch.utils.data import DataLoader
 
-from seqmodels.data.batching import PadCollator
-from seqmodels.data.vocab import CASES, PAD, UNK, Numericalizer
-from seqmodels.models.sequence_model import SequenceModel
 from seqmodels.checkpoints import load_model
+from seqmodels.data.batching import PadCollator
+from seqmodels.data.vocab import Numericalizer
+from seqmodels.models.sequence_model import SequenceModel
 from seqmodels.predict import main
 from seqmodels.predictor import Predictor, simple_tokenize
 
-WORDS = ["the", "film", "was", "great", "dull", "i", "do", "n't", "like", "it", "."]
-TAGS = {"multitask": ["ADJ", "AUX", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB"], "crf": ["B-X", "I-X", "O"]}
+BIO = ["B-X", "I-X", "O"]  # the CRF tagger's tags
+PREDICT = [sys.executable, "-m", "seqmodels.predict"]  # seqmodels-predict in a subprocess
 
 
 def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads) -> None:
-    """One epoch on 16 random sentences, saved as Lightning saves any checkpoint."""
+    """One epoch on 16 random sentences of WORDS, saved as Lightning saves any checkpoint."""
     rng = random.Random(0)
     sentences = [[rng.choice(WORDS) for _ in range(rng.randint(1, 8))] for _ in range(16)]
     raw = {"tokens": sentences, "tags": [[rng.choice(vocab["tags"]) for _ in s] for s in sentences]}
-    raw["label"] = [rng.choice(["negative", "positive"]) for _ in sentences]
+    raw["label"] = [rng.choice(VOCAB["labels"]) for _ in sentences]
     encoded = Numericalizer(vocab)(raw)
     examples = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
     torch.manual_seed(0)
-    encoder = {"embedding_dim": 8, "hidden_size": 8, "char_channels": 4}
-    model = SequenceModel(vocab, encoder=encoder, data_options=data_options, **heads)
+    model = SequenceModel(vocab, encoder=SIZES, data_options=data_options, **heads)
     trainer = L.Trainer(
         max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False,
@@ -46,16 +43,15 @@ def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads)
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, str]:
-    """A multitask model with characters and a case feature, and a CRF tagger (BIO tags)."""
+    """A multitask model with characters and a case feature (VOCAB), and a CRF tagger (BIO tags)."""
     root = tmp_path_factory.mktemp("checkpoints")
-    chars = [PAD, UNK, *sorted(set("".join(WORDS)))]
-    vocab = {"tokens": [PAD, UNK, *WORDS], "chars": chars, "cases": CASES, "tags": TAGS["multitask"]}
-    fit_checkpoint(root / "multitask.ckpt", vocab | {"labels": ["negative", "positive"]}, tagger={}, classifier={})
-    fit_checkpoint(root / "crf.ckpt", {"tokens": [PAD, UNK, *WORDS], "tags": TAGS["crf"]}, tagger={"crf": True})
+    fit_checkpoint(root / "multitask.ckpt", VOCAB, tagger={}, classifier={})
+    fit_checkpoint(root / "crf.ckpt", {"tokens": VOCAB["tokens"], "tags": BIO}, tagger={"crf": True})
     return {name: str(root / f"{name}.ckpt") for name in ("multitask", "crf")}
 
 
 def records(text: str) -> list[dict]:
+    """The JSON lines of seqmodels-predict's output."""
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -78,34 +74,16 @@ def test_a_crf_tagger_gives_its_viterbi_path(checkpoints, capsys):
     main([checkpoints["crf"], "the film was dull ."])
     (record,) = records(capsys.readouterr().out)
     assert record["crf_path"] is True and "tag_probs" not in record and "label" not in record
-    assert len(record["tags"]) == 5 and set(record["tags"]) <= set(TAGS["crf"])
+    assert len(record["tags"]) == 5 and set(record["tags"]) <= set(BIO)
 
 
-CONLLU = """\
-# sent_id = 1
-# text = I don't like it.
-1\tI\tI\tPRON\tPRP\t_\t4\tnsubj\t_\t_
-2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
-2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
-3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
-4\tlike\tlike\tVERB\tVB\t_\t0\troot\t_\t_
-4.1\tliked\tlike\tVERB\tVBD\t_\t_\t_\t0:root\t_
-5\tit\tit\tPRON\tPRP\t_\t4\tobj\t_\tSpaceAfter=No
-6\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
-
-# sent_id = 2
-1\tGreat\tgreat\tADJ\tJJ\t_\t0\troot\t_\t_
-
-"""
-
-
-def test_conllu_is_written_back_with_upos_filled(checkpoints, tmp_path, capsys):
-    source, output = tmp_path / "in.conllu", tmp_path / "out.conllu"
-    source.write_text(CONLLU, encoding="utf-8")
-    main([checkpoints["multitask"], "--input", str(source), "--input-format", "conllu", "--output", str(output)])
-    main([checkpoints["multitask"], "--input", str(source), "--input-format", "conllu", "--format", "jsonl"])
+def test_conllu_is_written_back_with_upos_filled(checkpoints, conllu_file, tmp_path, capsys):
+    output = tmp_path / "out.conllu"
+    main([checkpoints["multitask"], "--input", str(conllu_file), "--input-format", "conllu", "--output", str(output)])
+    main([checkpoints["multitask"], "--input", str(conllu_file), "--input-format", "conllu", "--format", "jsonl"])
     predicted = records(capsys.readouterr().out)
-    assert [r["tokens"] for r in predicted] == [["I", "do", "n't", "like", "it", "."], ["Great"]]
+    assert [r["tokens"] for r in predicted] == [["I", "do", "n't", "like", "the", "New York", "film", "."],
+                                                ["It", "runs", "fast", "."]]  # fmt: skip
 
     written, original = output.read_text(encoding="utf-8").splitlines(), CONLLU.splitlines()
     assert len(written) == len(original)
@@ -125,7 +103,7 @@ def test_conll_gets_a_last_column(checkpoints, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["-DOCSTART- -X- -X- O", ""]
     assert [line.rsplit(" ", 1)[0] for line in lines[2:4]] == ["the DT B-NP O", "film NN I-NP O"]
-    assert all(line.rsplit(" ", 1)[1] in TAGS["crf"] for line in lines[2:4]) and lines[4:] == [""]
+    assert all(line.rsplit(" ", 1)[1] in BIO for line in lines[2:4]) and lines[4:] == [""]
 
 
 def test_empty_lines_and_unusual_unicode(checkpoints, tmp_path, capsys):
@@ -183,33 +161,29 @@ def test_bad_checkpoints_end_in_one_line(tmp_path):
         assert error.startswith("seqmodels-predict: error: ") and message in error and "\n" not in error
 
 
-def run_cli(*args: str, cwd, stdin: str = "") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "seqmodels.predict", *args]
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, input=stdin, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-
-
+@pytest.mark.slow
 def test_stdin_with_a_checkpoint_copied_alone_into_another_directory(checkpoints, tmp_path):
     alone = tmp_path / "elsewhere"
     alone.mkdir()
     shutil.copy(checkpoints["multitask"], alone / "model.ckpt")
     stdin = "I don't like it.\n\nGreat!\n"
-    result = run_cli("model.ckpt", "--tokenizer", "simple", "--batch-size", "1", cwd=alone, stdin=stdin)
+    result = run([*PREDICT, "model.ckpt", "--tokenizer", "simple", "--batch-size", "1"], alone, input=stdin)
     assert result.returncode == 0, result.stderr
     out = records(result.stdout)
     assert [r["tokens"] for r in out] == [["I", "do", "n't", "like", "it", "."], [], ["Great", "!"]]
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_fails_with_one_line_and_no_traceback(tmp_path):
-    result = run_cli("missing.ckpt", "text", cwd=tmp_path)
+    result = run([*PREDICT, "missing.ckpt", "text"], tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["seqmodels-predict: error: checkpoint not found: missing.ckpt"]
 
 
 # ------------------------------------------------------------------------ formats, tag columns, the README's commands
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def readme_commands(program: str) -> list[str]:
@@ -218,28 +192,28 @@ def readme_commands(program: str) -> list[str]:
     return [line for block in blocks for line in block.splitlines() if line.startswith(program + " ")]
 
 
+@pytest.mark.slow
 def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
     """Each README ``seqmodels-predict`` line, run by the shell in a folder with the files it names."""
     commands = readme_commands("seqmodels-predict")
     assert len(commands) >= 4
-    run = tmp_path / "logs" / "default" / "version_0" / "checkpoints"
-    run.mkdir(parents=True)
-    shutil.copy(checkpoints["multitask"], run / "last.ckpt")
+    folder = tmp_path / "logs" / "default" / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    shutil.copy(checkpoints["multitask"], folder / "last.ckpt")
     (tmp_path / "sentences.txt").write_text("I don't like it.\nThe film was great!\n", encoding="utf-8")
     (tmp_path / "dev.conllu").write_text(CONLLU, encoding="utf-8")
     for command in commands:
         for produced in ("predictions.jsonl", "dev.pred.conllu"):
             (tmp_path / produced).unlink(missing_ok=True)
-        command = command.replace(" CKPT ", f" {run / 'last.ckpt'} ")
-        env = os.environ | {"OMP_NUM_THREADS": "1"}
-        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        command = command.replace(" CKPT ", f" {folder / 'last.ckpt'} ")
+        result = run(["bash", "-c", command], tmp_path)
         assert result.returncode == 0, (command, result.stderr)
         if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs
             written = (tmp_path / "dev.pred.conllu").read_text(encoding="utf-8").splitlines()
             for line, before in zip(written, CONLLU.splitlines(), strict=True):
                 fields, before_fields = line.split("\t"), before.split("\t")
                 assert fields[:3] + fields[4:] == before_fields[:3] + before_fields[4:]
-                assert fields[3] in TAGS["multitask"] if before_fields[0].isdigit() else line == before
+                assert fields[3] in VOCAB["tags"] if before_fields[0].isdigit() else line == before
             continue
         out = (tmp_path / "predictions.jsonl").read_text() if "> predictions.jsonl" in command else result.stdout
         predicted = records(out)
@@ -277,19 +251,18 @@ def test_output_that_cannot_be_right_is_refused_in_one_line(checkpoints, tmp_pat
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("out")]  # nothing written
 
 
-XPOS_AND_NE = {"xpos": ["PRP", "VBP", "RB", "VB", ".", "JJ"], "misc:NE": ["B-PER", "O"]}
+XPOS_AND_NE = {"xpos": ["DT", "NN", "NNP", "PRP", "RB", "VB", "VBP", "VBZ", "."], "misc:NE": ["B-PER", "O"]}
 
 
 @pytest.mark.parametrize("tag_column", XPOS_AND_NE)
-def test_conllu_output_fills_the_column_the_tags_came_from_and_no_other(tmp_path, capsys, tag_column):
+def test_conllu_output_fills_the_column_the_tags_came_from_and_no_other(tmp_path, conllu_file, capsys, tag_column):
     """An XPOS model writes XPOS (UPOS keeps the gold tags); a MISC-attribute model sets only that attribute."""
-    vocab = {"tokens": [PAD, UNK, *WORDS], "tags": XPOS_AND_NE[tag_column]}
+    vocab = {"tokens": VOCAB["tokens"], "tags": XPOS_AND_NE[tag_column]}
     options = {"max_word_length": 20, "lowercase": False, "tags": {"format": "conllu", "column": tag_column}}
     fit_checkpoint(tmp_path / "model.ckpt", vocab, tagger={}, data_options=options)
-    source, output = tmp_path / "in.conllu", tmp_path / "out.conllu"
-    source.write_text(CONLLU, encoding="utf-8")
-    main([str(tmp_path / "model.ckpt"), "--input", str(source), "--output", str(output)])
-    main([str(tmp_path / "model.ckpt"), "--input", str(source), "--format", "jsonl"])
+    output = tmp_path / "out.conllu"
+    main([str(tmp_path / "model.ckpt"), "--input", str(conllu_file), "--output", str(output)])
+    main([str(tmp_path / "model.ckpt"), "--input", str(conllu_file), "--format", "jsonl"])
     tags = iter(tag for record in records(capsys.readouterr().out) for tag in record["tags"])
     for line, before in zip(output.read_text(encoding="utf-8").splitlines(), CONLLU.splitlines(), strict=True):
         fields, before_fields = line.split("\t"), before.split("\t")

@@ -13,6 +13,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from helpers import CONFIGS, ROOT, TRAIN_PY, child_env, run
 
 from seqmodels.checkpoints import (
     FORMAT,
@@ -25,21 +26,20 @@ from seqmodels.cli import main
 from seqmodels.checkpoints import load_model
 from seqmodels.predictor import Predictor
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / "default.yaml")]
+TRAIN = [*TRAIN_PY, "fit", "--config", str(CONFIGS / "default.yaml")]
 SMALL = ["--data.train_size", "400", "--data.val_size", "48", "--data.test_size", "48", "--trainer.max_epochs", "3"]
 SMALL += ["--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false"]
 
 
 def run_dir(cwd: Path) -> Path:
+    """The first run's folder of ``train.py fit`` in ``cwd``."""
     return cwd / "logs" / "default" / "version_0"
 
 
 def train(cwd: Path, *extra: str) -> dict[str, float]:
     """``train.py fit`` on the small synthetic corpus in a subprocess; the best checkpoint's val/test metrics."""
     cwd.mkdir(parents=True, exist_ok=True)
-    command = [*TRAIN, *SMALL, "--data.cache_dir", str(cwd.parent / "cache"), *extra]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    result = run([*TRAIN, *SMALL, "--data.cache_dir", str(cwd.parent / "cache"), *extra], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir(cwd) / "metrics_fit.json").read_text())
 
@@ -53,14 +53,16 @@ def runs(tmp_path_factory) -> Path:
 
 
 def metrics_of(root: Path, name: str) -> dict[str, float]:
+    """The metrics of the run in ``root / name``."""
     return json.loads((run_dir(root / name) / "metrics_fit.json").read_text())
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_second_epoch_then_resume_from_last_equals_an_uninterrupted_run(runs):
     cwd = runs / "killed"
     cwd.mkdir()
     command = [*TRAIN, *SMALL, "--data.cache_dir", str(runs / "cache")]
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir(cwd) / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -76,6 +78,7 @@ def test_sigkill_in_the_second_epoch_then_resume_from_last_equals_an_uninterrupt
     assert final["global_step"] == read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")["global_step"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_close(runs):
     again = train(runs / "again")
     assert again == metrics_of(runs, "straight")
@@ -85,6 +88,7 @@ def test_same_seed_same_metrics_other_seed_close(runs):
     assert abs(other["test/tagger/acc"] - straight["test/tagger/acc"]) < 0.05
 
 
+@pytest.mark.slow
 def test_checkpoints_record_the_version_and_the_config(runs):
     record = read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")[KEY]
     assert record["version"] == version("seqmodels") and record["format"] == FORMAT
@@ -93,6 +97,7 @@ def test_checkpoints_record_the_version_and_the_config(runs):
     assert config["model"]["encoder"]["hidden_size"] == 128  # configs/default.yaml
 
 
+@pytest.mark.slow
 def test_older_checkpoints_load_and_newer_ones_say_why_not(runs, tmp_path):
     path = run_dir(runs / "straight") / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(path, weights_only=True)
@@ -131,7 +136,7 @@ def test_checkpoints_are_never_unpickled(tmp_path):
         for line in source.read_text().splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"{source.name}: {line.strip()}"
-    assert yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["weights_only"] is True
+    assert yaml.safe_load((CONFIGS / "base.yaml").read_text())["weights_only"] is True
 
 
 SLOW_SAVE = """
@@ -175,11 +180,11 @@ class PoisonWeights(L.Callback):
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(ROOT / "configs" / "default.yaml"), "--data.cache_dir", str(tmp_path / "cache")]
+    args = ["fit", "--config", str(CONFIGS / "default.yaml"), "--data.cache_dir", str(tmp_path / "cache")]
     args += ["--data.train_size", "96", "--data.val_size", "16", "--data.test_size", "16", "--data.batch_size", "16"]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+=test_reliability.PoisonWeights"]
     with pytest.raises(SystemExit) as stop:
-        main(args, config_dir=ROOT / "configs")
+        main(args, config_dir=CONFIGS)
     assert stop.value.code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in errors[0]

@@ -14,6 +14,7 @@ ARTICLE = ["--embedding_dim", "10", "--hidden_size", "20", "--batch_size", "3", 
 
 
 def shapes(argv: list[str]) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in seqmodels-shapes's table for ``argv``."""
     return {row.name: row.shape for row in shape_rows(**parse_args(argv))}
 
 

@@ -10,6 +10,7 @@ from seqmodels.padding import IGNORE_INDEX
 
 
 def lengths_of(n: int, seed: int = 0) -> list[int]:
+    """``n`` random sentence lengths in 1..40."""
     rng = random.Random(seed)
     return [rng.randint(1, 40) for _ in range(n)]
 
@@ -45,6 +46,7 @@ def test_bucketing_cuts_padding_to_a_few_percent():
     lengths = lengths_of(2000)
 
     def padding_fraction(sampler):
+        """The share of padded positions in the sampler's batches."""
         real = padded = 0
         for batch in sampler:
             sizes = [lengths[i] for i in batch]

@@ -9,23 +9,10 @@ import datasets
 import huggingface_hub.constants
 import pytest
 from datasets import ClassLabel, Dataset, Features, List, Value
+from helpers import CONLLU
 
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.readers import DataFormatError, iob1_to_iob2, read_corpus, tokenize
-
-CONLLU = """# sent_id = 1
-# text = New York's mayor
-1\tNew York\tNew York\tPROPN\tNNP\t_\t3\tnmod:poss\t_\tSpaceAfter=No
-2-3\t's\t_\t_\t_\t_\t_\t_\t_\t_
-2\t's\t's\tPART\tPOS\t_\t1\tcase\t_\t_
-3\tmayor\tmayor\tNOUN\tNN\t_\t0\troot\t_\t_
-
-# sent_id = 2
-1\tHe\the\tPRON\tPRP\t_\t2\tnsubj\t_\t_
-2\tleft\tleave\tVERB\tVBD\t_\t0\troot\t_\t_
-2.1\tleft\tleave\tVERB\tVBD\t_\t_\t_\t2:conj\tCopyOf=2
-
-"""
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -74,6 +61,7 @@ def read(tmp_path):
 
 
 def rows(dataset: Dataset) -> list[dict]:
+    """The dataset's rows as dicts."""
     return dataset.to_list()
 
 
@@ -85,11 +73,16 @@ def test_conllu_skips_comments_ranges_and_empty_nodes_and_keeps_spaces_in_forms(
     corpus = read("conllu", path, path, path)
     assert list(corpus) == ["train", "validation", "test"]
     assert rows(corpus["test"]) == [
-        {"tokens": ["New York", "'s", "mayor"], "tags": ["PROPN", "PART", "NOUN"]},
-        {"tokens": ["He", "left"], "tags": ["PRON", "VERB"]},
+        {
+            "tokens": ["I", "do", "n't", "like", "the", "New York", "film", "."],
+            "tags": ["PRON", "AUX", "PART", "VERB", "DET", "PROPN", "NOUN", "PUNCT"],
+        },
+        {"tokens": ["It", "runs", "fast", "."], "tags": ["PRON", "VERB", "ADV", "PUNCT"]},
     ]
-    assert read("conllu", path, path, tag_column="xpos")["train"]["tags"][0] == ["NNP", "POS", "NN"]
-    assert read("conllu", path, path, tag_column="DEPREL")["train"]["tags"][0] == ["nmod:poss", "case", "root"]
+    xpos = read("conllu", path, path, tag_column="xpos")["train"]["tags"][0]
+    assert xpos == ["PRP", "VBP", "RB", "VB", "DT", "NNP", "NN", "."]
+    deprel = read("conllu", path, path, tag_column="DEPREL")["train"]["tags"][0]
+    assert deprel == ["nsubj", "aux", "advmod", "root", "det", "compound", "obj", "punct"]
     with pytest.raises(ValueError, match="tag_column for conllu must be one of"):
         read("conllu", path, tag_column="pos")
 
@@ -227,8 +220,8 @@ def test_hub_on_a_local_parquet_directory_in_the_conll2003_schema(tmp_path, read
         (
             "conllu",
             "a.conllu",
-            CONLLU.replace("\tcase\t_\t_", "\tcase\t_"),
-            r"a\.conllu:5: expected 10 TAB-separated columns, found 9",
+            CONLLU.replace("\tdet\t_\t_", "\tdet\t_"),
+            r"a\.conllu:9: expected 10 TAB-separated columns, found 9",
         ),
         ("conllu", "a.conllu", "# only a comment\n\n", r"a\.conllu: expected at least one sentence"),
         (
@@ -361,11 +354,13 @@ real_data = pytest.mark.skipif(DATA_DIR is None, reason="set SEQMODELS_DATA_DIR 
 
 
 def counts(corpus: datasets.DatasetDict, column: str) -> dict[str, collections.Counter]:
+    """How often each value of ``column`` comes in each split."""
     return {split: collections.Counter(corpus[split][column]) for split in corpus}
 
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
+    """``read_corpus`` on a folder of SEQMODELS_DATA_DIR, with a cache shared by this module's tests."""
     cache_dir = str(tmp_path_factory.mktemp("real-cache"))
 
     def _read(format: str, folder: str, names: tuple[str, str, str], **kwargs) -> datasets.DatasetDict:

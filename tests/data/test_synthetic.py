@@ -20,11 +20,13 @@ SIZES = {"train_size": 300, "val_size": 60, "test_size": 60}
 
 @pytest.fixture(scope="module")
 def sample() -> list[tuple[list[str], list[str], str]]:
+    """5,000 generated sentences: tokens, tags and label."""
     rng = random.Random(1234)
     return [generate_sentence(rng) for _ in range(5000)]
 
 
 def as_lists(corpus) -> dict:
+    """Every split of the corpus as plain lists, to compare corpora."""
     return {split: corpus[split].to_dict() for split in corpus}
 
 

@@ -4,9 +4,10 @@ import itertools
 
 import pytest
 import torch
+from helpers import padded_batch
 
-from seqmodels.padding import IGNORE_INDEX
 from seqmodels.models.crf import CRF, bio_allowed_transitions
+from seqmodels.padding import IGNORE_INDEX
 
 BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -22,12 +23,10 @@ def random_crf(num_tags: int, allowed=None, seed: int = 0) -> CRF:
 
 def random_batch(lengths: list[int], num_tags: int, pad_to: int | None = None, seed: int = 0):
     """Emissions (B, T, C), tags (B, T) with IGNORE_INDEX at padding, and the mask (B, T)."""
+    tags, _ = padded_batch(lengths, range(num_tags), pad_to, padding=IGNORE_INDEX, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    max_len = pad_to or max(lengths)
-    emissions = torch.randn(len(lengths), max_len, num_tags, generator=generator, dtype=torch.float64)
-    mask = torch.arange(max_len) < torch.tensor(lengths)[:, None]
-    tags = torch.randint(num_tags, (len(lengths), max_len), generator=generator).masked_fill(~mask, IGNORE_INDEX)
-    return emissions, tags, mask
+    emissions = torch.randn(*tags.shape, num_tags, generator=generator, dtype=torch.float64)
+    return emissions, tags, tags != IGNORE_INDEX
 
 
 def sequence_score(crf: CRF, emissions: torch.Tensor, tags: tuple[int, ...]) -> torch.Tensor:
@@ -50,6 +49,7 @@ def all_sequences(crf: CRF, emissions: torch.Tensor, length: int, allowed_only: 
 
 
 def is_allowed(crf: CRF, tags) -> bool:
+    """Whether the constraints allow the sequence: its start, every transition and its end."""
     return bool(
         crf.allowed_start[tags[0]]
         and crf.allowed_end[tags[-1]]
@@ -58,6 +58,7 @@ def is_allowed(crf: CRF, tags) -> bool:
 
 
 def brute_force_nll(crf: CRF, emissions, tags, mask, allowed_only: bool = False) -> torch.Tensor:
+    """The mean negative log-likelihood of the gold tags, the partition function summed over every sequence."""
     losses = []
     for row in range(len(emissions)):
         n = int(mask[row].sum())
@@ -68,6 +69,7 @@ def brute_force_nll(crf: CRF, emissions, tags, mask, allowed_only: bool = False)
 
 
 def brute_force_decode(crf: CRF, emissions, mask) -> torch.Tensor:
+    """Each sentence's best-scoring sequence, found by scoring all of them; IGNORE_INDEX at padding."""
     best = torch.full(mask.shape, IGNORE_INDEX)
     for row in range(len(emissions)):
         n = int(mask[row].sum())

@@ -2,21 +2,13 @@
 
 import pytest
 import torch
+from helpers import padded_batch
 from torch import nn
 
 from seqmodels import LSTMEncoder
 
 VOCAB = 50
-
-
-def random_batch(lengths: list[int], pad_to: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (B, T) with random real tokens and padding id 0 after each length."""
-    generator = torch.Generator().manual_seed(seed)
-    max_len = pad_to or max(lengths)
-    token_ids = torch.zeros(len(lengths), max_len, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        token_ids[row, :n] = torch.randint(2, VOCAB, (n,), generator=generator)
-    return token_ids, torch.tensor(lengths)
+TOKENS = range(2, VOCAB)  # the ids of real tokens: not <pad> (0) or <unk> (1)
 
 
 # The article's three examples (one layer; two layers; two bidirectional layers), batch_first, input (B=3, T=5, 10).
@@ -30,7 +22,7 @@ def test_article_examples_shapes(num_layers, bidirectional, output_shape, h_n_sh
     assert output.shape == output_shape and h_n.shape == h_n_shape and c_n.shape == h_n_shape
 
     encoder = LSTMEncoder(VOCAB, embedding_dim=10, hidden_size=20, num_layers=num_layers, bidirectional=bidirectional)
-    encoded = encoder(*random_batch([5, 3, 4]))
+    encoded = encoder(*padded_batch([5, 3, 4], TOKENS))
     assert encoded.outputs.shape == output_shape
     assert encoded.final.shape == (3, output_shape[-1])
     assert encoded.h_n.shape == h_n_shape and encoded.c_n.shape == h_n_shape
@@ -45,7 +37,7 @@ def test_batch_first_false_puts_time_first_but_not_in_h_n():
 
 def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n():
     encoder = LSTMEncoder(VOCAB, embedding_dim=10, hidden_size=20, num_layers=2, bidirectional=True, proj_size=7)
-    encoded = encoder(*random_batch([5, 2]))
+    encoded = encoder(*padded_batch([5, 2], TOKENS))
     assert encoded.outputs.shape == (2, 5, 14)
     assert encoded.final.shape == (2, 14)
     assert encoded.h_n.shape == (4, 2, 7)
@@ -59,9 +51,9 @@ def test_padding_never_changes_a_result(num_layers, bidirectional):
     torch.manual_seed(num_layers)
     encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, bidirectional=bidirectional, dropout=0.3).eval()
     lengths = [7, 2, 5, 1, 7, 3]
-    batch_ids, batch_lengths = random_batch(lengths)
+    batch_ids, batch_lengths = padded_batch(lengths, TOKENS)
     batch = encoder(batch_ids, batch_lengths)
-    padded = encoder(*random_batch(lengths, pad_to=15))  # same tokens, much more padding
+    padded = encoder(*padded_batch(lengths, TOKENS, pad_to=15))  # same tokens, much more padding
     for row, n in enumerate(lengths):
         alone = encoder(batch_ids[row : row + 1, :n], torch.tensor([n]))  # (1, n): no padding at all
         for other in (batch, padded):
@@ -77,7 +69,7 @@ def test_final_matches_a_hand_computation_on_the_unpadded_sequence(num_layers):
     torch.manual_seed(0)
     hidden = 16
     encoder = LSTMEncoder(VOCAB, 12, hidden, num_layers=num_layers, bidirectional=True).eval()
-    token_ids, lengths = random_batch([6, 3], pad_to=9)
+    token_ids, lengths = padded_batch([6, 3], TOKENS, pad_to=9)
     encoded = encoder(token_ids, lengths)
 
     row, n = 1, 3  # a short sentence in a long batch
@@ -92,13 +84,13 @@ def test_final_matches_a_hand_computation_on_the_unpadded_sequence(num_layers):
 
 def test_zero_length_row_is_a_clear_error():
     encoder = LSTMEncoder(VOCAB, 8, 8)
-    token_ids, _ = random_batch([3, 3])
+    token_ids, _ = padded_batch([3, 3], TOKENS)
     with pytest.raises(ValueError, match=r"at least one token.*rows \[1\]"):
         encoder(token_ids, torch.tensor([3, 0]))
 
 
 def test_length_longer_than_the_batch_is_a_clear_error():
     encoder = LSTMEncoder(VOCAB, 8, 8)
-    token_ids, _ = random_batch([3, 3])
+    token_ids, _ = padded_batch([3, 3], TOKENS)
     with pytest.raises(ValueError, match="exceeds the padded length"):
         encoder(token_ids, torch.tensor([3, 4]))
