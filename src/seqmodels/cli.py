@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
@@ -35,6 +35,7 @@ from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+CONFIG_DIR = Path("configs")  # base.yaml's folder, relative to where train.py runs
 DEBUG_ENV = "SEQMODELS_DEBUG"  # =1, or --debug: errors with their full traceback
 USER_ERRORS = (ValueError, OSError, FloatingPointError)  # bad data, config, checkpoint or files; a NaN loss
 DEFAULT_EMBEDDING_DIM = inspect.signature(LSTMEncoder).parameters["embedding_dim"].default
@@ -75,6 +76,7 @@ class SeqModelsCLI(LightningCLI):
     """LightningCLI that links the data's vocabularies into the model and reports final metrics."""
 
     _checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once, until before_fit has checked it
+    test_after_fit = True  # fit ends by testing the best checkpoint (when the data has a test split)
 
     def add_arguments_to_parser(self, parser) -> None:
         # Checkpointing and early stopping are always on, configured under `checkpoint:` and
@@ -147,7 +149,7 @@ class SeqModelsCLI(LightningCLI):
         if best is None or self.trainer.interrupted:
             return
         metrics = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
-        if self.datamodule.has_test:
+        if self.test_after_fit and self.datamodule.has_test:
             metrics |= self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
         self.report(metrics, f"best checkpoint: {best}")
 
@@ -258,13 +260,19 @@ def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
     return "\n".join(lines)
 
 
-def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> SeqModelsCLI:
-    """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``.
+def main(
+    args: Sequence[str] | None = None,
+    config_dir: Path | None = None,
+    cli_class: type[SeqModelsCLI] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> SeqModelsCLI:
+    """Run the CLI; with no arguments, ``fit --config <config_dir>/default.yaml``. ``cli_class`` and
+    ``callbacks`` (added to the config's) are for programs that run training, such as the tuner.
 
     Bad input (data, config, files, checkpoints) and a non-finite loss end the run with one line on stderr
     and exit status 1; ``--debug`` anywhere in the arguments, or ``SEQMODELS_DEBUG=1``, shows the traceback.
     """
-    config_dir = config_dir or Path("configs")
+    config_dir = config_dir or CONFIG_DIR
     argv = list(sys.argv[1:] if args is None else args)
     if "--debug" in argv:
         argv.remove("--debug")
@@ -278,10 +286,11 @@ def main(args: Sequence[str] | None = None, config_dir: Path | None = None) -> S
     # allow_abbrev=False: --trainer.max_epoch is an error (naming max_epochs), not a silent abbreviation.
     base = {"default_config_files": [str(config_dir / "base.yaml")], "allow_abbrev": False}
     try:
-        return SeqModelsCLI(
+        return (cli_class or SeqModelsCLI)(
             SequenceModel,
             SequenceDataModule,
             args=args,  # None: sys.argv
+            trainer_defaults={"callbacks": list(callbacks)},
             parser_kwargs={"allow_abbrev": False} | {subcommand: base for subcommand in SUBCOMMANDS},
             parser_class=ShortErrorParser,
             save_config_kwargs={"overwrite": True},

@@ -40,7 +40,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from seqmodels.checkpoints import CheckpointError, load_model
+from seqmodels.backends import BACKENDS, load_predictor
+from seqmodels.checkpoints import CheckpointError
 from seqmodels.data.readers import DataFormatError
 from seqmodels.data.readers.conll import ConlluTagField, conll_word, conllu_word
 from seqmodels.data.readers.common import sentence_blocks
@@ -166,6 +167,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     parser.add_argument("--max-tokens", type=int, default=512, help="longer sentences are predicted in chunks")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="what computes the scores: the model, its int8 quantisation, or an export (made once, "
+                        "beside the checkpoint); the model's heads decode them either way")  # fmt: skip
     args = parser.parse_intermixed_args(argv)  # options before or after the sentences
     if args.text and args.input:
         parser.error("give sentences as arguments or --input, not both")
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     """The console script; every expected failure ends it with one line, ``seqmodels-predict: error: ...``."""
     args = parse_args(argv)
     try:
-        model = load_model(args.checkpoint, args.device)
+        predictor = load_predictor(args.checkpoint, args.backend, args.device, args.batch_size, args.max_tokens)
+        model = predictor.model
         check_output(args, model)
         write = WRITERS[args.format]
         if args.format == "conllu":
@@ -262,11 +267,11 @@ def main(argv: list[str] | None = None) -> None:
                 sentences = read_text(lines, TOKENIZERS[args.tokenizer], name)
             else:
                 sentences = read_blocks(lines, args.input_format, name)
-            predict(Predictor(model, args.batch_size, args.max_tokens), sentences, write, output)
+            predict(predictor, sentences, write, output)
     except UnicodeDecodeError as error:
         where = _undecodable(args.input)
         raise SystemExit(f"seqmodels-predict: error: {where}: cannot decode as UTF-8 ({error.reason})") from None
-    except (CheckpointError, InputError, DataFormatError, OSError) as error:
+    except (ValueError, OSError) as error:  # CheckpointError, InputError, DataFormatError, a backend it cannot use
         raise SystemExit(f"seqmodels-predict: error: {error}") from None
 
 

@@ -29,7 +29,7 @@ def test_vocabularies_come_from_train_and_unknown_words_map_to_unk(tmp_path):
     data = conllu_module(tmp_path, test_text=unseen)
     assert "slowly" not in data.vocabularies["tokens"]
     assert data.vocab["tags"] == ["ADV", "AUX", "DET", "NOUN", "PART", "PRON", "PROPN", "PUNCT", "VERB"]
-    test_ids = data.encoded["test"]["token_ids"]
+    test_ids = data.encoded["data"]["test"]["token_ids"]
     assert data.vocabularies["tokens"].stoi[UNK] in test_ids[1]
 
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from seqmodels.data.batching import BucketBatchSampler
-from seqmodels.data.mixing import MixedBatchSampler, sequential_batches
+from seqmodels.data.mixing import MixedBatchSampler, SequentialBatchSampler
 
 SIZES = (200, 40, 100)  # examples per corpus
 BATCH = 10
@@ -80,6 +80,6 @@ def test_every_rank_draws_the_same_corpus_sequence_and_its_own_examples():
 
 def test_evaluation_goes_corpus_after_corpus():
     samplers = [BucketBatchSampler(list(range(1, n + 1)), BATCH, shuffle=False) for n in (25, 12)]
-    batches = sequential_batches(samplers, [0, 25])
+    batches = list(SequentialBatchSampler(samplers, [0, 25]))
     assert [b[0] >= 25 for b in batches] == [False, False, False, True, True]
     assert sorted(i for b in batches for i in b) == list(range(37))

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.embeddings import embedding_matrix, load_vectors
-from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, sequential_batches
+from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, SequentialBatchSampler
 from seqmodels.data.tasks import assign_heads
 from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, cached, flat
 from seqmodels.models.heads import HEADS
@@ -187,8 +187,8 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
         prediction reads new text as training did and writes the tags back where they came from."""
         tagging = [self.sources[name] for name, corpus in self.raw.items() if "tags" in corpus["train"].column_names]
-        tags = {"format": tagging[0].format, "column": tagging[0].tag_column, "scheme": tagging[0].tag_scheme}
-        return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "tags": tags if tagging else None}
+        tags = {"format": c.format, "column": c.tag_column, "scheme": c.tag_scheme} if (c := next(iter(tagging), None)) else None
+        return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "tags": tags}
 
     @property
     def initial_embeddings(self) -> Tensor | None:
@@ -284,7 +284,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         names = [name for name, corpus in self.encoded.items() if split in corpus]
         samplers = self._samplers(split, names, shuffle=False, bucket=bucket)
         offsets = [0, *itertools.accumulate(len(self.encoded[name][split]) for name in names)]
-        return self._loader(split, names, sequential_batches(samplers, offsets), words=True)
+        return self._loader(split, names, SequentialBatchSampler(samplers, offsets), words=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("validation", bucket=True)

@@ -9,7 +9,7 @@
   to the power 1/T: T=1 is proportional in expectation, a large T uniform). A corpus whose batches run
   out starts its next pass, reshuffled. Every rank draws the same corpus sequence; each takes its own
   share of that corpus's batches (its :class:`BucketBatchSampler`), so the data stay disjoint.
-- :func:`sequential_batches`: evaluation and prediction, corpus after corpus.
+- :class:`SequentialBatchSampler`: evaluation and prediction, corpus after corpus.
 
 Everything is a function of the seed and the epoch, so a resumed run draws what the original would.
 """
@@ -103,6 +103,14 @@ class MixedBatchSampler(Sampler[list[int]]):
             yield [self.offsets[corpus] + i for i in passes[corpus, number][position]]
 
 
-def sequential_batches(samplers: Sequence[Sampler[list[int]]], offsets: Sequence[int]) -> list[list[int]]:
+class SequentialBatchSampler(Sampler[list[int]]):
     """Every corpus's batches, corpus after corpus (evaluation, prediction)."""
-    return [[offset + i for i in batch] for sampler, offset in zip(samplers, offsets) for batch in sampler]
+
+    def __init__(self, samplers: Sequence[Sampler[list[int]]], offsets: Sequence[int]) -> None:
+        self.batches = [[offset + i for i in batch] for sampler, offset in zip(samplers, offsets) for batch in sampler]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

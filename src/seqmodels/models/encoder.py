@@ -130,8 +130,10 @@ class LSTMEncoder(nn.Module):
         check_lengths(lengths, max_len)
         embedded = self.embed(token_ids, char_ids, case_ids)  # (B, T, E')
         # cuDNN wants the weights in one contiguous chunk; anything that swaps the weight tensors (DataParallel
-        # replicas, load_state_dict(assign=True)) breaks it. No-op when they already are, and on the CPU.
-        self.lstm.flatten_parameters()
+        # replicas, load_state_dict(assign=True)) breaks it. No-op when they already are, and on the CPU; a
+        # dynamically quantised LSTM (int8 inference) has no such chunk.
+        if isinstance(self.lstm, nn.LSTM):
+            self.lstm.flatten_parameters()
         # Packing needs the lengths on the CPU; keeping them there avoids a device sync.
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         packed_outputs, (h_n, c_n) = self.lstm(packed)  # h_n: (L*D, B, P), c_n: (L*D, B, H)

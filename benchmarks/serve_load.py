@@ -1,0 +1,203 @@
+"""Load-test `seqmodels-serve` on the loopback interface: throughput, latency, batch sizes, and nothing lost.
+
+    python benchmarks/serve_load.py CHECKPOINT --data-dir ../shared/data [--requests 5000] [--clients 1 8 32]
+
+Starts the server (127.0.0.1 only), then for each number of concurrent clients sends `--requests` requests
+(at most `--seconds` each phase): single sentences and batches of 2-8 from the UD and SST test files
+(or `--inputs FILE ...`: CoNLL-U, or a sentence per line), with `--malformed` of them broken (invalid JSON,
+a missing field, an empty list, a wrong type, too many sentences). Every well-formed answer must equal the
+offline record for the same sentence (`seqmodels.predictor.Predictor`, what `seqmodels-predict` writes):
+tags and labels exactly, probabilities within 1e-5; every malformed one must get a 4xx. It compares the
+throughput with the offline predictor's on the same sentences. Prints one JSON line per phase, then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from seqmodels.checkpoints import load_model
+from seqmodels.data.readers.common import sentence_blocks, tokenize
+from seqmodels.data.readers.conll import conllu_word
+from seqmodels.predictor import Predictor
+
+MALFORMED = [
+    (b"{not json", "application/json"),
+    (b'{"txt": "a missing field"}', "application/json"),
+    (b'{"sentences": []}', "application/json"),
+    (b'{"tokens": "not a list"}', "application/json"),
+    (json.dumps({"sentences": ["too many"] * 300}).encode(), "application/json"),
+]
+
+
+def read_sentences(path: Path) -> list[list[str]]:
+    """CoNLL-U files' word forms, or one sentence per line (``label text`` lines lose their label)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if path.suffix == ".conllu":
+        numbered = enumerate(lines, start=1)
+        return [[f[1] for n, line in block if (f := conllu_word(f"{path}:{n}", line))] for block in sentence_blocks(numbered)]
+    return [tokenize(line)[1:] if path.name.startswith("stsa.") else tokenize(line) for line in lines if line.strip()]
+
+
+def requests_for(sentences: list[list[str]], count: int, malformed: float, seed: int) -> list[dict]:
+    """``count`` requests: each a single sentence (70%), a batch of 2-8 (the rest), or broken (``malformed``)."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(count):
+        if rng.random() < malformed:
+            body, kind = rng.choice(MALFORMED)
+            made.append({"body": body, "type": kind, "expect": None})
+        elif rng.random() < 0.7:
+            sentence = rng.choice(sentences)
+            made.append({"body": json.dumps({"tokens": sentence}).encode(), "type": "application/json",
+                         "expect": [sentence], "single": True})  # fmt: skip
+        else:
+            chosen = [rng.choice(sentences) for _ in range(rng.randint(2, 8))]
+            made.append({"body": json.dumps({"sentences": chosen}).encode(), "type": "application/json",
+                         "expect": chosen, "single": False})  # fmt: skip
+    return made
+
+
+def same(answer: dict, expected: dict) -> bool:
+    """Tags, labels and tokens equal; probabilities within 1e-5 (batching may round the last digit otherwise)."""
+    if answer.keys() != expected.keys():
+        return False
+    for key, value in expected.items():
+        if key in ("tag_probs", "label_probs"):
+            pairs = zip(value.values(), answer[key].values()) if isinstance(value, dict) else zip(value, answer[key])
+            if len(answer[key]) != len(value) or any(abs(a - b) > 1e-5 for a, b in pairs):
+                return False
+        elif answer[key] != value:
+            return False
+    return True
+
+
+async def phase(url: str, requests: list[dict], clients: int, offline: dict, seconds: float) -> dict:
+    """Send ``requests`` from ``clients`` concurrent clients; count answers, check them, time them."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    latencies, counts = [], {"ok": 0, "differing": 0, "lost": 0, "rejected": 0, "wrongly_accepted": 0, "sentences": 0,
+                             "tokens": 0}  # fmt: skip
+    deadline = time.perf_counter() + seconds
+
+    async def client(session: httpx.AsyncClient) -> None:
+        while not queue.empty() and time.perf_counter() < deadline:
+            request = queue.get_nowait()
+            start = time.perf_counter()
+            try:
+                response = await session.post(url, content=request["body"], headers={"content-type": request["type"]})
+            except httpx.HTTPError:
+                counts["lost"] += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+            if request["expect"] is None:
+                good = 400 <= response.status_code < 500 and set(response.json()) == {"error"}
+                counts["rejected" if good else "wrongly_accepted"] += 1
+                continue
+            if response.status_code != 200:
+                counts["lost"] += 1
+                continue
+            answers = [response.json()] if request["single"] else response.json()
+            expected = [{"tokens": s, **offline[tuple(s)]} for s in request["expect"]]
+            counts["ok" if len(answers) == len(expected) and all(map(same, answers, expected)) else "differing"] += 1
+            counts["sentences"] += len(expected)
+            counts["tokens"] += sum(len(s) for s in request["expect"])
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    start = time.perf_counter()
+    async with httpx.AsyncClient(limits=limits, timeout=120) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    wall = time.perf_counter() - start
+    counts["unsent"] = queue.qsize()
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return counts | {
+        "clients": clients, "requests": len(requests) - queue.qsize(), "wall_s": round(wall, 2),
+        "sentences_per_s": round(counts["sentences"] / wall, 1), "tokens_per_s": round(counts["tokens"] / wall),
+        "p50_ms": round(1000 * quantiles[49], 1), "p95_ms": round(1000 * quantiles[94], 1),
+        "p99_ms": round(1000 * quantiles[98], 1),
+    }  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
+    parser.add_argument("--inputs", nargs="*", type=Path, help="default: the UD and SST test files in --data-dir")
+    parser.add_argument("--requests", type=int, default=5000, help="per phase")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--malformed", type=float, default=0.05)
+    parser.add_argument("--seconds", type=float, default=300, help="at most, per phase")
+    parser.add_argument("--server", nargs=argparse.REMAINDER, default=[], help="more seqmodels-serve options")
+    args = parser.parse_args()
+    data = Path(args.data_dir)
+    inputs = args.inputs or [data / "ud_english_ewt" / "en_ewt-ud-test.conllu", data / "sst2" / "stsa.binary.test"]
+    sentences = [s for path in inputs for s in read_sentences(path) if s]
+
+    predictor = Predictor(load_model(args.checkpoint))  # the offline reference, and its speed on these sentences
+    for _ in range(2):  # the first pass warms up oneDNN, which builds its LSTM kernels for each new shape once
+        start = time.perf_counter()
+        records = [record for i in range(0, len(sentences), 32) for record in predictor(sentences[i : i + 32])]
+        offline_wall = time.perf_counter() - start
+    offline = {tuple(s): r for s, r in zip(sentences, records)}
+    tokens = sum(map(len, sentences))
+    print(json.dumps({"offline": True, "sentences": len(sentences), "tokens": tokens,
+                      "tokens_per_s": round(tokens / offline_wall)}), flush=True)  # fmt: skip
+
+    port = free_port()
+    command = ["seqmodels-serve", args.checkpoint, "--host", "127.0.0.1", "--port", str(port), *args.server]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        warmup = requests_for(sentences, args.requests, 0.0, seed=-1)  # untimed: the server's kernels warm up too
+        asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
+        rows = []
+        for clients in args.clients:
+            before = httpx.get(f"{base}/stats").json()["batch_sizes"]
+            result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
+                                       clients, offline, args.seconds))  # fmt: skip
+            after = httpx.get(f"{base}/stats").json()["batch_sizes"]
+            formed = {size: n - before.get(size, 0) for size, n in after.items() if n - before.get(size, 0)}
+            result["batch_sizes"] = formed
+            result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
+            result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)
+            print(json.dumps(result), flush=True)
+            rows.append(result)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(f"\n{'clients':>7} {'sent/s':>8} {'tokens/s':>9} {'x offline':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+          f"{'batch':>6} {'ok':>6} {'lost':>5} {'differ':>6} {'4xx':>5}")  # fmt: skip
+    for r in rows:
+        print(f"{r['clients']:>7} {r['sentences_per_s']:>8} {r['tokens_per_s']:>9} {r['ratio_to_offline']:>9} "
+              f"{r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} {r['mean_batch']:>6} {r['ok']:>6} {r['lost']:>5} "
+              f"{r['differing']:>6} {r['rejected']:>5}")  # fmt: skip
+    failed = any(r["lost"] or r["differing"] or r["wrongly_accepted"] for r in rows)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Where prediction's scores come from: the PyTorch model, its dynamic int8 quantisation, or an export of it
+(ONNX Runtime, TorchScript) made once and cached beside the checkpoint, keyed on the checkpoint's hash.
+
+Whatever the backend, the model's own heads decode the scores, so every backend writes the same records
+(:class:`~seqmodels.predictor.Predictor`); the exports are verified against the model when made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqmodels.checkpoints import load_model
+from seqmodels.export import EXPORTERS, SUFFIXES, ExportableModel
+from seqmodels.models.masked_lstm import ExportError
+from seqmodels.predictor import Predictor
+from seqmodels.runtime import ExportedScorer, onnx_runner, torchscript_runner
+
+BACKENDS = ("torch", "torch-int8", "onnx", "torchscript")
+RUNNERS = {"onnx": onnx_runner, "torchscript": torchscript_runner}
+
+
+def cached_export(checkpoint: str | Path, format: str) -> Path:
+    """The checkpoint's export in ``format``, beside it as ``NAME.<sha256 prefix>.onnx`` (or ``.pt``): made and
+    verified the first time, reused after; a changed checkpoint has another hash, hence a new export."""
+    checkpoint = Path(checkpoint)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+    path = checkpoint.with_name(f"{checkpoint.stem}.{digest}{SUFFIXES[format]}")
+    if not path.is_file():
+        EXPORTERS[format](load_model(checkpoint), path)
+    return path
+
+
+def load_predictor(
+    checkpoint: str | Path, backend: str = "torch", device: str = "cpu", batch_size: int = 32, max_tokens: int = 512
+) -> Predictor:
+    """A :class:`Predictor` for the checkpoint, scoring with ``backend`` (see :data:`BACKENDS`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "torch" and device != "cpu":
+        raise ValueError(f"the {backend} backend runs on the CPU; --device {device} needs --backend torch")
+    model = load_model(checkpoint, device)
+    if backend == "torch":
+        return Predictor(model, batch_size, max_tokens)
+    if backend == "torch-int8":  # the LSTM's and the linear layers' weights as int8, activations quantised on the fly
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+        return Predictor(quantized, batch_size, max_tokens)
+    try:
+        path = cached_export(checkpoint, backend)
+    except ExportError as error:
+        raise ValueError(f"cannot serve {checkpoint} with the {backend} backend: {error}") from None
+    wrapper = ExportableModel(model)
+    scorer = ExportedScorer(RUNNERS[backend](path), wrapper.input_names, wrapper.output_names)
+    return Predictor(model, batch_size, max_tokens, scorer=scorer)
