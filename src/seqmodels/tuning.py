@@ -27,12 +27,13 @@ import contextlib
 import io
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -188,8 +189,11 @@ def tune(
     Path("logs/tune", name).mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///logs/tune/{name}.db"
     try:
-        backend = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                             failed_trial_callback=RetryFailedTrialCallback(max_retry=1))  # fmt: skip
+        with warnings.catch_warnings():  # the heartbeat is experimental in Optuna; it is how a search resumes
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+            backend = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                                 heartbeat_stale_trial_callback=retry)  # fmt: skip
     except Exception as error:  # SQLAlchemy's many errors: an unreachable server, a bad URL, a missing driver
         raise TuneError(f"cannot open the storage {url}: {str(error).strip().splitlines()[0]}") from None
     monitor, direction = monitored(train_args, config_dir)
