@@ -4,6 +4,7 @@ lists (built at collection), module-scoped fixtures and module helpers can use t
 conftest.py.
 """
 
+import json
 import os
 import random
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from seqmodels.data.vocab import CASES, PAD, UNK
@@ -102,3 +104,17 @@ def run(command: list[str], cwd: Path, input: str = "", timeout: float = 300) ->
     """``command`` in ``cwd`` with child_env(), ``input`` on stdin (never the terminal), its output as text, in time."""
     return subprocess.run(command, cwd=cwd, env=child_env(), input=input, capture_output=True, text=True,
                           timeout=timeout, check=False)  # fmt: skip
+
+
+class RecordCorpora(Callback):
+    """Writes, per rank, the heads each training batch fed (its corpus's), to ``corpora_rank<N>.json`` in the
+    working folder: what the two-corpus DDP test compares across ranks."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[str]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps.append(list(batch["heads"]))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        Path(f"corpora_rank{trainer.global_rank}.json").write_text(json.dumps(self.steps))

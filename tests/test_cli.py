@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CONFIGS, TRAIN_PY, run
+from helpers import CONFIGS, ROOT, TRAIN_PY, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -168,6 +168,36 @@ def test_ddp_on_the_cpu_shares_the_batches_and_syncs_the_metrics(tmp_path):
     single = train(tmp_path / "single", *data, *cache, "--data.batch_size", "32")
     for key in ("test/tagger/acc", "test/classifier/acc"):
         assert abs(distributed[key] - single[key]) < 0.1, (key, distributed[key], single[key])
+
+
+@pytest.mark.slow
+def test_ddp_with_two_corpora_every_rank_draws_the_same_corpora_and_the_metrics_are_the_whole_splits(tmp_path):
+    """A tagger fed by one corpus and a classifier by another, on two processes: each step every rank takes a
+    batch of the same corpus (its own share of it); the synced metrics equal one process's evaluation."""
+    import os
+
+    import torch
+
+    corpora = {name: {"format": "synthetic", "train_size": 200, "val_size": 40, "test_size": 40, "corpus_seed": seed,
+                      "heads": [head]} for name, seed, head in (("tags", 1, "tagger"), ("labels", 2, "classifier"))}
+    data = ["--data.corpora", json.dumps(corpora), "--trainer.max_epochs", "2", "--data.batch_size", "16",
+            "--data.cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    ddp = ["--config", str(CONFIGS / "trainer" / "ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.callbacks+=helpers.RecordCorpora"]  # fmt: skip
+    (tmp_path / "ddp").mkdir()
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    distributed = train(tmp_path / "ddp", *ddp, *data)
+    orders = [json.loads((tmp_path / "ddp" / f"corpora_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert orders[0] == orders[1] and {tuple(step) for step in orders[0]} == {("tagger",), ("classifier",)}
+    assert len(orders[0]) == 2 * 2 * (200 // 16 // 2)  # 2 epochs of 6 batches a corpus a rank
+    (best,) = (tmp_path / "ddp" / "logs").glob("*/version_0/checkpoints/epoch*.ckpt")
+    (tmp_path / "alone").mkdir()
+    alone = train(tmp_path / "alone", *data, "--ckpt_path", str(best), subcommand="test")
+    assert {"test/tagger/acc", "test/classifier/acc"} <= set(alone)
+    for key, value in alone.items():
+        tolerance = 0.02 * value if key.endswith("loss") else 1e-6
+        assert distributed[key] == pytest.approx(value, abs=tolerance), key
+    del torch
 
 
 def test_hparams_hold_the_settings_that_apply_to_the_run(tmp_path, monkeypatch):

@@ -114,8 +114,14 @@ class EvaluationReport(L.Callback):
     on_test_epoch_end = on_validation_epoch_end
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        reduce = trainer.strategy.reduce  # sums each process's counts under DDP; every rank must call it
-        counts = {name: reduce(c.to(pl_module.device), reduce_op="sum").cpu() for name, c in self.counts.items()}
+        reduce = trainer.strategy.reduce  # sums each process's counts under DDP; every rank calls it for every head
+        counts = {}
+        for name, head in pl_module.heads.items() if self.confusion_matrix or self.per_class else ():
+            if head.confusion_report:
+                size = len(head.classes)
+                mine = self.counts.get(name, torch.zeros(size, size, dtype=torch.long))  # none on this rank
+                counts[name] = reduce(mine.to(pl_module.device), reduce_op="sum").cpu()
+        counts = {name: matrix for name, matrix in counts.items() if matrix.sum() > 0}  # heads with targets somewhere
         writer = _tensorboard(trainer)
         if writer is None or trainer.sanity_checking or not trainer.is_global_zero:
             return

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from seqmodels.checkpoints import KEY, provenance, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
@@ -85,6 +85,10 @@ class SequenceModel(L.LightningModule):
             })
             for stage in EVAL_STAGES
         })
+        # Evaluation losses as metrics too: every process then logs the same keys, whichever corpora it saw.
+        self.eval_losses = nn.ModuleDict({
+            stage: nn.ModuleDict({name: MeanMetric() for name in self.heads}) for stage in EVAL_STAGES
+        })
 
     def _build_encoder(self, config: EncoderConfig, initial_embeddings: Tensor | None) -> LSTMEncoder:
         """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if
@@ -141,12 +145,13 @@ class SequenceModel(L.LightningModule):
                     continue
                 losses[name] = losses.get(name, 0) + head.loss(scores[name], targets)
                 if stage in EVAL_STAGES:
+                    self.eval_losses[stage][name].update(losses[name].detach(), weight=len(part["lengths"]))
                     preds[name] = head.predict(scores[name], part["lengths"])  # shaped like targets
                     probs[name] = scores[name].detach().softmax(-1)
                     head.update_metrics(self.metrics[stage][name], scores[name], preds[name], targets)
         batch_size = sum(len(part["lengths"]) for part in parts)
-        for name, head_loss in losses.items():
-            self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size, sync_dist=stage != "train")
+        for name, head_loss in losses.items() if stage == "train" else ():
+            self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size)
         loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
                    torch.zeros((), device=parts[0]["token_ids"].device))  # fmt: skip
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
@@ -156,11 +161,14 @@ class SequenceModel(L.LightningModule):
         """Compute (synchronised across processes under DDP), log and reset each head's metrics; then the mean of
         ``multitask_score``'s metrics as ``{stage}/multitask/score``."""
         logged: dict[str, Tensor] = {}
-        for collection in self.metrics[stage].values():
-            if next(iter(collection.values())).update_called:  # no batch had targets for the head: nothing to log
-                # compute() already gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
-                logged |= collection.compute()
-            collection.reset()
+        for name in self.heads:
+            loss, metrics = self.eval_losses[stage][name], self.metrics[stage][name]
+            updated = torch.tensor(float(loss.update_called), device=self.device)
+            if self.trainer.strategy.reduce(updated, reduce_op="sum") > 0:  # some process had targets for the head
+                # compute() gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
+                logged |= metrics.compute() | {f"{stage}/{name}/loss": loss.compute()}
+            metrics.reset()
+            loss.reset()
         self.log_dict(logged, sync_dist=True)
         if self.multitask_score and all(f"{stage}/{name}" in logged for name in self.multitask_score):
             score = torch.stack([logged[f"{stage}/{name}"].float() for name in self.multitask_score]).mean()
