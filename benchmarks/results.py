@@ -72,9 +72,11 @@ def run(name: str, args: list[str], seed: int) -> dict:
     run_args = ["fit", *args, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
     cli = main(run_args + [f"--trainer.logger.init_args.name={name}"], config_dir=ROOT / "configs")
     wall = time.perf_counter() - start
-    metrics = {k: round(float(v), 4) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
-    return {"run": name, "seed": seed, "test": metrics, "epochs": cli.trainer.current_epoch, "wall_s": round(wall, 1),
-            "args": args}  # fmt: skip
+    metrics = {k: round(float(v), 4) for k, v in cli.trainer.callback_metrics.items()}
+    test = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    val = {k: v for k, v in metrics.items() if k.startswith("val/")}  # the best checkpoint's: what chose it
+    return {"run": name, "seed": seed, "test": test, "val": val, "epochs": cli.trainer.current_epoch,
+            "wall_s": round(wall, 1), "args": args}  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -93,8 +95,9 @@ if __name__ == "__main__":
             results.append(run(name, args + options.extra, seed))
             print(json.dumps(results[-1]), flush=True)
         scores = [100 * r["test"][metric] for r in results]
+        validation = [100 * r["val"][metric.replace("test/", "val/")] for r in results]
         summary = {"result": name, "metric": metric, "mean": round(statistics.mean(scores), 2),
                    "std": round(statistics.stdev(scores), 2) if len(scores) > 1 else None,
-                   "seeds": [round(s, 2) for s in scores],
+                   "seeds": [round(s, 2) for s in scores], "val_mean": round(statistics.mean(validation), 2),
                    "wall_s": round(statistics.mean(r["wall_s"] for r in results), 1)}  # fmt: skip
         print(json.dumps(summary), flush=True)

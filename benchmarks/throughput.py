@@ -98,12 +98,15 @@ class Counter(L.Callback):
         self.positions += positions
 
 
-def project_loop(model: SequenceModel, data: SequenceDataModule, steps: int) -> tuple[float, Counter]:
+def project_loop(
+    model: SequenceModel, data: SequenceDataModule, steps: int, accelerator: str = "cpu", precision: str = "32-true"
+) -> tuple[float, Counter]:
     """Train with Lightning for ``steps`` optimizer steps: (seconds of the whole ``fit`` call, counter)."""
     counter = Counter()
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=CLIP, callbacks=[counter],
+        accelerator=accelerator, devices=1, precision=precision, max_steps=steps, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=CLIP,
+        callbacks=[counter],
     )
     model.configure_optimizers = lambda: torch.optim.Adam(model.parameters(), lr=1e-3)  # as the plain loops
     start = time.perf_counter()
@@ -136,13 +139,13 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         setup = sum(seconds - (c.end - c.start) for seconds, c in projects) / len(projects)
 
         loader = data.train_dataloader()
-        random_sampler = BucketBatchSampler(data.encoded["train"]["length"], data.batch_size, bucket=False, seed=0)
+        random_sampler = BucketBatchSampler(data.encoded["data"]["train"]["length"], data.batch_size, bucket=False, seed=0)
         loader = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler, collate_fn=loader.collate_fn)
         seconds, tokens, positions = plain_loop(copy.deepcopy(initial), loader, steps)
         straightforward = tokens / seconds
         random_padding = 1 - tokens / positions
 
-        sentences = data.raw["test"]["tokens"]
+        sentences = data.raw["data"]["test"]["tokens"]
         predictor = Predictor(initial.eval(), batch_size=data.batch_size)
         start = time.perf_counter()
         predictor(sentences)

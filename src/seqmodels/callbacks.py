@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import matplotlib
 import torch
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -215,6 +215,27 @@ class PlainProgress(ProgressBar):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         self._print(f"epoch {trainer.current_epoch} validated after {time.monotonic() - self._epoch_start:.0f} s: {shown}")
+
+
+class ExponentialMovingAverage(EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights (updated after every step), evaluated in testing
+    as in validation. Lightning's callback swaps the averaged weights in for validation only; a test right
+    after fitting (the CLI's test of the best checkpoint) would otherwise score the raw weights, while the
+    checkpoint, ``train.py test`` and prediction all use the averaged ones.
+
+    Args:
+        decay: how much of the average each step keeps (0.999: about the last 1,000 steps).
+        update_starting_at_epoch: the first epoch whose steps enter the average.
+    """
+
+    def __init__(self, decay: float = 0.999, update_starting_at_epoch: int | None = None) -> None:
+        super().__init__(decay=decay, update_starting_at_epoch=update_starting_at_epoch)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_validation_epoch_start(trainer, pl_module)  # swaps the averaged weights in
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_validation_epoch_end(trainer, pl_module)  # and back
 
 
 def _tensorboard(trainer: L.Trainer):

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
@@ -83,6 +83,9 @@ class SeqModelsCLI(LightningCLI):
         # `early_stopping:`; early stopping watches the metric that picks the best checkpoint.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        # Optional: an average of the weights (e.g. seqmodels.callbacks.ExponentialMovingAverage) for validation,
+        # the checkpoints and everything after them; null (the default) for none.
+        parser.add_subclass_arguments(WeightAveraging, "weight_averaging", required=False, fail_untyped=False)
         parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")
         parser.link_arguments("checkpoint.mode", "early_stopping.mode")
         # The data feeds the model's heads: tell it which (data.tasks), and check every corpus can feed its heads.
@@ -93,11 +96,15 @@ class SeqModelsCLI(LightningCLI):
         parser.link_arguments("data.data_options", "model.data_options", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with plain progress lines instead of a bar when stdout is not a terminal."""
-        config = self.config_init[self.subcommand].trainer
-        if config.enable_progress_bar and not sys.stdout.isatty():
-            kwargs["callbacks"] = [*(config.callbacks or []), PlainProgress()]  # replaces the config's list
-        return super().instantiate_trainer(**kwargs)
+        """The Trainer, with the ``weight_averaging`` callback when the config has one, and plain progress lines
+        instead of a bar when stdout is not a terminal."""
+        config = self.config_init[self.subcommand]
+        callbacks = list(config.trainer.callbacks or [])
+        if config.weight_averaging is not None:
+            callbacks.append(config.weight_averaging)
+        if config.trainer.enable_progress_bar and not sys.stdout.isatty():
+            callbacks.append(PlainProgress())
+        return super().instantiate_trainer(**kwargs, callbacks=callbacks)  # in place of the config's list
 
     def _parse_ckpt_path(self) -> None:
         """Keep the config's model rather than, as LightningCLI does, the ``--ckpt_path`` checkpoint's
