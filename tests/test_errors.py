@@ -196,6 +196,26 @@ def test_a_config_error_is_one_line_naming_the_key(in_tmp, capsys, args, message
     assert code == 2 and message in line, line
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.val_fraction", "1.5"], "data.val_fraction: expected a share between 0 and 1 (exclusive), got 1.5"),
+        (["--data.batch_size", "0"], "data.batch_size: expected at least 1, got 0"),
+        (["--data.format", "conllu"], "data.train_file: expected a file to train on (format 'conllu' reads files)"),
+        (["--data.format", "conllu", "--data.train_file", "a.conllu", "--data.tag_column", "pos"],
+         "data.tag_column: tag_column for conllu must be one of"),
+        (["--data.corpora", '{"ud": {"format": "conllu", "train_file": "a", "val_fraction": 2}}'],
+         "data.corpora.ud.val_fraction: expected a share between 0 and 1 (exclusive), got 2"),
+        (["--data.temperature", "0"], "data.temperature: expected a positive number, got 0.0"),
+    ],
+    ids=["val-fraction", "batch-size", "no-train-file", "conllu-column", "corpus-option", "temperature"],
+)
+def test_a_data_option_that_cannot_work_is_one_line_naming_its_key(in_tmp, capsys, args, message):
+    """Checked as the data module is built from the parsed config, before any file is read."""
+    code, line = train_py(capsys, *args)
+    assert code == 1 and message in line, line
+
+
 # ------------------------------------------------------------------------------------------------ embeddings
 
 
