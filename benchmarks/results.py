@@ -72,9 +72,9 @@ def run(name: str, args: list[str], seed: int) -> dict:
     run_args = ["fit", *args, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
     cli = main(run_args + [f"--trainer.logger.init_args.name={name}"], config_dir=ROOT / "configs")
     wall = time.perf_counter() - start
-    metrics = {k: round(float(v), 4) for k, v in cli.trainer.callback_metrics.items()}
-    test = {k: v for k, v in metrics.items() if k.startswith("test/")}
-    val = {k: v for k, v in metrics.items() if k.startswith("val/")}  # the best checkpoint's: what chose it
+    written = json.loads((Path(cli.trainer.logger.log_dir) / "metrics_fit.json").read_text())  # the best checkpoint's
+    test = {k: round(v, 4) for k, v in written.items() if k.startswith("test/")}
+    val = {k: round(v, 4) for k, v in written.items() if k.startswith("val/")}  # what chose it
     return {"run": name, "seed": seed, "test": test, "val": val, "epochs": cli.trainer.current_epoch,
             "wall_s": round(wall, 1), "args": args}  # fmt: skip
 
