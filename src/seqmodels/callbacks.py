@@ -214,7 +214,8 @@ class PlainProgress(ProgressBar):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
-        self._print(f"epoch {trainer.current_epoch} validated after {time.monotonic() - self._epoch_start:.0f} s: {shown}")
+        seconds = time.monotonic() - self._epoch_start
+        self._print(f"epoch {trainer.current_epoch} validated after {seconds:.0f} s: {shown}")
 
 
 class ExponentialMovingAverage(EMAWeightAveraging):

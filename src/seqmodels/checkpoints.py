@@ -96,7 +96,8 @@ def data_options(hparams: dict[str, Any], path: str | Path) -> dict[str, Any]:
     none (before 0.3.0). A model built without a data module (``data_options=None``) has the defaults."""
     defaults = DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in hparams["vocab"]}  # cases come with lower-casing
     if "data_options" not in hparams:
-        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {defaults}")
+        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {defaults}",
+                      stacklevel=2)
     return defaults | (hparams.get("data_options") or {})
 
 

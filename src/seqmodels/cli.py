@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from jsonargparse import Namespace
@@ -210,8 +209,9 @@ def run_hparams(config: Namespace) -> dict[str, Any]:
     for key in ("optimizer", "lr_scheduler"):
         if key in model:
             arguments = model[key].get("init_args", {})
+            kept = {name: value for name, value in arguments.items() if value is not None}
             model[key] = {"class": model[key]["class_path"].rsplit(".", 1)[-1]} | {
-                name: value for name, value in arguments.items() if value is not None and name not in OPTIMIZER_INTERNALS
+                name: value for name, value in kept.items() if name not in OPTIMIZER_INTERNALS
             }
     data = config.data.as_dict()
     kept = {key: data[key] for key in DATA_SETTINGS}

@@ -41,8 +41,6 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from seqmodels.backends import BACKENDS, load_predictor
-from seqmodels.checkpoints import CheckpointError
-from seqmodels.data.readers import DataFormatError
 from seqmodels.data.readers.conll import ConlluTagField, conll_word, conllu_word
 from seqmodels.data.readers.common import sentence_blocks
 from seqmodels.models.sequence_model import SequenceModel
@@ -178,7 +176,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.input_format is None:
         suffix = args.input.suffix.lower() if args.input else ""
         if suffix not in INPUT_SUFFIXES:
-            parser.error(f"cannot tell the format of {args.input} from its suffix; give --input-format text|conllu|conll")
+            parser.error(f"cannot tell the format of {args.input} from its suffix; "
+                         "give --input-format text|conllu|conll")  # fmt: skip
         args.input_format = INPUT_SUFFIXES[suffix]
     implied = OUTPUT_SUFFIXES.get(args.output.suffix.lower()) if args.output else None
     if args.format and implied and args.format != implied:

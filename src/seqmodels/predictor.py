@@ -104,7 +104,8 @@ class Predictor:
         self.unknown += sum(ids.count(unk_id) for ids in token_ids)
         if len(self.unknown_sample) < UNKNOWN_SAMPLE:
             pairs = zip(itertools.chain(*chunks), itertools.chain(*token_ids))
-            self.unknown_sample += [token for token, i in pairs if i == unk_id][: UNKNOWN_SAMPLE - len(self.unknown_sample)]
+            room = UNKNOWN_SAMPLE - len(self.unknown_sample)
+            self.unknown_sample += [token for token, i in pairs if i == unk_id][:room]
 
     def unknown_cause(self) -> str:
         """Why the input's tokens are unknown, judged from the first of them: case, punctuation, or other text."""

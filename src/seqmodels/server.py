@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -144,7 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The records ``seqmodels-predict`` writes: one for ``text`` or ``tokens``, a list for ``sentences``."""
         given = [name for name in ("text", "tokens", "sentences") if getattr(request, name) is not None]
         if len(given) != 1:
-            raise HTTPException(422, f"give exactly one of text, tokens or sentences (got {', '.join(given) or 'none'})")
+            got = ", ".join(given) or "none"
+            raise HTTPException(422, f"give exactly one of text, tokens or sentences (got {got})")
         items = request.sentences if request.sentences is not None else [getattr(request, given[0])]
         if not items:
             raise HTTPException(422, "sentences: expected at least one sentence, got an empty list")

@@ -5,8 +5,8 @@
 --num_classes K --char_features true|false --lowercase true|false --word_length W]``
 
 With ``--config`` (a project config such as ``configs/ud_upos.yaml``) the encoder and heads are the config's
-``model.encoder`` and its heads (``model.tagger``, ``model.classifier``, ...), with a character CNN if ``data.char_features`` and a case
-feature if ``data.lowercase``; flags given on the command line override it. Every shape is measured by running the
+``model.encoder`` and heads (``model.tagger``, ``model.classifier``, ...), with a character CNN if
+``data.char_features`` and a case feature if ``data.lowercase``; flags given on the command line override it. Every shape is measured by running the
 modules (an :class:`LSTMEncoder`, its heads, and a bare ``nn.LSTM`` with the encoder's weights in both layouts), never
 computed from a formula, so the table cannot drift from the code.
 """

@@ -141,7 +141,8 @@ class Objective:
 
     def __call__(self, trial: Trial) -> float:
         logs = ["--trainer.logger.init_args.save_dir=logs/tune", f"--trainer.logger.init_args.name={self.name}",
-                f"--trainer.logger.init_args.version=version_{trial.number}", "--trainer.enable_progress_bar=false"]  # fmt: skip
+                f"--trainer.logger.init_args.version=version_{trial.number}",
+                "--trainer.enable_progress_bar=false"]  # fmt: skip
         args = ["fit", *self.train_args, *overrides(sample(trial, self.space)), *logs]
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.monitor)
         try:
@@ -161,7 +162,8 @@ def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     if trial.state == TrialState.PRUNED:
         result = f"pruned after epoch {max(trial.intermediate_values, default=0)}"
     else:
-        result = f"{trial.state.name.lower()} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        state = trial.state.name.lower()
+        result = f"{state} {trial.value:.4f}" if trial.value is not None else state
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     best = f"best {study.best_value:.4f} (trial {study.best_trial.number})" if done else "best: none yet"
     print(f"trial {trial.number}: {params} -> {result}; {best}", flush=True)

@@ -103,7 +103,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
     @cached_property
     def feeds(self) -> dict[str, tuple[str, ...]]:
         """Each corpus's heads (:func:`~seqmodels.data.tasks.assign_heads`)."""
-        columns = {name: set(splits["train"].column_names) & set(TARGET_COLUMNS) for name, splits in self.as_read.items()}
+        columns = {name: set(read["train"].column_names) & set(TARGET_COLUMNS) for name, read in self.as_read.items()}
         return assign_heads(columns, {name: corpus.heads for name, corpus in self.sources.items()}, self.tasks)
 
     @cached_property
@@ -113,7 +113,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         splits = {}
         for name, corpus in self.as_read.items():
             fed = {HEADS[head].column for head in self.feeds[name]}
-            unused = [column for column in corpus["train"].column_names if column in TARGET_COLUMNS and column not in fed]
+            unused = [c for c in corpus["train"].column_names if c in TARGET_COLUMNS and c not in fed]
             splits[name] = DatasetDict({split: data.remove_columns(unused) for split, data in corpus.items()})
         return splits
 
@@ -187,7 +187,8 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
         prediction reads new text as training did and writes the tags back where they came from."""
         tagging = [self.sources[name] for name, corpus in self.raw.items() if "tags" in corpus["train"].column_names]
-        tags = {"format": c.format, "column": c.tag_column, "scheme": c.tag_scheme} if (c := next(iter(tagging), None)) else None
+        source = next(iter(tagging), None)
+        tags = {"format": source.format, "column": source.tag_column, "scheme": source.tag_scheme} if source else None
         return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "tags": tags}
 
     @property

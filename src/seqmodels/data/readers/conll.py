@@ -104,9 +104,11 @@ def read_conll(path: str, corpus: Corpus) -> Iterator[Located]:
             if width is None:
                 width, first = len(fields), number
                 if width < 2 or not -width <= tag < width:
-                    raise DataFormatError(f"{path}:{number}: expected a token and tag column {tag}, found {width} columns")
+                    found = f"found {width} columns"
+                    raise DataFormatError(f"{path}:{number}: expected a token and tag column {tag}, {found}")
             if len(fields) != width:
-                raise DataFormatError(f"{path}:{number}: expected {width} columns like line {first}, found {len(fields)}")
+                found = f"found {len(fields)}"
+                raise DataFormatError(f"{path}:{number}: expected {width} columns like line {first}, {found}")
             rows.append(fields)
         if rows:
             yield f"{path}:{start}", {"tokens": [r[0] for r in rows], "tags": [r[tag] for r in rows]}

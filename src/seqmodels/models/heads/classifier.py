@@ -52,7 +52,8 @@ class ClassificationHead(TaskHead):
     ) -> None:
         super().__init__(classes, loss_weight)
         if hidden_size is not None:
-            warnings.warn("model.classifier.hidden_size is now model.classifier.mlp_size", DeprecationWarning)
+            message = "model.classifier.hidden_size is now model.classifier.mlp_size"
+            warnings.warn(message, DeprecationWarning, stacklevel=3)
             mlp_size = hidden_size
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if mlp_size > 0:

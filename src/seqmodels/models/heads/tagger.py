@@ -89,7 +89,8 @@ class TaggingHead(TaskHead):
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """The chunks' tags (and probabilities) one after the other."""
-        merged = {key: [value for part in parts for value in part[key]] for key in ("tags", "tag_probs") if key in parts[0]}
+        keys = [key for key in ("tags", "tag_probs") if key in parts[0]]
+        merged = {key: [value for part in parts for value in part[key]] for key in keys}
         return merged | ({"crf_path": True} if "crf_path" in parts[0] else {})
 
     def decode_state(self) -> dict[str, Tensor]:
