@@ -5,8 +5,9 @@
 Each run is `python train.py fit --config configs/NAME.yaml` with the files and options the README shows
 for it, and `--seed_everything` 0, 1, ... Each result's line has the test metric's mean and sample
 standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
-`ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR); the
-2,000-sentence UD training file is made from the full one (its first 2,000 sentences) under data/cache/.
+`ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR). Under
+data/cache/subsets/ it makes the 2,000-sentence UD training file (the first 2,000 sentences) and, for checking
+that settings tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +35,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
     small = [*ud, f"--data.train_file={subset(data / 'ud_english_ewt' / 'en_ewt-ud-train.conllu', 2000)}"]
+    resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
+                                                                 resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
     for corpus, args in (("ud", ud), ("sst", sst)):
         multitask += [arg.replace("--data.", f"--data.corpora.{corpus}.") for arg in args if "_file=" in arg]
@@ -47,6 +51,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "sst2_glove": (classifier, sst + GLOVE),
         "text_classification": (classifier, text),
         "text_classification_lm": (classifier, text + LM),
+        "text_classification_resplit": (classifier, resplit),
         "multitask_ud_sst": ("test/multitask/score", multitask),
     }
 
@@ -65,6 +70,21 @@ def subset(path: Path, sentences: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
     return target
+
+
+def resplit_files(path: Path) -> list[tuple[str, Path]]:
+    """Another data set of the same kind, for checking that tuned settings transfer: the training sentences of
+    ``path`` shuffled (seed 13) and cut 80/10/10 into train, val and test files, written once."""
+    folder = ROOT / "data" / "cache" / "subsets"
+    files = [(key, folder / f"{path.name}.resplit.{key}") for key in ("train", "val", "test")]
+    if not all(file.is_file() for _, file in files):
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        random.Random(13).shuffle(lines)
+        cuts = [0, int(0.8 * len(lines)), int(0.9 * len(lines)), len(lines)]
+        folder.mkdir(parents=True, exist_ok=True)
+        for (_, file), start, end in zip(files, cuts, cuts[1:]):
+            file.write_text("\n".join(lines[start:end]) + "\n", encoding="utf-8")
+    return files
 
 
 def run(name: str, args: list[str], seed: int) -> dict:
