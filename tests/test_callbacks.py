@@ -2,6 +2,7 @@
 with their errors marked, and what EvaluationReport writes to TensorBoard at the end of a validation."""
 
 import lightning as L
+import pytest
 import torch
 from helpers import random_examples
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -110,8 +111,11 @@ def test_the_averaged_weights_are_what_validation_the_test_after_fit_and_the_che
     monkeypatch.chdir(tmp_path)
     args = ["--config", str(CONFIGS / "classifier.yaml"), "--data.train_size", "200", "--data.val_size", "40",
             "--data.test_size", "40", "--data.cache_dir", "cache", "--trainer.enable_progress_bar", "false",
-            "--weight_averaging", "seqmodels.callbacks.ExponentialMovingAverage", "--weight_averaging.decay", "0.8"]
+            "--weight_averaging", "seqmodels.callbacks.ExponentialMovingAverage", "--weight_averaging.epochs", "0.5"]
     fitted = main(["fit", *args, "--trainer.max_epochs", "3"], CONFIGS)
+    steps_per_epoch = fitted.trainer.num_training_batches  # 200 sentences in batches of 32: 7
+    averaging = next(c for c in fitted.trainer.callbacks if type(c).__name__ == "ExponentialMovingAverage")
+    assert averaging.update.decay == pytest.approx(1 - 1 / (0.5 * steps_per_epoch))  # half an epoch's steps
     after_fit = {k: float(v) for k, v in fitted.trainer.callback_metrics.items() if k.startswith("test/")}
     best = fitted.trainer.checkpoint_callback.best_model_path
     checkpoint = read_checkpoint(best)
