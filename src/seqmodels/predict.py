@@ -203,7 +203,7 @@ def tag_column(model: SequenceModel) -> str:
 
 def check_output(args: argparse.Namespace, model: SequenceModel) -> None:
     """Refuse output that cannot be right, naming the fix."""
-    if args.format != "jsonl" and "tagger" not in model.heads:
+    if args.format != "jsonl" and not any(head.column == "tags" for head in model.heads.values()):
         raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
     if args.format == "conllu" and args.input_format == "text":
         raise InputError(
