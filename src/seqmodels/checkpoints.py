@@ -91,14 +91,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def complete_data_options(options: dict[str, Any] | None, vocab: dict[str, list[str]]) -> dict[str, Any]:
+    """``options`` with the data module's defaults where they are missing (a model built without a data module
+    has ``None``); a case vocabulary means lower-cased lookups."""
+    return DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in vocab} | (options or {})
+
+
 def data_options(hparams: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The data options a checkpoint's model was trained with; the defaults, with a warning, where it recorded
-    none (before 0.3.0). A model built without a data module (``data_options=None``) has the defaults."""
-    defaults = DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in hparams["vocab"]}  # cases come with lower-casing
+    none (before 0.3.0)."""
+    options = complete_data_options(hparams.get("data_options"), hparams["vocab"])
     if "data_options" not in hparams:
-        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {defaults}",
+        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {options}",
                       stacklevel=2)
-    return defaults | (hparams.get("data_options") or {})
+    return options
 
 
 def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from seqmodels.checkpoints import KEY, provenance, restore_rng
+from seqmodels.checkpoints import KEY, complete_data_options, provenance, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.models.heads import HEADS, TaskHead
@@ -71,6 +71,7 @@ class SequenceModel(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
+        self.hparams["data_options"] = complete_data_options(data_options, vocab)  # what the checkpoint records
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
