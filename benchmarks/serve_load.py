@@ -3,7 +3,7 @@
     python benchmarks/serve_load.py CHECKPOINT --data-dir ../shared/data [--requests 5000] [--clients 1 8 32]
 
 Starts the server (127.0.0.1 only), then for each number of concurrent clients sends `--requests` requests
-(at most `--seconds` each phase): single sentences and batches of 2-8 from the UD and SST test files
+(at most `--seconds` each phase, from aiohttp clients; answers are checked after the clock stops): single sentences and batches of 2-8 from the UD and SST test files
 (or `--inputs FILE ...`: CoNLL-U, or a sentence per line), with `--malformed` of them broken (invalid JSON,
 a missing field, an empty list, a wrong type, too many sentences). Every well-formed answer must equal the
 offline record for the same sentence (`seqmodels.predictor.Predictor`, what `seqmodels-predict` writes):
@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from seqmodels.checkpoints import load_model
@@ -84,46 +85,53 @@ def same(answer: dict, expected: dict) -> bool:
 
 
 async def phase(url: str, requests: list[dict], clients: int, offline: dict, seconds: float) -> dict:
-    """Send ``requests`` from ``clients`` concurrent clients; count answers, check them, time them."""
+    """Send ``requests`` from ``clients`` concurrent clients and time them; then check every answer (after the
+    clock stops, so the checking does not take CPU from the server it measures)."""
     queue: asyncio.Queue = asyncio.Queue()
     for request in requests:
         queue.put_nowait(request)
-    latencies, counts = [], {"ok": 0, "differing": 0, "lost": 0, "rejected": 0, "wrongly_accepted": 0, "sentences": 0,
-                             "tokens": 0}  # fmt: skip
+    answered: list[tuple[dict, int, bytes]] = []
+    latencies, lost = [], 0
     deadline = time.perf_counter() + seconds
 
-    async def client(session: httpx.AsyncClient) -> None:
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal lost
         while not queue.empty() and time.perf_counter() < deadline:
             request = queue.get_nowait()
             start = time.perf_counter()
             try:
-                response = await session.post(url, content=request["body"], headers={"content-type": request["type"]})
-            except httpx.HTTPError:
-                counts["lost"] += 1
+                async with session.post(url, data=request["body"], headers={"content-type": request["type"]}) as response:
+                    answered.append((request, response.status, await response.read()))
+            except aiohttp.ClientError:
+                lost += 1
                 continue
             latencies.append(time.perf_counter() - start)
-            if request["expect"] is None:
-                good = 400 <= response.status_code < 500 and set(response.json()) == {"error"}
-                counts["rejected" if good else "wrongly_accepted"] += 1
-                continue
-            if response.status_code != 200:
-                counts["lost"] += 1
-                continue
-            answers = [response.json()] if request["single"] else response.json()
-            expected = [{"tokens": s, **offline[tuple(s)]} for s in request["expect"]]
-            counts["ok" if len(answers) == len(expected) and all(map(same, answers, expected)) else "differing"] += 1
-            counts["sentences"] += len(expected)
-            counts["tokens"] += sum(len(s) for s in request["expect"])
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    start = time.perf_counter()
-    async with httpx.AsyncClient(limits=limits, timeout=120) as session:
+    start, cpu = time.perf_counter(), time.process_time()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu  # the clients' CPU time: the server's loss
+
+    counts = {"ok": 0, "differing": 0, "lost": lost, "rejected": 0, "wrongly_accepted": 0, "sentences": 0, "tokens": 0}
+    for request, status, body in answered:
+        if request["expect"] is None:
+            good = 400 <= status < 500 and set(json.loads(body)) == {"error"}
+            counts["rejected" if good else "wrongly_accepted"] += 1
+            continue
+        if status != 200:
+            counts["lost"] += 1
+            continue
+        answers = [json.loads(body)] if request["single"] else json.loads(body)
+        expected = [{"tokens": s, **offline[tuple(s)]} for s in request["expect"]]
+        counts["ok" if len(answers) == len(expected) and all(map(same, answers, expected)) else "differing"] += 1
+        counts["sentences"] += len(expected)
+        counts["tokens"] += sum(len(s) for s in request["expect"])
     counts["unsent"] = queue.qsize()
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return counts | {
         "clients": clients, "requests": len(requests) - queue.qsize(), "wall_s": round(wall, 2),
+        "client_cpu_share": round(cpu / wall, 2),
         "sentences_per_s": round(counts["sentences"] / wall, 1), "tokens_per_s": round(counts["tokens"] / wall),
         "p50_ms": round(1000 * quantiles[49], 1), "p95_ms": round(1000 * quantiles[94], 1),
         "p99_ms": round(1000 * quantiles[98], 1),
@@ -176,11 +184,13 @@ def main() -> None:
         asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
         rows = []
         for clients in args.clients:
-            before = httpx.get(f"{base}/stats").json()["batch_sizes"]
+            before = httpx.get(f"{base}/stats").json()
             result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
                                        clients, offline, args.seconds))  # fmt: skip
-            after = httpx.get(f"{base}/stats").json()["batch_sizes"]
-            formed = {size: n - before.get(size, 0) for size, n in after.items() if n - before.get(size, 0)}
+            after = httpx.get(f"{base}/stats").json()
+            result["model_busy_share"] = round((after["busy_s"] - before["busy_s"]) / result["wall_s"], 2)
+            sizes = before["batch_sizes"]
+            formed = {size: n - sizes.get(size, 0) for size, n in after["batch_sizes"].items() if n - sizes.get(size, 0)}
             result["batch_sizes"] = formed
             result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
             result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)

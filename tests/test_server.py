@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from seqmodels.backends import load_predictor
@@ -84,7 +85,16 @@ def test_info_and_stats(client):
     assert "NOUN" in info["heads"]["tagger"]["classes"] and info["model"]["encoder"]["hidden_size"] == 128
     assert info["serving"]["max_batch_size"] == 8 and info["version"]
     stats = client.get("/stats").json()
-    assert stats["requests"] >= 1 and sum(stats["batch_sizes"].values()) >= 1
+    assert stats["requests"] >= 1 and sum(stats["batch_sizes"].values()) >= 1 and stats["busy_s"] > 0
+
+
+def test_threads_sets_torchs_threads_in_the_server_process(checkpoint):
+    before = torch.get_num_threads()
+    try:
+        with TestClient(create_app(Settings(str(checkpoint), threads=1))) as session:
+            assert session.get("/stats").json()["threads"] == 1  # read in the thread the model runs in
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_concurrent_requests_are_batched_together(checkpoint):
