@@ -1,6 +1,7 @@
 """seqmodels-serve: the records seqmodels-predict writes, batched; bad requests get one-line 4xx; SIGTERM finishes
 what is in flight; a small load test loses nothing; the demo page in a real (headless) Chromium."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from seqmodels.backends import load_predictor
 from seqmodels.cli import main
-from seqmodels.server import Settings, create_app
+from seqmodels.server import Batcher, Settings, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,6 +104,27 @@ def test_concurrent_requests_are_batched_together(checkpoint):
         answers = list(pool.map(lambda s: session.post("/predict", json={"text": s}).json(), SENTENCES * 4))
         sizes = {int(size): n for size, n in session.get("/stats").json()["batch_sizes"].items()}
     assert all("label" in a for a in answers) and max(sizes) > 1 and sum(sizes.values()) < 12
+
+
+def test_a_batch_stays_within_max_batch_size_unless_one_request_is_larger():
+    """A request that would overfill a batch starts the next one, so each batch is one forward pass."""
+    batch_sizes = []
+
+    def predictor(sentences):
+        batch_sizes.append(len(sentences))
+        return [{"tokens": sentence} for sentence in sentences]
+
+    async def send(requests):
+        batcher = Batcher(predictor, max_batch_size=8, timeout=0.05)
+        task = asyncio.create_task(batcher.run())
+        answers = await asyncio.gather(*(batcher.predict(request) for request in requests))
+        task.cancel()
+        return answers
+
+    requests = [[[f"request{i}"]] * n for i, n in enumerate([3, 3, 3, 12, 2, 5])]
+    answers = asyncio.run(send(requests))
+    assert answers == [[{"tokens": sentence} for sentence in request] for request in requests]
+    assert batch_sizes == [6, 3, 12, 7]  # 3+3 (the third 3 waits), 3 (12 waits), 12 alone, 2+5
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torchscript", "torch-int8"])

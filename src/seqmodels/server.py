@@ -70,8 +70,9 @@ class PredictRequest(BaseModel):
 
 
 class Batcher:
-    """Dynamic batching: requests' sentences queue up; a batch forms when ``max_batch_size`` sentences wait or
-    the oldest has waited ``timeout``, and runs through the predictor in the event loop's own thread.
+    """Dynamic batching: requests' sentences queue up; a batch forms when the next request would take it over
+    ``max_batch_size`` sentences (that request starts the next batch) or the oldest has waited ``timeout``, and
+    runs through the predictor, in one forward pass, in the event loop's own thread.
 
     Not in a worker thread: there, the predictor's Python code and the loop's request handling take the GIL
     and the cores from each other, and on 2 CPU cores the server reached 0.47x the offline predictor's
@@ -93,14 +94,20 @@ class Batcher:
     async def run(self) -> None:
         """Form and run batches until cancelled; a failing batch fails its requests, not the server."""
         loop = asyncio.get_running_loop()
+        next_first = None  # a request that would have overfilled the last batch: it starts this one
         while True:
-            waiting = [await self.queue.get()]
-            deadline = loop.time() + self.timeout
-            while sum(len(s) for s, _ in waiting) < self.max_batch_size and (left := deadline - loop.time()) > 0:
+            waiting = [next_first or await self.queue.get()]
+            next_first, size, deadline = None, len(waiting[0][0]), loop.time() + self.timeout
+            while size < self.max_batch_size and (left := deadline - loop.time()) > 0:
                 try:
-                    waiting.append(await asyncio.wait_for(self.queue.get(), left))
+                    request = await asyncio.wait_for(self.queue.get(), left)
                 except TimeoutError:
                     break
+                if size + len(request[0]) > self.max_batch_size:  # a second, small forward pass costs more than
+                    next_first = request  # waiting for the next batch
+                    break
+                waiting.append(request)
+                size += len(request[0])
             flat = [sentence for sentences, _ in waiting for sentence in sentences]
             self.batch_sizes[len(flat)] += 1
             self.requests, self.sentences = self.requests + len(waiting), self.sentences + len(flat)
@@ -129,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.threads:  # set in each worker process: spawned workers start with torch's default
             torch.set_num_threads(settings.threads)
-        predictor = load_predictor(settings.checkpoint, settings.backend, settings.device)
+        predictor = load_predictor(settings.checkpoint, settings.backend, settings.device, settings.max_batch_size)
         state["batcher"] = batcher = Batcher(predictor, settings.max_batch_size, settings.batch_timeout_ms / 1000)
         state["info"] = info(predictor, settings)
         task = asyncio.create_task(batcher.run())
