@@ -3,7 +3,8 @@
     python benchmarks/serve_load.py CHECKPOINT --data-dir ../shared/data [--requests 5000] [--clients 1 8 32]
 
 Starts the server (127.0.0.1 only), then for each number of concurrent clients sends `--requests` requests
-(at most `--seconds` each phase, from aiohttp clients; answers are checked after the clock stops): single sentences and batches of 2-8 from the UD and SST test files
+(at most `--seconds` each phase, from aiohttp clients; answers are checked after the clock stops): single
+sentences and batches of 2-8 from the UD and SST test files
 (or `--inputs FILE ...`: CoNLL-U, or a sentence per line), with `--malformed` of them broken (invalid JSON,
 a missing field, an empty list, a wrong type, too many sentences). Every well-formed answer must equal the
 offline record for the same sentence (`seqmodels.predictor.Predictor`, what `seqmodels-predict` writes):
@@ -100,7 +101,8 @@ async def phase(url: str, requests: list[dict], clients: int, offline: dict, sec
             request = queue.get_nowait()
             start = time.perf_counter()
             try:
-                async with session.post(url, data=request["body"], headers={"content-type": request["type"]}) as response:
+                headers = {"content-type": request["type"]}
+                async with session.post(url, data=request["body"], headers=headers) as response:
                     answered.append((request, response.status, await response.read()))
             except aiohttp.ClientError:
                 lost += 1
@@ -189,8 +191,8 @@ def main() -> None:
                                        clients, offline, args.seconds))  # fmt: skip
             after = httpx.get(f"{base}/stats").json()
             result["model_busy_share"] = round((after["busy_s"] - before["busy_s"]) / result["wall_s"], 2)
-            sizes = before["batch_sizes"]
-            formed = {size: n - sizes.get(size, 0) for size, n in after["batch_sizes"].items() if n - sizes.get(size, 0)}
+            counts = {size: n - before["batch_sizes"].get(size, 0) for size, n in after["batch_sizes"].items()}
+            formed = {size: n for size, n in counts.items() if n}
             result["batch_sizes"] = formed
             result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
             result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)
