@@ -102,6 +102,7 @@ def test_the_language_model_learns_from_raw_text_beside_the_tagger(trained, tmp_
     files = trained["files"]
     args = ["fit", "--config", CONFIG, *SMALL, "--model.classifier", "null", "--model.lm", "{vocab_size: 50}",
             "--model.multitask_score", "null", "--checkpoint.monitor", "val/tagger/acc",
+            "--model.lr_scheduler.init_args.monitor", "val/tagger/acc",
             "--data.corpora", json.dumps({"ud": {"format": "conllu", "train_file": str(files["ud_train"]),
                                                  "val_file": str(files["ud_dev"]), "heads": ["tagger"]},
                                           "raw": {"format": "text", "train_file": str(files["text"]), "heads": ["lm"]}}),
