@@ -47,6 +47,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_2000": (tagger, small),
         "ud_upos_one_layer": (tagger, ud + ONE_LAYER),
         "ud_upos_one_layer_lm": (tagger, ud + ONE_LAYER + LM),
+        "ud_upos_2000_one_layer": (tagger, small + ONE_LAYER),  # the LM loss where labelled data is scarce
+        "ud_upos_2000_one_layer_lm": (tagger, small + ONE_LAYER + LM),
         "sst2": (classifier, sst),
         "sst2_glove": (classifier, sst + GLOVE),
         "text_classification": (classifier, text),
