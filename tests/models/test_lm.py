@@ -95,3 +95,16 @@ def test_perplexity_falls_as_it_learns(tagger):
     trainer.fit(model, loader, validation)
     assert trainer.callback_metrics["val/lm/perplexity"] < first / 3
     assert ("val/tagger/acc" in trainer.callback_metrics) == tagger
+
+
+def test_a_batch_of_one_word_sentences_has_a_zero_lm_loss_not_nan():
+    """One-word sentences have no neighbour to predict: the loss is 0 (no gradient), where a mean over no
+    targets would be nan and stop the training (as a length-bucketed batch of titles did on UD-EWT)."""
+    model = lm_model(bidirectional=True).train()
+    head = model.heads["lm"]
+    batch = {"token_ids": torch.tensor([[2], [3]]), "lengths": torch.tensor([1, 1])}
+    scores = model(batch["token_ids"], batch["lengths"])["lm"]  # (B, 1, D, V)
+    loss = head.loss(scores, head.targets(batch))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())

@@ -89,8 +89,11 @@ class LanguageModelHead(TaskHead):
         return targets.masked_fill(~real[..., None], IGNORE_INDEX)  # nothing is predicted from padding
 
     def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy over every word that has a neighbour to predict, both directions."""
-        return F.cross_entropy(scores.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        """Mean cross-entropy over every word that has a neighbour to predict, both directions; zero for a batch
+        of one-word sentences, which have nothing to predict (a plain mean would be 0/0 = nan)."""
+        total = F.cross_entropy(scores.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                reduction="sum")  # fmt: skip
+        return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
 
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         mask = token_mask(lengths, scores.size(1), scores.device)[..., None]  # (B, T, 1)
