@@ -99,7 +99,7 @@ def test_perplexity_falls_as_it_learns(tagger):
 
 def test_a_batch_of_one_word_sentences_has_a_zero_lm_loss_not_nan():
     """One-word sentences have no neighbour to predict: the loss is 0 (no gradient), where a mean over no
-    targets would be nan and stop the training (as a length-bucketed batch of titles did on UD-EWT)."""
+    targets would be nan and stop the training (as a length-bucketed batch of UD-EWT's one-word sentences did)."""
     model = lm_model(bidirectional=True).train()
     head = model.heads["lm"]
     batch = {"token_ids": torch.tensor([[2], [3]]), "lengths": torch.tensor([1, 1])}
