@@ -1,6 +1,6 @@
 """Train and test each README result, over several seeds; print one JSON line per run and per result.
 
-    python benchmarks/results.py --data-dir ../shared/data --seeds 3 [--only ud_upos sst2 ...]
+    python benchmarks/results.py --data-dir ../shared/data --seeds 3 [--first-seed 0] [--only ud_upos sst2 ...]
 
 Each run is `python train.py fit --config configs/NAME.yaml` with the files and options the README shows
 for it, and `--seed_everything` 0, 1, ... Each result's line has the test metric's mean and sample
@@ -106,7 +106,9 @@ def run(name: str, args: list[str], seed: int) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
-    parser.add_argument("--seeds", type=int, default=3, help="runs per result, with seeds 0, 1, ...")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per result, with seeds --first-seed, +1, ...")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (to add seeds to a result: "
+                        "a CPU run is deterministic, so a seed measured before gives the same figures)")
     parser.add_argument("--only", nargs="*", help="result names (default: all)")
     parser.add_argument("extra", nargs="*", help="after --: more train.py options for every run")
     options = parser.parse_args()
@@ -115,7 +117,7 @@ if __name__ == "__main__":
     for name in options.only or all_runs:
         metric, args = all_runs[name]
         results = []
-        for seed in range(options.seeds):
+        for seed in range(options.first_seed, options.first_seed + options.seeds):
             results.append(run(name, args + options.extra, seed))
             print(json.dumps(results[-1]), flush=True)
         scores = [100 * r["test"][metric] for r in results]
