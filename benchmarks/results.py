@@ -3,8 +3,8 @@
     python benchmarks/results.py --data-dir ../shared/data --seeds 3 [--first-seed 0] [--only ud_upos sst2 ...]
 
 Each run is `python train.py fit --config configs/NAME.yaml` with the files and options the README shows
-for it, and `--seed_everything` 0, 1, ... Each result's line has the test metric's mean and sample
-standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
+for it, and `--seed_everything` 0, 1, ... (or from `--first-seed`). Each result's line has the test metric's
+mean and sample standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
 `ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR). Under
 data/cache/subsets/ it makes the 2,000-sentence UD training file (the first 2,000 sentences) and, for checking
 that settings tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
