@@ -14,8 +14,9 @@ It prints one JSON line per measurement, then a table:
 - peak device memory of a training step at batch 32, and the largest batch (powers of two) under 8 GB;
 - `seqmodels-serve --device <device>` throughput at 32 concurrent clients (benchmarks/serve_load.py).
 
-On the CPU (`--accelerator cpu`: what CI runs, so the script is known to work) 16-mixed does not exist
-and the memory and CPU-against-device rows are left out, each with a line that says so.
+On the CPU (`--accelerator cpu`: what CI runs, so the script is known to work) 16-mixed does not exist,
+bf16 runs only on CPUs with bf16 instructions, and the memory and CPU-against-device rows are left out,
+each with a line that says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.predictor import Predictor
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+# oneDNN runs a CPU LSTM in bfloat16 only on CPUs with bf16 instructions (AVX-512 BF16, AMX); on others it fails.
+NO_CPU_BF16 = None if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "this CPU has no bf16 instructions"
 MEMORY_LIMIT = 8 * 1024**3
 
 
@@ -81,6 +84,9 @@ def training_rows(config, data, initial, accelerator: str, device: torch.device,
         if device.type == "cpu" and precision == "16-mixed":
             rows.append({"what": "training, 16-mixed", "skipped": "16-mixed is a GPU precision"})
             continue
+        if device.type == "cpu" and precision == "bf16-mixed" and NO_CPU_BF16:
+            rows.append({"what": "training, bf16-mixed", "skipped": NO_CPU_BF16})
+            continue
         warm_up = min(steps, 10)  # untimed: kernels are chosen and built, the caches filled
         project_loop(copy.deepcopy(initial), data, warm_up, accelerator, precision)
         plain_loop(copy.deepcopy(initial), data.train_dataloader(), warm_up, device, precision)
@@ -103,6 +109,9 @@ def padding_rows(config, vocab_size: int, device: torch.device) -> list[dict]:
     padded = torch.cat([ids, torch.zeros(1, 3 * length, dtype=torch.long, device=device)], dim=1)  # 4x its length
     rows = []
     for name, dtype in (("float32", None), ("bf16 autocast", torch.bfloat16)):
+        if device.type == "cpu" and dtype is not None and NO_CPU_BF16:
+            rows.append({"what": f"padding invariance, {name}", "skipped": NO_CPU_BF16})
+            continue
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             short = encoder(ids, torch.tensor([length]))
             long = encoder(padded, torch.tensor([length]))
