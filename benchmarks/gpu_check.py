@@ -37,12 +37,12 @@ import yaml
 from throughput import ROOT, count, data_module, new_model, project_loop
 
 from seqmodels.checkpoints import load_model
+from seqmodels.cli import cpu_runs_bf16_lstm
 from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.predictor import Predictor
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-# oneDNN runs a CPU LSTM in bfloat16 only on CPUs with bf16 instructions (AVX-512 BF16, AMX); on others it fails.
-NO_CPU_BF16 = None if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "this CPU has no bf16 instructions"
+NO_CPU_BF16 = None if cpu_runs_bf16_lstm() else "this CPU has no bf16 instructions"  # oneDNN's bf16 LSTM needs them
 MEMORY_LIMIT = 8 * 1024**3
 
 

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
+import torch
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -140,6 +142,7 @@ class SeqModelsCLI(LightningCLI):
         """Record the run's config in every checkpoint; check that the monitored metrics are ones the model logs,
         and that a checkpoint to start from fits the model."""
         config = self.config[self.subcommand]
+        check_precision(self.trainer)
         check_monitored(self.model, self.trainer, config)
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
@@ -207,6 +210,21 @@ def configured_heads(*configs: dict | None) -> list[str] | None:
     *named, others = configs
     names = [name for name, config in zip(HEAD_KEYS, named) if config is not None]
     return names + list(others or {}) or None
+
+
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether oneDNN can run an LSTM in bfloat16 on this CPU: only with bf16 instructions (AVX-512 BF16, AMX)."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def check_precision(trainer: Trainer) -> None:
+    """One line for bf16 on a CPU without bf16 instructions. There oneDNN fails on the first batch whose sentences
+    all have one length (PyTorch runs those unpacked, through oneDNN), deep in the LSTM and only then."""
+    if str(trainer.precision).startswith("bf16") and isinstance(trainer.accelerator, CPUAccelerator):
+        if not cpu_runs_bf16_lstm():
+            raise ValueError(f"trainer.precision: {trainer.precision} on the CPU needs bf16 instructions (AVX-512 "
+                             "BF16 or AMX) for the LSTM, and this CPU has none; use 32-true here (bf16-mixed is "
+                             "for a GPU: configs/trainer/gpu.yaml)")  # fmt: skip
 
 
 def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -> None:
