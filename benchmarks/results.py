@@ -46,6 +46,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos": (tagger, ud),
         "ud_upos_glove": (tagger, ud + GLOVE),
         "ud_upos_2000": (tagger, small),
+        "ud_upos_2000_tuned": (tagger, small + ["--config", "configs/tuned/ud_upos_2000.yaml"]),  # tune.py's best
         "ud_upos_one_layer": (tagger, ud + ONE_LAYER),
         "ud_upos_one_layer_lm": (tagger, ud + ONE_LAYER + LM),
         "ud_upos_2000_one_layer": (tagger, small + ONE_LAYER),  # the LM loss where labelled data is scarce

@@ -72,13 +72,20 @@ def test_best_yaml_is_a_config_train_py_takes_after_the_tasks_own(tmp_path, monk
     assert yaml.safe_load(best.read_text())["model"]["encoder"]["hidden_size"] == study.best_params[
         "model.encoder.hidden_size"]  # fmt: skip
     capsys.readouterr()
-    with pytest.raises(SystemExit):
-        main(["fit", *TINY, "--config", str(best), "--print_config"], CONFIGS)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["encoder"]["hidden_size"] == study.best_params["model.encoder.hidden_size"]
+    own, printed = (print_config(capsys, [*TINY, *more]) for more in ([], ["--config", str(best)]))
+    # The encoder is a dict, which a later config replaces whole: its settings the search left alone stay.
+    assert printed["model"]["encoder"] == own["model"]["encoder"] | {"hidden_size": study.best_params[
+        "model.encoder.hidden_size"]}  # fmt: skip
     assert printed["model"]["optimizer"]["init_args"]["lr"] == pytest.approx(study.best_params["model.optimizer.init_args.lr"])
     assert printed["model"]["optimizer"]["class_path"] == "torch.optim.Adam"  # the config's, kept
     assert printed["model"]["classifier"]["dropout"] == study.best_params["model.classifier.dropout"]
+
+
+def print_config(capsys, args: list[str]) -> dict:
+    """The config ``train.py fit ARGS`` runs, as a dict."""
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--print_config"], CONFIGS)
+    return yaml.safe_load(capsys.readouterr().out)
 
 
 def test_a_pruned_trial_is_recorded_as_pruned(tmp_path, monkeypatch, capsys):

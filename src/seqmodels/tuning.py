@@ -169,13 +169,35 @@ def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     print(f"trial {trial.number}: {params} -> {result}; {best}", flush=True)
 
 
-def monitored(train_args: list[str], config_dir: Path) -> tuple[str, str]:
-    """The config's checkpoint.monitor and its direction, from the resolved config train.py would run."""
+def resolved(train_args: list[str], config_dir: Path) -> dict[str, Any]:
+    """The config ``train.py fit`` would run with these arguments (its ``--print_config``), as a dict."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         main(["fit", *train_args, "--print_config"], config_dir)
-    config = yaml.safe_load(out.getvalue())
+    return yaml.safe_load(out.getvalue())
+
+
+def monitored(train_args: list[str], config_dir: Path) -> tuple[str, str]:
+    """The config's checkpoint.monitor and its direction, from the resolved config train.py would run."""
+    config = resolved(train_args, config_dir)
     return config["checkpoint"]["monitor"], "maximize" if config["checkpoint"]["mode"] == "max" else "minimize"
+
+
+def best_config(train_args: list[str], params: dict[str, Any], config_dir: Path) -> dict[str, Any]:
+    """The best trial's values as a config to give after the task's own. A searched key inside a dict section
+    (``model.encoder``, a head) brings the whole section as the trial resolved it: a later config replaces a
+    dict whole, so a file with only ``model.encoder.dropout`` would drop the encoder's other settings (its
+    layers, its character CNN). Classes (``class_path``: the optimizer) and plain keys merge key by key."""
+    config = resolved([*train_args, *overrides(params)], config_dir)
+    values = {}
+    for key, value in params.items():
+        section_key = ".".join(key.split(".")[:2])
+        section = config
+        for part in section_key.split("."):
+            section = section[part]
+        whole = isinstance(section, dict) and "class_path" not in section and section_key != key
+        values.update({section_key: section} if whole else {key: value})
+    return nested(values)
 
 
 def tune(
@@ -215,8 +237,9 @@ def tune(
         )  # fmt: skip
     if any(t.state == TrialState.COMPLETE for t in study.trials):
         best = Path("logs/tune", name, "best.yaml")
+        config = best_config(train_args, study.best_params, config_dir)
         best.write_text(f"# study {name}: trial {study.best_trial.number}, {monitor} = {study.best_value:.4f}\n"
-                        + yaml.safe_dump(nested(study.best_params), sort_keys=False))  # fmt: skip
+                        + yaml.safe_dump(config, sort_keys=False))  # fmt: skip
         print(f"best: trial {study.best_trial.number}, {monitor} {study.best_value:.4f}; "
               f"python train.py fit {' '.join(train_args)} --config {best}")  # fmt: skip
     return study
