@@ -10,7 +10,7 @@ from helpers import CONFIGS, ROOT, TRAIN_PY, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from seqmodels.cli import main
+from seqmodels.cli import main, resolved_config
 
 TASK_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "base.yaml")
 TINY = ["--data.train_size", "96", "--data.val_size", "24", "--data.test_size", "24", "--trainer.max_epochs", "2"]
@@ -37,16 +37,12 @@ def test_trainer_configs_parse_as_a_second_config(trainer_config, capsys):
 
 
 @pytest.mark.parametrize("tuned", sorted((CONFIGS / "tuned").glob("*.yaml")), ids=lambda p: p.name)
-def test_tuned_configs_parse_after_their_task_config(tuned, capsys):
+def test_tuned_configs_parse_after_their_task_config(tuned):
     """A tuned config is tune.py's best.yaml, given after the task config its header names: its values win, and
     every other setting of the task config stays (a dict section such as model.encoder is replaced whole)."""
     task = ROOT / re.search(r"--config (configs/\S+\.yaml) --config configs/tuned/", tuned.read_text()).group(1)
-    printed = []
-    for configs in ([task], [task, tuned]):
-        with pytest.raises(SystemExit):
-            main(["fit", *(f"--config={path}" for path in configs), "--print_config"], config_dir=CONFIGS)
-        printed.append(dict(leaves(yaml.safe_load(capsys.readouterr().out))))
-    own, with_tuned = printed
+    own, with_tuned = (dict(leaves(resolved_config([f"--config={path}" for path in configs], CONFIGS)))
+                       for configs in ([task], [task, tuned]))  # fmt: skip
     tuned_values = dict(leaves(yaml.safe_load(tuned.read_text())))
     assert tuned_values.items() <= with_tuned.items()
     assert {k: v for k, v in own.items() if k not in tuned_values}.items() <= with_tuned.items()

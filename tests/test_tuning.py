@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helpers import CONFIGS, ROOT, child_env
 
-from seqmodels.cli import main
+from seqmodels.cli import resolved_config
 from seqmodels.tuning import tune
 
 TINY = ["--config", str(CONFIGS / "classifier.yaml"), "--data.train_size", "120", "--data.val_size", "24",
@@ -65,27 +65,19 @@ def test_a_killed_search_continues_and_loses_or_repeats_no_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_best_yaml_is_a_config_train_py_takes_after_the_tasks_own(tmp_path, monkeypatch, capsys):
+def test_best_yaml_is_a_config_train_py_takes_after_the_tasks_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     study = tune(TINY, write_space(tmp_path, SPACE), trials=2, config_dir=CONFIGS)
     best = tmp_path / "logs" / "tune" / "classifier" / "best.yaml"
     assert yaml.safe_load(best.read_text())["model"]["encoder"]["hidden_size"] == study.best_params[
         "model.encoder.hidden_size"]  # fmt: skip
-    capsys.readouterr()
-    own, printed = (print_config(capsys, [*TINY, *more]) for more in ([], ["--config", str(best)]))
+    own, printed = (resolved_config([*TINY, *more], CONFIGS) for more in ([], ["--config", str(best)]))
     # The encoder is a dict, which a later config replaces whole: its settings the search left alone stay.
     assert printed["model"]["encoder"] == own["model"]["encoder"] | {"hidden_size": study.best_params[
         "model.encoder.hidden_size"]}  # fmt: skip
     assert printed["model"]["optimizer"]["init_args"]["lr"] == pytest.approx(study.best_params["model.optimizer.init_args.lr"])
     assert printed["model"]["optimizer"]["class_path"] == "torch.optim.Adam"  # the config's, kept
     assert printed["model"]["classifier"]["dropout"] == study.best_params["model.classifier.dropout"]
-
-
-def print_config(capsys, args: list[str]) -> dict:
-    """The config ``train.py fit ARGS`` runs, as a dict."""
-    with pytest.raises(SystemExit):
-        main(["fit", *args, "--print_config"], CONFIGS)
-    return yaml.safe_load(capsys.readouterr().out)
 
 
 def test_a_pruned_trial_is_recorded_as_pruned(tmp_path, monkeypatch, capsys):

@@ -8,8 +8,10 @@ metrics to TensorBoard's HPARAMS tab.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -241,6 +244,14 @@ def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -
     for metric, watcher in watched:
         if metric not in logged:
             raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
+
+
+def resolved_config(train_args: Sequence[str], config_dir: Path | None = None) -> dict[str, Any]:
+    """The config ``train.py fit ARGS`` would run (its ``--print_config``), as a dict."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["fit", *train_args, "--print_config"], config_dir)
+    return yaml.safe_load(out.getvalue())
 
 
 def main(

@@ -37,7 +37,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from seqmodels.cli import SeqModelsCLI, main
+from seqmodels.cli import SeqModelsCLI, main, resolved_config
 
 TYPES = ("float", "int", "categorical")
 PRUNERS = {
@@ -169,17 +169,9 @@ def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     print(f"trial {trial.number}: {params} -> {result}; {best}", flush=True)
 
 
-def resolved(train_args: list[str], config_dir: Path) -> dict[str, Any]:
-    """The config ``train.py fit`` would run with these arguments (its ``--print_config``), as a dict."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        main(["fit", *train_args, "--print_config"], config_dir)
-    return yaml.safe_load(out.getvalue())
-
-
 def monitored(train_args: list[str], config_dir: Path) -> tuple[str, str]:
     """The config's checkpoint.monitor and its direction, from the resolved config train.py would run."""
-    config = resolved(train_args, config_dir)
+    config = resolved_config(train_args, config_dir)
     return config["checkpoint"]["monitor"], "maximize" if config["checkpoint"]["mode"] == "max" else "minimize"
 
 
@@ -188,7 +180,7 @@ def best_config(train_args: list[str], params: dict[str, Any], config_dir: Path)
     (``model.encoder``, a head) brings the whole section as the trial resolved it: a later config replaces a
     dict whole, so a file with only ``model.encoder.dropout`` would drop the encoder's other settings (its
     layers, its character CNN). Classes (``class_path``: the optimizer) and plain keys merge key by key."""
-    config = resolved([*train_args, *overrides(params)], config_dir)
+    config = resolved_config([*train_args, *overrides(params)], config_dir)
     values = {}
     for key, value in params.items():
         section_key = ".".join(key.split(".")[:2])
