@@ -87,6 +87,7 @@ def test_info_and_stats(client):
     assert info["serving"]["max_batch_size"] == 8 and info["version"]
     stats = client.get("/stats").json()
     assert stats["requests"] >= 1 and sum(stats["batch_sizes"].values()) >= 1 and stats["busy_s"] > 0
+    assert stats["in_flight"] == 0  # every request so far has had its answer
 
 
 def test_threads_sets_torchs_threads_in_the_server_process(checkpoint):
@@ -171,11 +172,16 @@ def start_server(checkpoint: Path, *options: str) -> tuple[subprocess.Popen, str
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_requests_in_flight_then_exits(checkpoint):
-    server, base = start_server(checkpoint, "--batch-timeout-ms", "300")
+    server, base = start_server(checkpoint, "--batch-timeout-ms", "5000")  # the batch waits 5 s to fill
     long = " ".join(["the film was dull"] * 500)
     with ThreadPoolExecutor(6) as pool:
         pending = [pool.submit(httpx.post, f"{base}/predict", json={"text": long}, timeout=60) for _ in range(6)]
-        time.sleep(0.2)  # in the server, waiting for the batch to fill
+        for _ in range(100):  # until all six are in the server: a fixed sleep lost the race on a loaded machine
+            if httpx.get(f"{base}/stats", timeout=5).json()["in_flight"] == 6:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the six requests did not all reach the server within 5 s")
         server.send_signal(signal.SIGTERM)
         statuses = [future.result().status_code for future in pending]
     assert statuses == [200] * 6

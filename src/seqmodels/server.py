@@ -84,12 +84,17 @@ class Batcher:
         self.queue: asyncio.Queue[tuple[list[list[str]], asyncio.Future]] = asyncio.Queue()
         self.batch_sizes: Counter[int] = Counter()
         self.requests = self.sentences = 0
+        self.in_flight = 0  # requests received and not yet answered
         self.busy_s = 0.0  # time spent in the predictor: how busy batching keeps the model
 
     async def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((sentences, future))
-        return await future
+        self.in_flight += 1
+        try:
+            await self.queue.put((sentences, future))
+            return await future
+        finally:
+            self.in_flight -= 1
 
     async def run(self) -> None:
         """Form and run batches until cancelled; a failing batch fails its requests, not the server."""
@@ -188,7 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         batcher = state["batcher"]
-        return {"requests": batcher.requests, "sentences": batcher.sentences, "pid": os.getpid(),
+        return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
+                "pid": os.getpid(),
                 "busy_s": round(batcher.busy_s, 3), "threads": torch.get_num_threads(),  # in the model's thread
                 "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
 
