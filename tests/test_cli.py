@@ -1,7 +1,6 @@
 """train.py and its configs: every config parses, and a tiny end-to-end fit logs what TensorBoard shows."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ from helpers import CONFIGS, ROOT, TRAIN_PY, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from seqmodels.cli import main, resolved_config
+from seqmodels.cli import main
 
 TASK_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "base.yaml")
 TINY = ["--data.train_size", "96", "--data.val_size", "24", "--data.test_size", "24", "--trainer.max_epochs", "2"]
@@ -34,26 +33,6 @@ def test_trainer_configs_parse_as_a_second_config(trainer_config, capsys):
     printed = capsys.readouterr().out
     for key, value in yaml.safe_load(trainer_config.read_text())["trainer"].items():
         assert "  " + yaml.safe_dump({key: value}).strip() in printed  # the second config's values win
-
-
-@pytest.mark.parametrize("tuned", sorted((CONFIGS / "tuned").glob("*.yaml")), ids=lambda p: p.name)
-def test_tuned_configs_parse_after_their_task_config(tuned):
-    """A tuned config is tune.py's best.yaml, given after the task config its header names: its values win, and
-    every other setting of the task config stays (a dict section such as model.encoder is replaced whole)."""
-    task = ROOT / re.search(r"--config (configs/\S+\.yaml) --config configs/tuned/", tuned.read_text()).group(1)
-    own, with_tuned = (dict(leaves(resolved_config([f"--config={path}" for path in configs], CONFIGS)))
-                       for configs in ([task], [task, tuned]))  # fmt: skip
-    tuned_values = dict(leaves(yaml.safe_load(tuned.read_text())))
-    assert tuned_values.items() <= with_tuned.items()
-    assert {k: v for k, v in own.items() if k not in tuned_values}.items() <= with_tuned.items()
-
-
-def leaves(config: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """A nested config as (dotted key, value) pairs."""
-    pairs = []
-    for key, value in config.items():
-        pairs += leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
-    return pairs
 
 
 def test_override_on_the_command_line(capsys):
