@@ -85,6 +85,7 @@ def test_info_and_stats(client):
         ["negative", "positive"]  # fmt: skip
     assert "NOUN" in info["heads"]["tagger"]["classes"] and info["model"]["encoder"]["hidden_size"] == 128
     assert info["serving"]["max_batch_size"] == 8 and info["version"]
+    assert client.post("/predict", json={"text": "the film"}).status_code == 200  # not relying on other tests' requests
     stats = client.get("/stats").json()
     assert stats["requests"] >= 1 and sum(stats["batch_sizes"].values()) >= 1 and stats["busy_s"] > 0
     assert stats["in_flight"] == 0  # every request so far has had its answer

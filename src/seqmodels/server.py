@@ -194,8 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stats() -> dict[str, Any]:
         batcher = state["batcher"]
         return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
-                "pid": os.getpid(),
-                "busy_s": round(batcher.busy_s, 3), "threads": torch.get_num_threads(),  # in the model's thread
+                "pid": os.getpid(), "busy_s": round(batcher.busy_s, 3),
+                "threads": torch.get_num_threads(),  # in the model's thread
                 "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
 
     @app.get("/", include_in_schema=False)
