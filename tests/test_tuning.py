@@ -13,7 +13,7 @@ import yaml
 from helpers import CONFIGS, ROOT, child_env
 
 from seqmodels.cli import resolved_config
-from seqmodels.tuning import tune
+from seqmodels.tuning import PRUNERS, tune
 
 TINY = ["--config", str(CONFIGS / "classifier.yaml"), "--data.train_size", "120", "--data.val_size", "24",
         "--data.test_size", "24", "--trainer.max_epochs", "2", "--model.encoder.embedding_dim", "8",
@@ -88,6 +88,24 @@ def test_a_pruned_trial_is_recorded_as_pruned(tmp_path, monkeypatch, capsys):
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values
     assert "-> pruned after epoch 0" in capsys.readouterr().out
     assert not (tmp_path / "logs" / "tune" / "classifier" / "best.yaml").exists()  # no finished trial
+
+
+@pytest.mark.parametrize("name", ["median", "hyperband"])
+def test_no_trial_is_pruned_before_its_warmup_epochs_end(name):
+    study = optuna.create_study(direction="maximize", pruner=PRUNERS[name](3))
+    for _ in range(3):  # three finished trials at 0.9 every epoch
+        trial = study.ask()
+        for epoch in range(6):
+            trial.report(0.9, step=epoch)  # the step is the epoch, as optuna-integration's callback reports it
+        study.tell(trial, 0.9)
+    trial = study.ask()  # a trial far behind from the first epoch
+    pruned = []
+    for epoch in range(6):
+        trial.report(0.1, step=epoch)
+        pruned.append(trial.should_prune())
+    assert pruned[:3] == [False, False, False]
+    if name == "median":
+        assert pruned[3]  # the fourth epoch is the first that can prune
 
 
 @pytest.mark.parametrize(
