@@ -31,6 +31,7 @@ ONE_LAYER = ["--model.encoder.num_layers=1"]  # what the LM head needs of a bidi
 # ud_upos.yaml's hand-chosen values before it took tune.py's (README: Results): the rows measured with them.
 UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33", "--model.encoder.word_dropout=0.05",
            "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33"]  # fmt: skip
+TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 
 
 def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
@@ -59,7 +60,9 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "sst2_glove": (classifier, sst + GLOVE),
         "text_classification": (classifier, text),
         "text_classification_lm": (classifier, text + LM),
+        "text_classification_tuned": (classifier, text + TEXT_TUNED),
         "text_classification_resplit": (classifier, resplit),
+        "text_classification_resplit_tuned": (classifier, resplit + TEXT_TUNED),
         "multitask_ud_sst": ("test/multitask/score", multitask),
         "multitask_ud_sst_temperature": ("test/multitask/score", multitask + TEMPERATURE),  # the earlier mixing
     }

@@ -1,12 +1,14 @@
-"""The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work)."""
+"""The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work), and every
+README result's command is one that train.py takes."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, run
 
-from seqmodels.cli import cpu_runs_bf16_lstm
+from seqmodels.cli import cpu_runs_bf16_lstm, resolved_config
 
 DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR")
 
@@ -30,3 +32,18 @@ def test_the_gpu_check_runs_on_the_cpu(tmp_path):
     assert rows["padding invariance, float32"]["padding_outputs_zero"]
     serve = rows["seqmodels-serve --device cpu, 32 clients"]
     assert serve["lost"] == serve["differing"] == 0 and serve["tokens_per_s"] > 0
+
+
+@pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (results.py's files)")
+def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
+    """Each row of benchmarks/results.py (the README's Results table) resolves to a config: its configs and flags
+    parse, and the training files it names are the ones the config reads."""
+    monkeypatch.chdir(ROOT)  # results.py runs from the repository root
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    for name, (metric, args) in results.runs(Path(DATA_DIR).resolve()).items():
+        config = resolved_config(args, ROOT / "configs")
+        assert isinstance(config, dict), f"{name}: train.py does not take {args}"
+        train_files = dict(arg.split("=", 1) for arg in args if "train_file=" in arg)  # flag -> its last value
+        assert train_files and all(file in json.dumps(config) for file in train_files.values()), name
