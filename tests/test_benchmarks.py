@@ -42,7 +42,7 @@ def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import results
 
-    for name, (metric, args) in results.runs(Path(DATA_DIR).resolve()).items():
+    for name, (_, args) in results.runs(Path(DATA_DIR).resolve()).items():
         config = resolved_config(args, ROOT / "configs")
         assert isinstance(config, dict), f"{name}: train.py does not take {args}"
         train_files = dict(arg.split("=", 1) for arg in args if "train_file=" in arg)  # flag -> its last value

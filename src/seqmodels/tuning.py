@@ -42,6 +42,7 @@ from seqmodels.cli import SeqModelsCLI, main, resolved_config
 TYPES = ("float", "int", "categorical")
 # Each builds a pruner that lets a trial run ``warmup`` epochs before it can be pruned: the first epochs rank
 # trials poorly (a lower learning rate starts slower; the weight average covers a few epochs).
+WARMUP_EPOCHS = 3
 PRUNERS = {
     "median": lambda warmup: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup),
     "hyperband": lambda warmup: optuna.pruners.HyperbandPruner(min_resource=max(warmup, 1)),
@@ -217,7 +218,7 @@ def tune(
     monitor, direction = monitored(train_args, config_dir)
     study = optuna.create_study(
         study_name=name, storage=backend, direction=direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner or PRUNERS["median"](3),
+        sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner or PRUNERS["median"](WARMUP_EPOCHS),
     )  # fmt: skip
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     remaining = trials - len(study.get_trials(states=finished))
@@ -250,7 +251,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--budget-minutes", type=float, help="stop after the trial running at this time")
     parser.add_argument("--sampler-seed", type=int, default=0, help="the TPE sampler's seed")
     parser.add_argument("--pruner", choices=PRUNERS, default="median")
-    parser.add_argument("--warmup-epochs", type=int, default=3, help="epochs a trial runs before it can be pruned")
+    parser.add_argument("--warmup-epochs", type=int, default=WARMUP_EPOCHS,
+                        help="epochs a trial runs before it can be pruned")
     parser.add_argument("--heartbeat", type=int, default=60, help="seconds; a trial silent for twice this is stale")
     return parser.parse_known_args(argv)
 
