@@ -6,7 +6,7 @@ Each run is `python train.py fit --config configs/NAME.yaml` with the files and 
 for it, and `--seed_everything` 0, 1, ... (or from `--first-seed`). Each result's line has the test metric's
 mean and sample standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
 `ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR). Under
-data/cache/subsets/ it makes the 2,000-sentence UD training file (the first 2,000 sentences) and, for checking
+data/cache/subsets/ it makes the 2,000- and 500-sentence UD training files (the first sentences) and, for checking
 that settings tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
 """
 
@@ -28,9 +28,10 @@ GLOVE = ["--data.pretrained_embeddings=glove-6b-50d", "--data.lowercase=true", "
 LM = ["--model.lm={vocab_size: 5000, loss_weight: 0.5}"]  # the language-model auxiliary loss
 TEMPERATURE = ["--data.mixing=temperature", "--data.temperature=2"]  # UD 29% of the multitask steps
 ONE_LAYER = ["--model.encoder.num_layers=1"]  # what the LM head needs of a bidirectional encoder
+UD_EPOCH_CAP = ["--trainer.max_epochs=25", "--trainer.max_steps=-1"]  # ud_upos.yaml's length before its step budget
 # ud_upos.yaml's hand-chosen values before it took tune.py's (README: Results): the rows measured with them.
 UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33", "--model.encoder.word_dropout=0.05",
-           "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33"]  # fmt: skip
+           "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33", *UD_EPOCH_CAP]  # fmt: skip
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 
 
@@ -39,7 +40,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
-    small = [*ud, f"--data.train_file={subset(data / 'ud_english_ewt' / 'en_ewt-ud-train.conllu', 2000)}"]
+    ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
+    small, tiny = [*ud, f"--data.train_file={subset(ud_train, 2000)}"], [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -50,6 +52,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos": (tagger, ud),
         "ud_upos_glove": (tagger, ud + GLOVE),
         "ud_upos_2000": (tagger, small),
+        "ud_upos_500": (tagger, tiny),  # what the step budget does for a very small treebank
+        "ud_upos_500_epoch_cap": (tagger, tiny + UD_EPOCH_CAP),
         "ud_upos_hand": (tagger, ud + UD_HAND),
         "ud_upos_2000_hand": (tagger, small + UD_HAND),
         "ud_upos_one_layer": (tagger, ud + UD_HAND + ONE_LAYER),

@@ -1,5 +1,5 @@
-"""The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work), and every
-README result's command is one that train.py takes."""
+"""The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work), every
+README result's command is one that train.py takes, and ud_upos.yaml's step budget is the 25 epochs it replaced."""
 
 import json
 import os
@@ -47,3 +47,15 @@ def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
         assert isinstance(config, dict), f"{name}: train.py does not take {args}"
         train_files = dict(arg.split("=", 1) for arg in args if "train_file=" in arg)  # flag -> its last value
         assert train_files and all(file in json.dumps(config) for file in train_files.values()), name
+
+
+@pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (UD-EWT)")
+def test_ud_upos_step_budget_is_its_earlier_25_epochs_of_ud_ewt():
+    """ud_upos.yaml's max_steps is 25 epochs of UD-EWT's training set, so its full UD-EWT results are the runs that
+    the earlier 25-epoch cap made (README: Results); a new batch size or treebank release must move it too."""
+    config = resolved_config(["--config", "configs/ud_upos.yaml"], ROOT / "configs")
+    text = (Path(DATA_DIR) / "ud_english_ewt" / "en_ewt-ud-train.conllu").read_text(encoding="utf-8")
+    sentences = sum(1 for block in text.split("\n\n") if block.strip())
+    batches_per_epoch = -(-sentences // config["data"]["batch_size"])
+    assert config["trainer"]["max_epochs"] is None
+    assert config["trainer"]["max_steps"] == 25 * batches_per_epoch

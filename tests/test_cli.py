@@ -209,7 +209,7 @@ def test_hparams_hold_the_settings_that_apply_to_the_run(tmp_path, monkeypatch):
     main(args, config_dir=CONFIGS)
     _, metrics, names = read_events(tmp_path / "logs" / "conll2003_ner" / "version_0")
     assert {"model/encoder/hidden_size", "model/tagger/crf", "model/optimizer/lr", "data/format", "data/tag_scheme",
-            "data/val_fraction", "data/max_word_length"} <= names
+            "data/val_fraction", "data/max_word_length", "trainer/max_epochs", "trainer/max_steps"} <= names
     assert not {name for name in names if name.startswith("model/classifier")}  # classifier: null
     assert not {"data/train_size", "data/corpus_seed", "data/granularity", "data/cache_dir", "data/val_file"} & names
     assert not {"model/optimizer/init_args/foreach", "model/optimizer/foreach", "model/optimizer/capturable"} & names

@@ -34,7 +34,7 @@ def run_hparams(config: Namespace) -> dict[str, Any]:
                                                                   if data["mixing"] == "temperature" else {})
     else:
         kept |= Corpus(**{key: data[key] for key in CORPUS_FIELDS}).options()
-    trainer = {key: config.trainer[key] for key in ("max_epochs", "precision", "gradient_clip_val")}
+    trainer = {key: config.trainer[key] for key in ("max_epochs", "max_steps", "precision", "gradient_clip_val")}
     params = {"model": model, "data": kept, "trainer": trainer, "seed": config.seed_everything}
     if config.get("weight_averaging") is not None:  # e.g. {"class": "ExponentialMovingAverage", "decay": 0.999}
         averaging = config.weight_averaging.as_dict()
