@@ -41,7 +41,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
-    small, tiny = [*ud, f"--data.train_file={subset(ud_train, 2000)}"], [*ud, f"--data.train_file={subset(ud_train, 500)}"]
+    small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
+    tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
