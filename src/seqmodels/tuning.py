@@ -40,9 +40,9 @@ from optuna_integration import PyTorchLightningPruningCallback
 from seqmodels.cli import SeqModelsCLI, main, resolved_config
 
 TYPES = ("float", "int", "categorical")
+WARMUP_EPOCHS = 3  # the default warm-up of the pruners below
 # Each builds a pruner that lets a trial run ``warmup`` epochs before it can be pruned: the first epochs rank
 # trials poorly (a lower learning rate starts slower; the weight average covers a few epochs).
-WARMUP_EPOCHS = 3
 PRUNERS = {
     "median": lambda warmup: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup),
     "hyperband": lambda warmup: optuna.pruners.HyperbandPruner(min_resource=max(warmup, 1)),
