@@ -29,9 +29,13 @@ LM = ["--model.lm={vocab_size: 5000, loss_weight: 0.5}"]  # the language-model a
 TEMPERATURE = ["--data.mixing=temperature", "--data.temperature=2"]  # UD 29% of the multitask steps
 ONE_LAYER = ["--model.encoder.num_layers=1"]  # what the LM head needs of a bidirectional encoder
 UD_EPOCH_CAP = ["--trainer.max_epochs=25", "--trainer.max_steps=-1"]  # ud_upos.yaml's length before its step budget
+# ud_upos.yaml before it took batches of 64 (README: Results): tune.py's lr at batches of 32, 9,800 steps.
+UD_BATCH32 = ["--data.batch_size=32", "--model.optimizer.init_args.lr=0.0020165841495272943",
+              "--trainer.max_steps=9800"]  # fmt: skip
 # ud_upos.yaml's hand-chosen values before it took tune.py's (README: Results): the rows measured with them.
 UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33", "--model.encoder.word_dropout=0.05",
-           "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33", *UD_EPOCH_CAP]  # fmt: skip
+           "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33", "--data.batch_size=32",
+           *UD_EPOCH_CAP]  # fmt: skip
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 
 
@@ -51,10 +55,12 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     tagger, classifier = "test/tagger/acc", "test/classifier/acc"
     return {
         "ud_upos": (tagger, ud),
-        "ud_upos_glove": (tagger, ud + GLOVE),
         "ud_upos_2000": (tagger, small),
-        "ud_upos_500": (tagger, tiny),  # what the step budget does for a very small treebank
-        "ud_upos_500_epoch_cap": (tagger, tiny + UD_EPOCH_CAP),
+        "ud_upos_batch32": (tagger, ud + UD_BATCH32),
+        "ud_upos_glove": (tagger, ud + UD_BATCH32 + GLOVE),
+        "ud_upos_2000_batch32": (tagger, small + UD_BATCH32),
+        "ud_upos_500": (tagger, tiny + UD_BATCH32),  # what the step budget does for a very small treebank
+        "ud_upos_500_epoch_cap": (tagger, tiny + UD_BATCH32 + UD_EPOCH_CAP),
         "ud_upos_hand": (tagger, ud + UD_HAND),
         "ud_upos_2000_hand": (tagger, small + UD_HAND),
         "ud_upos_one_layer": (tagger, ud + UD_HAND + ONE_LAYER),
