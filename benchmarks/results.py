@@ -57,7 +57,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos": (tagger, ud),
         "ud_upos_2000": (tagger, small),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32),
-        "ud_upos_glove": (tagger, ud + UD_BATCH32 + GLOVE),
+        "ud_upos_glove": (tagger, ud + GLOVE),
+        "ud_upos_glove_batch32": (tagger, ud + UD_BATCH32 + GLOVE),
         "ud_upos_2000_batch32": (tagger, small + UD_BATCH32),
         "ud_upos_500": (tagger, tiny + UD_BATCH32),  # what the step budget does for a very small treebank
         "ud_upos_500_epoch_cap": (tagger, tiny + UD_BATCH32 + UD_EPOCH_CAP),
