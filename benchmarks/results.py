@@ -37,6 +37,7 @@ UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33
            "--model.encoder.char_channels=64", "--model.tagger.dropout=0.33", "--data.batch_size=32",
            *UD_EPOCH_CAP]  # fmt: skip
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
+SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 
 
 def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
@@ -70,6 +71,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_2000_one_layer_lm": (tagger, small + UD_HAND + ONE_LAYER + LM),
         "sst2": (classifier, sst),
         "sst2_glove": (classifier, sst + GLOVE),
+        "sst2_tuned": (classifier, sst + SST_TUNED),
+        "sst2_glove_tuned": (classifier, sst + SST_TUNED + GLOVE),
         "text_classification": (classifier, text),
         "text_classification_lm": (classifier, text + LM),
         "text_classification_tuned": (classifier, text + TEXT_TUNED),

@@ -10,7 +10,8 @@ from helpers import ROOT, run
 
 from seqmodels.cli import cpu_runs_bf16_lstm, resolved_config
 
-DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR")
+# Absolute: the scripts run as subprocesses in other folders, and the variable may be relative to this one.
+DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR") and str(Path(os.environ["SEQMODELS_DATA_DIR"]).resolve())
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ def test_a_killed_search_continues_and_loses_or_repeats_no_trial(tmp_path):
     second = tune_py(tmp_path, "--trials", "3", "--heartbeat", "1")
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
+    assert "LightningCLI's args parameter" not in err  # tune.py's own arguments are not the trials'
     after = optuna.load_study(study_name="tiny", storage=storage).trials
     states = [t.state.name for t in after]
     assert states.count("COMPLETE") + states.count("PRUNED") == 3 and states[1] == "FAIL"  # the killed one
