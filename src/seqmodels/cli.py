@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -280,16 +281,19 @@ def main(
     # allow_abbrev=False: --trainer.max_epoch is an error (naming max_epochs), not a silent abbreviation.
     base = {"default_config_files": [str(config_dir / "base.yaml")], "allow_abbrev": False}
     try:
-        return (cli_class or SeqModelsCLI)(
-            SequenceModel,
-            SequenceDataModule,
-            args=args,  # None: sys.argv
-            trainer_defaults={"callbacks": list(callbacks)},
-            parser_kwargs={"allow_abbrev": False} | {subcommand: base for subcommand in SUBCOMMANDS},
-            parser_class=ShortErrorParser,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-        )
+        with warnings.catch_warnings():
+            # Given args, LightningCLI warns whenever sys.argv has some too (the tuner's, pytest's): it reads only args.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+            return (cli_class or SeqModelsCLI)(
+                SequenceModel,
+                SequenceDataModule,
+                args=args,  # None: sys.argv
+                trainer_defaults={"callbacks": list(callbacks)},
+                parser_kwargs={"allow_abbrev": False} | {subcommand: base for subcommand in SUBCOMMANDS},
+                parser_class=ShortErrorParser,
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,
+            )
     except USER_ERRORS as error:
         if debugging():
             raise

@@ -261,8 +261,6 @@ def run(argv: list[str] | None = None, config_dir: Path = Path("configs")) -> No
     """The ``tune.py`` command (``config_dir``: where ``base.yaml`` is); a bad search space, storage or trial
     ends it with one line."""
     options, train_args = parse_args(sys.argv[1:] if argv is None else argv)
-    # Each trial hands LightningCLI its own arguments, which warns whenever sys.argv (tune.py's) has any too.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
     start = time.perf_counter()
     try:
         tune(train_args, options.search, options.trials, options.name, options.storage, options.budget_minutes,
