@@ -1,4 +1,5 @@
-"""train.py and its configs: every config parses, and a tiny end-to-end fit logs what TensorBoard shows."""
+"""train.py and its configs: every config parses, a tiny end-to-end fit logs what TensorBoard shows, a run of any
+length ends validated and tested (or in one line naming the setting), and no run prints what a user cannot act on."""
 
 import json
 from pathlib import Path
@@ -214,3 +215,52 @@ def test_hparams_hold_the_settings_that_apply_to_the_run(tmp_path, monkeypatch):
     assert not {"data/train_size", "data/corpus_seed", "data/granularity", "data/cache_dir", "data/val_file"} & names
     assert not {"model/optimizer/init_args/foreach", "model/optimizer/foreach", "model/optimizer/capturable"} & names
     assert "hparams/val/tagger/span_f1" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("config", "steps"), [("tagger.yaml", 1), ("default.yaml", 10)], ids=["tagger", "default"])
+def test_a_run_shorter_than_an_epoch_validates_checkpoints_and_tests(tmp_path, config, steps):
+    """README's ``train.py fit --config configs/CONFIG`` stopped by max_steps inside its first epoch (125 steps of
+    the synthetic corpus): it validates after its last step, saves that as its best checkpoint, and tests it."""
+    result = run([*TRAIN_PY, "fit", "--config", str(CONFIGS / config), "--trainer.max_steps", str(steps)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path("logs") / Path(config).stem / "version_0"
+    best = run_dir / "checkpoints" / f"epoch=0-step={steps}.ckpt"
+    assert f"best checkpoint: {best}" in result.stdout
+    assert (tmp_path / best).is_file() and (tmp_path / run_dir / "checkpoints" / "last.ckpt").is_file()
+    written = json.loads((tmp_path / run_dir / "metrics_fit.json").read_text())
+    assert {"val/loss", "test/loss", "val/tagger/acc", "test/tagger/acc"} <= set(written)
+
+
+VALIDATION_OFF = "checkpoint.monitor watches val/loss, and trainer.limit_val_batches is 0"
+NO_STEP = "no best checkpoint to test: training stopped before its first step (trainer.max_steps is 0)"
+NO_VALIDATION_EPOCH = "stopped after 2 epochs, and validation runs every trainer.check_val_every_n_epoch (3)"
+
+
+@pytest.mark.parametrize(
+    ("extra", "setting"),
+    [
+        (["--trainer.limit_val_batches", "0"], VALIDATION_OFF),
+        (["--trainer.max_steps", "0"], NO_STEP),
+        (["--trainer.check_val_every_n_epoch", "3"], NO_VALIDATION_EPOCH),  # TINY: 2 epochs
+    ],
+    ids=["validation-off", "no-step", "no-validation-epoch"],
+)
+def test_a_metric_no_validation_logged_is_one_line_naming_the_setting(tmp_path, monkeypatch, capsys, extra, setting):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *TINY, "--trainer.enable_progress_bar", "false", *extra],
+             config_dir=CONFIGS)
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and setting in errors[0], errors
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_warning_the_user_cannot_act_on(tmp_path):
+    """Bare ``train.py``'s config and task (tiny): no deprecation from Lightning's internals, no litlogger tip."""
+    result = run([*TRAIN_PY, "fit", "--config", str(CONFIGS / "default.yaml"), *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if any(word in line.lower() for word in ("leafspec", "litlogger", "deprecat"))]  # fmt: skip
+    assert not noise

@@ -98,6 +98,22 @@ def test_a_step_takes_one_corpus_or_every_corpus(trained, tmp_path, step, steps_
     assert cli.trainer.global_step == 2 * steps_per_epoch
 
 
+def test_a_run_shorter_than_a_multi_corpus_epoch_validates_checkpoints_and_tests(trained, tmp_path, capsys):
+    """An epoch is a batch of each corpus (round robin); one step of it is validated on both corpora, with the
+    weight averaging of multitask_ud_sst.yaml, saved as the best checkpoint, and tested."""
+    args = ["fit", "--config", CONFIG, *SMALL, *corpus_args(trained["files"]), "--trainer.max_steps", "1",
+            f"--data.cache_dir={trained['root'] / 'cache'}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    cli = main(args)
+    assert cli.trainer.global_step == 1 and cli.trainer.num_training_batches == 2
+    checkpoints = tmp_path / "multitask_ud_sst" / "version_0" / "checkpoints"
+    assert cli.trainer.checkpoint_callback.best_model_path == str(checkpoints / "epoch=0-step=1.ckpt")
+    assert (checkpoints / "last.ckpt").is_file()
+    assert f"best checkpoint: {checkpoints / 'epoch=0-step=1.ckpt'}" in capsys.readouterr().out
+    metrics = json.loads((checkpoints.parent / "metrics_fit.json").read_text())
+    names = ("tagger/acc", "classifier/acc", "multitask/score")
+    assert {f"{stage}/{name}" for stage in ("val", "test") for name in names} <= set(metrics)
+
+
 def test_the_language_model_learns_from_raw_text_beside_the_tagger(trained, tmp_path):
     files = trained["files"]
     args = ["fit", "--config", CONFIG, *SMALL, "--model.classifier", "null", "--model.lm", "{vocab_size: 50}",

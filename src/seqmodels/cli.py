@@ -2,8 +2,8 @@
 
 ``python train.py fit|validate|test|predict --config configs/NAME.yaml [--section.key value ...]``.
 Bare ``python train.py`` runs ``fit --config configs/default.yaml``. ``fit`` ends by testing the best
-checkpoint. Every run ends with a short metrics table and writes its hyperparameters with the final
-metrics to TensorBoard's HPARAMS tab.
+checkpoint, however short the run (:mod:`seqmodels.runs`). Every run ends with a short metrics table and
+writes its hyperparameters with the final metrics to TensorBoard's HPARAMS tab.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.runs import ValidateOnLastStep, never_validated, quiet_lightning
 from seqmodels.summary import format_metrics, run_hparams
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -101,10 +102,10 @@ class SeqModelsCLI(LightningCLI):
         parser.link_arguments("data.data_options", "model.data_options", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with the ``weight_averaging`` callback when the config has one, and plain progress lines
-        instead of a bar when stdout is not a terminal."""
+        """The Trainer, with the ``weight_averaging`` callback when the config has one, a validation after the
+        last step however short the run, and plain progress lines instead of a bar when stdout is not a terminal."""
         config = self.config_init[self.subcommand]
-        callbacks = list(config.trainer.callbacks or [])
+        callbacks = [*(config.trainer.callbacks or []), ValidateOnLastStep()]
         if config.weight_averaging is not None:
             callbacks.append(config.weight_averaging)
         if config.trainer.enable_progress_bar and not sys.stdout.isatty():
@@ -157,9 +158,15 @@ class SeqModelsCLI(LightningCLI):
     before_validate = before_test = before_fit
 
     def after_fit(self) -> None:
+        """Validate and test the best checkpoint and report their metrics; one line where the run ended before any
+        validation logged the metric that picks it, so that there is none."""
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-        if best is None or self.trainer.interrupted:
+        if self.trainer.interrupted:
+            return
+        if best is None and checkpoint is not None and checkpoint.monitor not in self.trainer.callback_metrics:
+            raise ValueError(never_validated(self.trainer, checkpoint.monitor))
+        if best is None:
             return
         metrics = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
         if self.test_after_fit and self.datamodule.has_test:
@@ -189,7 +196,7 @@ class SeqModelsCLI(LightningCLI):
     def report(self, metrics: dict, heading: str = "") -> None:
         """Print the val/test metrics as a table, write them as JSON beside the run's logs, and log them with
         the hyperparameters to TensorBoard."""
-        metrics = {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+        metrics = {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "val_raw/", "test/"))}
         logger = self.trainer.logger
         if logger is not None and logger.log_dir and self.trainer.is_global_zero:
             Path(logger.log_dir).mkdir(parents=True, exist_ok=True)
@@ -245,6 +252,8 @@ def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -
     for metric, watcher in watched:
         if metric not in logged:
             raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
+        if metric.startswith("val/") and trainer.limit_val_batches == 0:
+            raise ValueError(f"{watcher} watches {metric}, and trainer.limit_val_batches is 0: no validation logs it")
 
 
 def resolved_config(train_args: Sequence[str], config_dir: Path | None = None) -> dict[str, Any]:
@@ -284,6 +293,7 @@ def main(
         with warnings.catch_warnings():
             # Given args, LightningCLI warns whenever sys.argv has some too (the tuner's, pytest's): it reads only args.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+            quiet_lightning()
             return (cli_class or SeqModelsCLI)(
                 SequenceModel,
                 SequenceDataModule,
