@@ -1,7 +1,10 @@
-"""tune.py: a killed search continues without losing or repeating a trial, pruning is recorded, best.yaml is a
-config train.py takes, and bad input is one line."""
+"""tune.py: a killed search continues at once without losing or repeating a trial, values already trained are
+not trained again, pruning is recorded, best.yaml is a config train.py takes, and bad input (a search space,
+an option) is one line before any study exists."""
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +14,11 @@ import optuna
 import pytest
 import yaml
 from helpers import CONFIGS, ROOT, child_env
+from optuna.storages import RDBStorage
 
 from seqmodels.cli import resolved_config
-from seqmodels.tuning import PRUNERS, tune
+from seqmodels.study import Retry, fail_dead_trials
+from seqmodels.tuning import MAX_REPEATS, PRUNERS, SAME_AS, run, trained, tune
 
 TINY = ["--config", str(CONFIGS / "classifier.yaml"), "--data.train_size", "120", "--data.val_size", "24",
         "--data.test_size", "24", "--trainer.max_epochs", "2", "--model.encoder.embedding_dim", "8",
@@ -34,35 +39,82 @@ def tune_py(cwd: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def trials_of(folder: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'logs' / 'tune' / 'tiny.db'}").trials
+
+
+def distinct(trials: list[optuna.trial.FrozenTrial]) -> bool:
+    """Whether no two of ``trials`` have the same values."""
+    return len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
+
+
 @pytest.mark.slow
-def test_a_killed_search_continues_and_loses_or_repeats_no_trial(tmp_path):
+def test_a_killed_search_rerun_at_once_loses_or_repeats_no_trial(tmp_path, monkeypatch):
+    """With the default heartbeat (60 s, stale after 120 s): the killed trial is failed and retried at once."""
     write_space(tmp_path, SPACE)
-    first = tune_py(tmp_path, "--trials", "3", "--heartbeat", "1")
+    first = tune_py(tmp_path, "--trials", "3")
     started = tmp_path / "logs" / "tune" / "tiny" / "version_1"
     deadline = time.monotonic() + 240
     while not started.exists() and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)  # in trial 1, after trial 0 finished
     assert first.wait(timeout=30) == -signal.SIGKILL
-    storage = f"sqlite:///{tmp_path / 'logs' / 'tune' / 'tiny.db'}"
-    before = optuna.load_study(study_name="tiny", storage=storage).trials
-    assert [t.state for t in before] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING]
-    time.sleep(3)  # longer than the grace period (2 heartbeats): trial 1 is stale now
+    before = trials_of(tmp_path)
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
 
-    second = tune_py(tmp_path, "--trials", "3", "--heartbeat", "1")
+    second = tune_py(tmp_path, "--trials", "3")  # at once: trial 1's heartbeat is not stale yet
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
     assert "LightningCLI's args parameter" not in err  # tune.py's own arguments are not the trials'
-    after = optuna.load_study(study_name="tiny", storage=storage).trials
-    states = [t.state.name for t in after]
-    assert states.count("COMPLETE") + states.count("PRUNED") == 3 and states[1] == "FAIL"  # the killed one
-    assert len(after) > len(before) and [t.number for t in after] == list(range(len(after)))
+    after = trials_of(tmp_path)
+    finished = [t for t in after if t.state.name in ("COMPLETE", "PRUNED")]
+    assert "RUNNING" not in [t.state.name for t in after] and after[1].state.name == "FAIL"  # the killed one
+    assert len(finished) == 3 and distinct(finished)  # no values trained twice, trial 0's included
     assert after[0].value == before[0].value and after[0].params == before[0].params  # kept, not rerun
     retry = next(t for t in after if t.system_attrs.get("failed_trial") == 1)
-    assert retry.params == after[1].params and retry.state.name in ("COMPLETE", "PRUNED")  # retried once
-    ran = [int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("trial ")]
+    assert retry.params == after[1].params and retry in finished  # retried once
+    assert f"trial 1: its process ({socket.gethostname()}, pid {first.pid}) is gone; failed, and retried" in out
+    ran = [int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("trial ") and "->" in line]
     assert ran == [t.number for t in after[2:]] and 0 not in ran  # only new trials ran: trial 0 was kept
     assert (tmp_path / "logs" / "tune" / "tiny" / "best.yaml").is_file()
+
+    monkeypatch.chdir(tmp_path)  # a later run asking for more proposes none of the earlier values either
+    study = tune(TINY, Path("space.yaml"), trials=5, name="tiny", config_dir=CONFIGS)
+    assert len(trained(study)) == 5 and distinct(trained(study))
+
+
+def test_only_this_hosts_trials_of_dead_processes_are_failed_and_retried(tmp_path):
+    """Another host's trial, this host's live one, and one without a worker recorded wait for their heartbeat."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=60, grace_period=120,
+                         heartbeat_stale_trial_callback=Retry(max_retry=1))  # fmt: skip
+    study = optuna.create_study(storage=storage)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has
+    here = socket.gethostname()
+    for worker in [(here, gone.pid), (here, os.getpid()), ("elsewhere", gone.pid), None]:
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        for key, value in zip(("host", "pid"), worker or ()):
+            trial.set_user_attr(key, value)
+    fail_dead_trials(study, storage)
+    *trials, retry = study.trials
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "RUNNING", "RUNNING"]
+    assert retry.state.name == "WAITING" and retry.params == trials[0].params
+    assert "pid" not in retry.user_attrs  # until it runs, the retry is no trial of the dead process
+
+
+def test_a_proposal_of_values_already_trained_is_not_trained_again(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path, {"model.classifier.dropout": {"type": "categorical", "choices": [0.1]}})
+    tune(TINY, space, trials=1, config_dir=CONFIGS)
+    study = tune(TINY, space, trials=2, config_dir=CONFIGS)  # the space's one point is trained already
+    first, *repeats = study.trials
+    assert [path.name for path in (tmp_path / "logs" / "tune" / "classifier").glob("version_*")] == ["version_0"]
+    assert len(repeats) == MAX_REPEATS and trained(study) == [first]  # not counted towards --trials
+    assert all(t.user_attrs[SAME_AS] == 0 and t.value == first.value for t in repeats)
+    out = capsys.readouterr().out
+    assert "-> complete as trial 0, whose values these are (not trained again)" in out
+    assert f"stopped: the last {MAX_REPEATS} proposals were all tried already" in out
 
 
 @pytest.mark.slow
@@ -109,23 +161,58 @@ def test_no_trial_is_pruned_before_its_warmup_epochs_end(name):
         assert pruned[3]  # the fourth epoch is the first that can prune
 
 
+def lr(**fields) -> dict:
+    return {"model.optimizer.init_args.lr": {"type": "float", "low": 0.001, "high": 0.01} | fields}
+
+
+LR = "space.yaml: model.optimizer.init_args.lr"
+
+
+@pytest.mark.parametrize(
+    ("space", "args", "message"),
+    [
+        (lr(lgo=True), [], f"{LR}: unknown field 'lgo' for a float distribution; did you mean log?"),
+        (lr(low=0, log=True), [], f"{LR}: `low > 0` must hold for `log=True`, but got (low=0, high=0.01)."),
+        (lr(step=0.001, log=True), [], f"{LR}: The parameter `step` is not supported when `log` is true."),
+        (lr(low=0.5), [], f"{LR}: `low <= high` must hold, but got (low=0.5, high=0.01)."),
+        (lr(type="flaot"), [], f"{LR}: expected {{type: float|int|categorical, ...}}, found 'flaot'; did you "
+         "mean float?"),
+        (SPACE, ["--storage", "sqlite:////nonexistent/folder/x.db"],
+         "cannot open the storage sqlite:////nonexistent/folder/x.db: "),
+    ],
+    ids=["misspelt-field", "log-from-0", "log-with-step", "low-above-high", "misspelt-type", "storage"],
+)
+def test_a_bad_search_space_or_storage_is_one_line_before_the_study_is_created(
+    tmp_path, monkeypatch, capsys, space, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    write_space(tmp_path, space)
+    with pytest.raises(SystemExit) as exit:
+        run([*TINY, "--search", "space.yaml", "--name", "tiny", "--trials", "1", *args], CONFIGS)
+    assert exit.value.code.startswith(f"tune.py: error: {message}") and "\n" not in exit.value.code
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "logs" / "tune" / "tiny.db").exists()
+
+
 @pytest.mark.parametrize(
     ("space", "args", "message"),
     [
         ({"model.encoder.hiden_size": {"type": "int", "low": 8, "high": 16}}, [],
-         "tune.py: error: space.yaml: Parser key \"model.encoder\": Unexpected keys: {'hiden_size'}"),
-        ({"model.encoder.dropout": {"type": "float", "low": 0.5, "high": 0.1}}, [],
-         "tune.py: error: space.yaml: model.encoder.dropout: expected low <= high, found low=0.5 high=0.1"),
-        (SPACE, ["--storage", "sqlite:////nonexistent/folder/x.db"],
-         "tune.py: error: cannot open the storage sqlite:////nonexistent/folder/x.db: "),
+         "tune.py: error: space.yaml: model.encoder.hiden_size: Parser key \"model.encoder\": Unexpected keys: "
+         "{'hiden_size'}; did you mean model.encoder.hidden_size?"),
+        (SPACE, ["--trial", "2"], "tune.py: error: unrecognized arguments: --trial 2; did you mean --trials?"),
     ],
-    ids=["unknown-key", "low-above-high", "storage"],
+    ids=["unknown-key", "tune-option"],
 )
-def test_bad_input_is_one_line(tmp_path, space, args, message):
+def test_a_mistaken_key_or_option_is_one_line_naming_tune_py(tmp_path, space, args, message):
     write_space(tmp_path, space)
     process = tune_py(tmp_path, "--trials", "1", *args)
     out, err = process.communicate(timeout=300)
-    assert process.returncode == 1
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and errors[0].startswith(message), err[-2000:]
-    assert "Traceback" not in err
+    assert len(errors) == 1 and errors[0] == message, err[-2000:]
+    assert "Traceback" not in err and "tune.py fit" not in err  # no such command
+    if "unrecognized" in message:  # tune.py's own mistake: its usage, not train.py's
+        assert process.returncode == 2 and err.startswith("usage: tune.py [-h] --search SEARCH")
+    else:
+        assert process.returncode == 1
+    assert not (tmp_path / "logs" / "tune" / "tiny.db").exists()  # checked before the study is created
