@@ -4,6 +4,7 @@ Each case ends the run with a non-zero exit and one line that names the file (an
 expected, with no traceback; a failed run leaves nothing behind that breaks the next one.
 """
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -108,6 +109,24 @@ DATA_ERRORS = {
         "a.txt:2: expected a sentence with at least one token",
     ),
     "csv-missing-column": ("csv", "a.csv", "text,stars\ngood film,5\n", "a.csv:1: no column 'label'"),
+    "conllu-empty-form": (
+        "conllu",
+        "a.conllu",
+        CONLLU.replace("5\tthe\t", "5\t\t"),
+        "a.conllu:9: expected a FORM (column 2) of one or more characters, found an empty one",
+    ),
+    "jsonl-empty-token": (
+        "jsonl",
+        "a.jsonl",
+        '{"tokens": ["a", "film"], "tags": ["DET", "NOUN"]}\n{"tokens": [""], "tags": ["X"]}\n',
+        "a.jsonl:2: expected tokens of one or more characters, found an empty one (token 1)",
+    ),
+    "jsonl-lone-surrogate": (
+        "jsonl",
+        "a.jsonl",
+        '{"tokens": ["a", "\\ud800"], "tags": ["DET", "NOUN"]}\n',
+        "a.jsonl:1: expected Unicode text, found a lone surrogate U+D800 in token 2",
+    ),
     "jsonl-tokens-and-tags-differ": (
         "jsonl",
         "a.jsonl",
@@ -372,6 +391,24 @@ def test_seqmodels_predict_with_bad_input_is_one_line_naming_it(tmp_path, capsys
     error = str(exit_info.value.code)
     assert error.startswith("seqmodels-predict: error: ") and "\n" not in error
     assert message.format(source) in error, error
+
+
+@pytest.mark.parametrize(
+    ("program", "args"),
+    [
+        ("seqmodels.predict", ["model.ckpt", "a good film", "--tok", "simple"]),
+        ("seqmodels.export", ["model.ckpt", "--format", "onnx", "--out", "model.onnx"]),
+        ("seqmodels.server", ["model.ckpt", "--max-batch", "8"]),
+        ("seqmodels.shapes", ["--hidden", "4"]),
+    ],
+    ids=["predict", "export", "serve", "shapes"],
+)
+def test_the_seqmodels_commands_refuse_an_abbreviated_option(capsys, program, args):
+    """As train.py does: ``--tok`` is not taken for ``--tokenizer``, which a later option could make ambiguous."""
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(program).main(args)
+    assert exit_info.value.code == 2  # argparse's usage, then its one-line error
+    assert f"error: unrecognized arguments: {args[-2]}" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_seqmodels_predict_on_nothing_and_on_an_empty_argument(tmp_path, capsys, checkpoints):

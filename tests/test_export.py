@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from helpers import VOCAB
 from seqmodels.export import export_onnx, export_torchscript, main, random_batch
 from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.runtime import METADATA
+from seqmodels.runtime import METADATA, OnnxPredictor
 
 GRID = list(itertools.product((False, True), (1, 2), (False, True)))  # bidirectional, num_layers, chars
 
@@ -127,3 +128,22 @@ def test_a_graph_that_differs_from_the_model_is_refused_and_not_written(tmp_path
         assert error.startswith("seqmodels-export: error: the exported graph's tagger output differs from the model's")
         assert "nothing written" in error and "\n" not in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("sentences", "message"),
+    [
+        ([["film"], [""]], "sentence 2: expected tokens of one or more characters, found an empty one (token 1)"),
+        ([["the", "film\ud800"]], "sentence 1: expected Unicode text, found a lone surrogate U+D800 in token 2"),
+    ],
+    ids=["empty-token", "lone-surrogate"],
+)
+def test_the_onnx_runtime_refuses_a_token_the_model_cannot_read(tmp_path, make_model, sentences, message):
+    """What the server and seqmodels-predict refuse, OnnxPredictor refuses too (a word without characters would reach
+    the character CNN as an empty (B, T, 0) batch); then it predicts on."""
+    pytest.importorskip("onnxruntime")
+    export_onnx(make_model(chars=True).eval(), tmp_path / "model.onnx")
+    predictor = OnnxPredictor(tmp_path / "model.onnx")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        predictor(sentences)
+    assert len(predictor([["the", "film"]])[0]["tags"]) == 2

@@ -77,7 +77,7 @@ def test_a_crf_tagger_gives_its_viterbi_path(checkpoints, capsys):
     assert len(record["tags"]) == 5 and set(record["tags"]) <= set(BIO)
 
 
-def test_conllu_is_written_back_with_upos_filled(checkpoints, conllu_file, tmp_path, capsys):
+def test_conllu_is_written_back_with_upos_filled_and_the_label_as_a_comment(checkpoints, conllu_file, tmp_path, capsys):
     output = tmp_path / "out.conllu"
     main([checkpoints["multitask"], "--input", str(conllu_file), "--input-format", "conllu", "--output", str(output)])
     main([checkpoints["multitask"], "--input", str(conllu_file), "--input-format", "conllu", "--format", "jsonl"])
@@ -86,6 +86,9 @@ def test_conllu_is_written_back_with_upos_filled(checkpoints, conllu_file, tmp_p
                                                 ["It", "runs", "fast", "."]]  # fmt: skip
 
     written, original = output.read_text(encoding="utf-8").splitlines(), CONLLU.splitlines()
+    labels = {i: line for i, line in enumerate(written) if line.startswith("# label = ")}
+    assert labels == {2: f"# label = {predicted[0]['label']}", 16: f"# label = {predicted[1]['label']}"}  # after the
+    written = [line for line in written if line not in labels.values()]  # sentence's own comments, before its words
     assert len(written) == len(original)
     tags = iter(tag for record in predicted for tag in record["tags"])
     for line, before in zip(written, original):
@@ -208,8 +211,11 @@ def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
         command = command.replace(" CKPT ", f" {folder / 'last.ckpt'} ")
         result = run(["bash", "-c", command], tmp_path)
         assert result.returncode == 0, (command, result.stderr)
-        if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs
+        if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs, and a label comment
             written = (tmp_path / "dev.pred.conllu").read_text(encoding="utf-8").splitlines()
+            labels = [line for line in written if line.startswith("# label = ")]
+            assert len(labels) == 2 and all(label[10:] in VOCAB["labels"] for label in labels)
+            written = [line for line in written if line not in labels]
             for line, before in zip(written, CONLLU.splitlines(), strict=True):
                 fields, before_fields = line.split("\t"), before.split("\t")
                 assert fields[:3] + fields[4:] == before_fields[:3] + before_fields[4:]
@@ -221,6 +227,37 @@ def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
         if "sentences.txt" in command:
             assert [r["tokens"] for r in predicted] == [["I", "do", "n't", "like", "it", "."], ["The", "film", "was",
                                                                                               "great", "!"]]
+
+
+def test_a_label_comment_the_input_had_is_replaced(checkpoints, conllu_file, capsys):
+    conllu_file.write_text(CONLLU.replace("# text = It runs fast.", "# label = gold\n# text = It runs fast."), "utf-8")
+    main([checkpoints["multitask"], "--input", str(conllu_file)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[15:17] == ["# text = It runs fast.", lines[16]] and lines[16].startswith("# label = ")
+    assert "# label = gold" not in lines and sum(line.startswith("# label = ") for line in lines) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "content", "message"),
+    [
+        (["--input", "in.conllu"], CONLLU.replace("2\truns\t", "2\t\t"),
+         "in.conllu:17: expected a FORM (column 2) of one or more characters, found an empty one"),
+        (["--input", "in.conllu"], "1\t\t_\t_\t_\t_\t_\t_\t_\t_\n",  # the batch's only word: no character at all
+         "in.conllu:1: expected a FORM (column 2) of one or more characters, found an empty one"),
+        (["the film", "great \ud800 !"], None,  # a command line's bytes that are not UTF-8 arrive as lone surrogates
+         "argument:2: expected Unicode text, found a lone surrogate U+D800 in token 2"),
+    ],
+    ids=["empty-form", "only-an-empty-form", "lone-surrogate"],
+)  # fmt: skip
+def test_a_token_the_model_cannot_read_is_one_line_naming_where(checkpoints, tmp_path, monkeypatch, capsys, args,
+                                                                 content, message):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        (tmp_path / "in.conllu").write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main([checkpoints["multitask"], *args, "--output", "out.jsonl"])
+    assert str(exit_info.value.code) == f"seqmodels-predict: error: {message}"
+    assert not list(tmp_path.glob("out*"))  # nothing written
 
 
 def test_options_may_come_before_the_text(checkpoints, capsys):

@@ -70,9 +70,16 @@ def test_predict_answers_the_records_seqmodels_predict_writes(client, checkpoint
         (b'{"tokens": "a b"}', 422, "tokens: Input should be a valid list"),
         (b'{"sentences": ["a", "b", "c", "d", "e"]}', 413, "5 sentences; a request may have at most 4"),
         (json.dumps({"tokens": ["w"] * 701}).encode(), 413, "a sentence of 701 tokens; at most 700"),
+        (b'{"tokens": [""]}', 422, "tokens: expected tokens of one or more characters, found an empty one (token 1)"),
+        (b'{"sentences": ["a", ["b", ""]]}', 422,
+         "sentences.1: expected tokens of one or more characters, found an empty one (token 2)"),
+        (b'{"tokens": ["\\ud800"]}', 422, "tokens: expected Unicode text, found a lone surrogate U+D800 in token 1"),
+        (b'{"text": "a \\udc80"}', 422, "text: expected Unicode text, found a lone surrogate U+DC80 in token 2"),
+        (b'{"text": "caf\xe9"}', 400, "There was an error parsing the body"),  # Latin-1, not UTF-8
     ],
-    ids=["invalid-json", "unknown-field", "no-field", "two-fields", "empty-list", "wrong-type", "too-many", "too-long"],
-)
+    ids=["invalid-json", "unknown-field", "no-field", "two-fields", "empty-list", "wrong-type", "too-many", "too-long",
+         "empty-token", "empty-token-in-sentences", "lone-surrogate", "lone-surrogate-in-text", "not-utf8"],
+)  # fmt: skip
 def test_a_bad_request_gets_a_one_line_4xx_and_the_server_carries_on(client, body, status, message):
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status and response.json() == {"error": message}

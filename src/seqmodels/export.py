@@ -216,7 +216,8 @@ EXPORTERS: dict[str, Callable[[SequenceModel, Path], Any]] = {"onnx": export_onn
 
 def main(argv: list[str] | None = None) -> None:
     """The console script; a checkpoint or model it cannot export ends it with one line, ``seqmodels-export: error``."""
-    parser = argparse.ArgumentParser(prog="seqmodels-export", description="Export a seqmodels checkpoint's model.")
+    parser = argparse.ArgumentParser(prog="seqmodels-export", description="Export a seqmodels checkpoint's model.",
+                                     allow_abbrev=False)  # fmt: skip
     parser.add_argument("checkpoint", help="a seqmodels .ckpt (the file alone is enough)")
     parser.add_argument("--format", choices=EXPORTERS, required=True)
     parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt")

@@ -15,13 +15,16 @@ for text input, the input's format for CoNLL input):
 
 - ``jsonl``: ``{"tokens", "tags", "tag_probs" or "crf_path": true, "label", "label_probs"}``, as the heads give;
 - ``conllu``: the input lines with the tags in the column they came from in training (UPOS, XPOS, or a
-  ``feats:KEY`` / ``misc:KEY`` attribute), nothing else changed;
+  ``feats:KEY`` / ``misc:KEY`` attribute), and each sentence-level prediction (a classifier's label) as a
+  ``# label = ...`` comment after the sentence's own comments (replacing one of that name), nothing else changed;
 - ``conll``: the input lines with the tag appended as a new last column.
 
 Output that cannot be right is refused in one line (CoNLL-U from text input, tags from a model without a
-tagger, a ``--format`` against ``--output``'s suffix). A file output is written beside its name and renamed
-when complete. A sentence longer than ``--max-tokens`` is predicted in chunks (a warning says so); when more
-than 30% of the input tokens are unknown to the model, a warning names the likely cause.
+tagger, a ``--format`` against ``--output``'s suffix), and so is a token the model cannot read, naming where it
+is: an empty CoNLL-U FORM, or a lone surrogate (an argument with bytes that are not UTF-8). A file output is
+written beside its name and renamed when complete. A sentence longer than ``--max-tokens`` is predicted in
+chunks (a warning says so); when more than 30% of the input tokens are unknown to the model, a warning names
+the likely cause.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from tqdm import tqdm
 
 from seqmodels.backends import BACKENDS, load_predictor
 from seqmodels.data.readers.conll import ConlluTagField, conll_word, conllu_word
-from seqmodels.data.readers.common import sentence_blocks
+from seqmodels.data.readers.common import sentence_blocks, token_problem
 from seqmodels.models.sequence_model import SequenceModel
 from seqmodels.predictor import TOKENIZERS, Predictor
 
@@ -64,10 +67,17 @@ class Sentence:
     where: str = ""  # "input:line", for warnings
 
 
+def _checked(sentence: Sentence) -> Sentence:
+    """The sentence, if the model can read its tokens (:func:`token_problem`); else :class:`InputError` naming it."""
+    if problem := token_problem(sentence.tokens):
+        raise InputError(f"{sentence.where}: {problem}")
+    return sentence
+
+
 def read_text(lines: Iterable[str], tokenizer: Callable[[str], list[str]], name: str) -> Iterator[Sentence]:
     """One sentence per line."""
     for number, line in enumerate(lines, start=1):
-        yield Sentence(tokenizer(line), where=f"{name}:{number}")
+        yield _checked(Sentence(tokenizer(line), where=f"{name}:{number}"))
 
 
 def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[Sentence]:
@@ -76,7 +86,7 @@ def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[
     for block in sentence_blocks(numbered):
         words = (_word(input_format, f"{name}:{number}", line) for number, line in block)
         tokens = [fields[1] if input_format == "conllu" else fields[0] for fields in words if fields]
-        yield Sentence(tokens, [line for _, line in block], where=f"{name}:{block[0][0]}")
+        yield _checked(Sentence(tokens, [line for _, line in block], where=f"{name}:{block[0][0]}"))
 
 
 def _word(input_format: str, where: str, line: str) -> list[str] | None:
@@ -95,15 +105,27 @@ def format_jsonl(sentence: Sentence, prediction: dict[str, Any]) -> str:
     return json.dumps({"tokens": sentence.tokens, **prediction}, ensure_ascii=False) + "\n"
 
 
-def format_conllu(sentence: Sentence, prediction: dict[str, Any], field: ConlluTagField) -> str:
-    """The CoNLL-U block with the tag in the column (or FEATS/MISC attribute) the model's tags came from."""
-    return _tag_lines(sentence.lines, prediction.get("tags", []), "conllu", lambda f, tag: "\t".join(field.set(f, tag)))
+def _with_comments(lines: list[str], comments: dict[str, str]) -> list[str]:
+    """The block's lines with a ``# KEY = VALUE`` comment for each of ``comments`` after its leading comments, in
+    place of any ``# KEY = ...`` it had."""
+    kept = [line for line in lines if not line.startswith(tuple(f"# {key} =" for key in comments))]
+    words = next((i for i, line in enumerate(kept) if not line.startswith("#")), len(kept))
+    return [*kept[:words], *(f"# {key} = {value}" for key, value in comments.items()), *kept[words:]]
 
 
-def format_conll(sentence: Sentence, prediction: dict[str, Any]) -> str:
-    """The CoNLL block with the tag appended as a new last column (the line's own separator); text gets
-    ``TOKEN<TAB>TAG`` lines."""
-    tags = prediction.get("tags", [])
+def format_conllu(
+    sentence: Sentence, prediction: dict[str, Any], field: ConlluTagField, column: str, comments: list[str]
+) -> str:
+    """The CoNLL-U block with ``prediction[column]`` (the tags) in the column (or FEATS/MISC attribute) the model's
+    tags came from, and each field of ``comments`` (``label``) as a comment (``# label = positive``)."""
+    lines = _with_comments(sentence.lines, {key: prediction[key] for key in comments if key in prediction})
+    return _tag_lines(lines, prediction.get(column, []), "conllu", lambda f, tag: "\t".join(field.set(f, tag)))
+
+
+def format_conll(sentence: Sentence, prediction: dict[str, Any], column: str) -> str:
+    """The CoNLL block with the tag (``prediction[column]``) appended as a new last column (the line's own
+    separator); text gets ``TOKEN<TAB>TAG`` lines."""
+    tags = prediction.get(column, [])
     if not sentence.lines:
         return "".join(f"{token}\t{tag}\n" for token, tag in zip(sentence.tokens, tags)) + "\n"
     lines = iter(line for line in sentence.lines if conll_word(line))  # the word lines, to keep their separator
@@ -116,7 +138,7 @@ def format_conll(sentence: Sentence, prediction: dict[str, Any]) -> str:
 
 
 Writer = Callable[[Sentence, dict[str, Any]], str]
-WRITERS: dict[str, Writer] = {"jsonl": format_jsonl, "conllu": format_conllu, "conll": format_conll}
+FORMATS = ("jsonl", "conllu", "conll")
 
 
 def _batched(items: Iterable[Sentence], size: int) -> Iterator[list[Sentence]]:
@@ -150,6 +172,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="seqmodels-predict",
         description="Tag and/or classify sentences with a seqmodels checkpoint (the .ckpt file alone).",
+        allow_abbrev=False,  # --tok is an error, as in train.py, not --tokenizer
         epilog="Formats: the input's from its suffix (.conllu, .conll; .txt or none: text), the output's from "
         "its suffix (.conllu, .conll, .jsonl), else JSON Lines for text and the input's format for CoNLL. "
         "Tokenizers: whitespace splits on ASCII whitespace (pre-tokenized text, as the corpora are); "
@@ -160,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, help="a UTF-8 file to read instead of stdin")
     parser.add_argument("--output", type=Path, help="where to write (default: stdout)")
     parser.add_argument("--input-format", choices=("text", "conllu", "conll"), help="default: from --input's suffix")
-    parser.add_argument("--format", choices=WRITERS, help="default: from --output's suffix, else as said below")
+    parser.add_argument("--format", choices=FORMATS, help="default: from --output's suffix, else as said below")
     parser.add_argument("--tokenizer", choices=TOKENIZERS, default="whitespace", help="for text input")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     parser.add_argument("--max-tokens", type=int, default=512, help="longer sentences are predicted in chunks")
@@ -201,15 +224,24 @@ def tag_column(model: SequenceModel) -> str:
     return tags["column"] or "upos"
 
 
-def check_output(args: argparse.Namespace, model: SequenceModel) -> None:
-    """Refuse output that cannot be right, naming the fix."""
-    if args.format != "jsonl" and not any(head.column == "tags" for head in model.heads.values()):
+def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
+    """What writes a record in ``args.format``, or :class:`InputError` naming the fix for output that cannot be
+    right. CoNLL writes the field of the head with ``conllu = "column"`` (the tags), CoNLL-U also the field of each
+    head with ``conllu = "comment"`` (a classifier's ``label``)."""
+    heads = model.heads.values()
+    column = next((head.fields[0] for head in heads if head.conllu == "column"), None)  # one at most: check_outputs
+    if args.format != "jsonl" and column is None:
         raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
     if args.format == "conllu" and args.input_format == "text":
         raise InputError(
             "CoNLL-U output is the CoNLL-U input with the predicted column filled in; for text input "
             "write JSON Lines (--format jsonl, or an --output ending in .jsonl)"
         )
+    if args.format != "conllu":
+        return functools.partial(format_conll, column=column) if args.format == "conll" else format_jsonl
+    comments = [head.fields[0] for head in heads if head.conllu == "comment"]
+    return functools.partial(format_conllu, field=ConlluTagField.parse(tag_column(model)), column=column,
+                             comments=comments)  # fmt: skip
 
 
 def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, output: TextIO) -> None:
@@ -249,11 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         predictor = load_predictor(args.checkpoint, args.backend, args.device, args.batch_size, args.max_tokens)
-        model = predictor.model
-        check_output(args, model)
-        write = WRITERS[args.format]
-        if args.format == "conllu":
-            write = functools.partial(format_conllu, field=ConlluTagField.parse(tag_column(model)))
+        write = writer(args, predictor.model)
         with contextlib.ExitStack() as files:
             if args.text:
                 lines, name = args.text, "argument"

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.readers import tokenize
+from seqmodels.data.readers.common import token_problem
 from seqmodels.data.vocab import Numericalizer
 from seqmodels.models.sequence_model import SequenceModel
 
@@ -55,7 +56,9 @@ class Predictor:
     the model at once, so memory is bounded whatever the input; each head merges a sentence's chunks (tags
     one after the other, label probabilities averaged by chunk length). ``scorer`` replaces the model's own
     forward pass (e.g. an ONNX Runtime session); decoding is always the model's heads'. ``seen`` and
-    ``unknown`` count the input tokens and those the model has no embedding for.
+    ``unknown`` count the input tokens and those the model has no embedding for. A token it cannot read (empty,
+    or with a lone surrogate: :func:`~seqmodels.data.readers.common.token_problem`) is refused with a
+    ``ValueError`` naming the sentence, before anything is predicted.
     """
 
     def __init__(
@@ -69,6 +72,9 @@ class Predictor:
         self.unknown_sample: list[str] = []
 
     def __call__(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
+        for number, tokens in enumerate(sentences, start=1):
+            if problem := token_problem(tokens):
+                raise ValueError(f"sentence {number}: {problem}")
         chunks: list[list[str]] = []
         spans = []  # each sentence's chunks, as indices into `chunks`
         for tokens in sentences:

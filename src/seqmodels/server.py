@@ -13,7 +13,9 @@
 Requests arriving together are batched: the first one waits at most ``--batch-timeout-ms`` for others, up
 to ``--max-batch-size`` sentences, and the batch goes through the model in the event loop's thread. Each uvicorn
 worker process loads the model once. A bad request gets a 4xx status and ``{"error": "one line"}``, and the
-server carries on. SIGTERM stops new connections, finishes the requests in flight, then exits.
+server carries on. A token the model cannot read (empty, or a lone surrogate such as ``"\\ud800"``, valid JSON
+but no character) is a 422 naming the sentence and the token. SIGTERM stops new connections, finishes the
+requests in flight, then exits.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seqmodels.backends import BACKENDS, load_predictor
 from seqmodels.checkpoints import CheckpointError, package_version
+from seqmodels.data.readers.common import token_problem
 from seqmodels.predictor import TOKENIZERS, Predictor
 
 STATIC = Path(__file__).with_name("static")
@@ -158,8 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message = "invalid JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
         return JSONResponse({"error": message}, status_code=400 if first["type"] == "json_invalid" else 422)
 
-    @app.exception_handler(HTTPException)
-    async def refused(request: Request, error: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own, and those FastAPI raises (a body not UTF-8: 400)
+    async def refused(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
     @app.post("/predict")
@@ -175,6 +179,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if len(items) > settings.max_sentences:
             raise HTTPException(413, f"{len(items)} sentences; a request may have at most {settings.max_sentences}")
         sentences = [tokenize(item) if isinstance(item, str) else item for item in items]
+        names = [f"sentences.{i}" for i in range(len(items))] if request.sentences is not None else given
+        for name, tokens in zip(names, sentences):  # here, not in the batch: a bad request fails alone
+            if problem := token_problem(tokens):
+                raise HTTPException(422, f"{name}: {problem}")
         longest = max(len(s) for s in sentences)
         if longest > settings.max_sentence_tokens:
             raise HTTPException(413, f"a sentence of {longest} tokens; at most {settings.max_sentence_tokens}")
@@ -217,7 +225,7 @@ def info(predictor: Predictor, settings: Settings) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="seqmodels-serve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="seqmodels-serve", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("checkpoint")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

@@ -6,9 +6,9 @@
 
 With ``--config`` (a project config such as ``configs/ud_upos.yaml``) the encoder and heads are the config's
 ``model.encoder`` and heads (``model.tagger``, ``model.classifier``, ...), with a character CNN if
-``data.char_features`` and a case feature if ``data.lowercase``; flags given on the command line override it. Every shape is measured by running the
-modules (an :class:`LSTMEncoder`, its heads, and a bare ``nn.LSTM`` with the encoder's weights in both layouts), never
-computed from a formula, so the table cannot drift from the code.
+``data.char_features`` and a case feature if ``data.lowercase``; flags given on the command line override it.
+Every shape is measured by running the modules (an :class:`LSTMEncoder`, its heads, and a bare ``nn.LSTM`` with
+the encoder's weights in both layouts), never computed from a formula, so the table cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _bool(text: str) -> bool:
 
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     """The keyword arguments of :func:`shape_rows`: the flags given, over the config (if any), over the defaults."""
-    parser = argparse.ArgumentParser(prog="seqmodels-shapes", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="seqmodels-shapes", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--config", type=Path, help="a project config: its model.encoder, heads and data features")
     for name, default in DEFAULTS.items():
         kind, shown = (_bool, str(default).lower()) if isinstance(default, bool) else (int, default)
@@ -175,7 +175,10 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         model, data = config.get("model") or {}, config.get("data") or {}
         encoder = dict(model.get("encoder") or {})  # what it leaves out takes LSTMEncoder's defaults
         named = {name: model.get(name) for name in HEADS if name in model}
-        heads = head_configs(heads=model.get("heads"), **named)
+        try:
+            heads = head_configs(heads=model.get("heads"), **named)
+        except ValueError as error:  # an unknown head, one configured twice, two writing the same field
+            parser.error(f"{config_path}: {error}")
         settings |= {key: data[key] for key in ("char_features", "lowercase") if key in data}
     encoder |= {name: given[name] for name in ENCODER_FLAGS if name in given}
     settings = {key: value for key, value in (settings | given).items() if key not in ENCODER_FLAGS}

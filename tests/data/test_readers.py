@@ -242,6 +242,12 @@ def test_hub_on_a_local_parquet_directory_in_the_conll2003_schema(tmp_path, read
             CONLL.replace("call NN I-NP O", "call NN I-NP"),
             r"a\.conll:6: expected 4 columns like line 3, found 3",
         ),
+        (
+            "conllu",
+            "a.conllu",
+            CONLLU.replace("5\tthe\t", "5\t\t"),
+            r"a\.conllu:9: expected a FORM \(column 2\) of one or more characters, found an empty one",
+        ),
         ("conll", "a.conll", "EU\nrejects\n", r"a\.conll:1: expected a token and tag column -1, found 1 columns"),
         ("label_text", "a.txt", "1 good\n1\n", r"a\.txt:2: expected '<label> <text>', found '1'"),
         ("label_text", "a.txt", "1 good\n good film\n", r"a\.txt:2: expected '<label> <text>'"),
@@ -257,6 +263,24 @@ def test_hub_on_a_local_parquet_directory_in_the_conll2003_schema(tmp_path, read
             r"a\.jsonl:1: expected one tag per token, found 2 tokens and 1 tags",
         ),
         ("jsonl", "a.jsonl", '{"text": "ok", "label": 1}\n{"text": "ok"\n', r"a\.jsonl:2: expected a JSON object"),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"tokens": ["a", "b"], "tags": ["X", "Y"]}\n{"tokens": ["a", ""], "tags": ["X", "Y"]}\n',
+            r"a\.jsonl:2: expected tokens of one or more characters, found an empty one \(token 2\)",
+        ),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"tokens": ["a\\ud800"], "label": "x"}\n',  # valid JSON, but no character
+            r"a\.jsonl:1: expected Unicode text, found a lone surrogate U\+D800 in token 1",
+        ),
+        (
+            "jsonl",
+            "a.jsonl",
+            '{"tokens": ["a"], "label": "x"}\n{"tokens": ["b"], "label": "\\udfff"}\n',
+            r"a\.jsonl:2: expected Unicode text, found a lone surrogate U\+DFFF in the label",
+        ),
         (
             "jsonl",
             "a.jsonl",

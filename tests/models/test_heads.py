@@ -3,6 +3,7 @@ through the same SequenceModel, is evaluated, and predicts from a checkpoint alo
 
 import functools
 import random
+import re
 from typing import Any
 
 import lightning as L
@@ -12,11 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from seqmodels import shapes
 from seqmodels.checkpoints import load_model
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.vocab import PAD, UNK
 from seqmodels.models.encoder import EncoderOutput
 from seqmodels.models.heads import HEADS, TaskHead, register_head
+from seqmodels.models.heads.tagger import TaggingHead
 from seqmodels.models.sequence_model import SequenceModel
 from seqmodels.padding import IGNORE_INDEX
 from seqmodels.predictor import Predictor
@@ -33,6 +36,7 @@ class LengthHead(TaskHead):
     target_key = "lengths"
     export_axes = {0: "B"}
     score_axes = "B, K={1}: short or long"
+    fields = ("length",)
 
     def __init__(self, input_size: int, classes: list[str] | None = None, threshold: int = 5, loss_weight: float = 1.0):
         super().__init__(["short", "long"], loss_weight)
@@ -114,6 +118,52 @@ def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
         SequenceModel(VOCAB, classifier={}, heads={"classifier": {}})
     with pytest.raises(ValueError, match="a head named 'classifier' is already registered"):
         register_head(type("Other", (LengthHead,), {"name": "classifier"}))
+
+
+@pytest.fixture
+def register():
+    """``register(head)``: register_head for one test (what it registered is gone after)."""
+    names = []
+    yield lambda head: register_head(names.append(head.name) or head)
+    for name in names:
+        HEADS.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    ("declares", "message"),
+    [
+        ({}, "the tagger and deprel heads would both write the prediction field 'tags'; a head writes only its own"),
+        ({"fields": ("deprels",)}, "the tagger and deprel heads would both write CoNLL-U's tag column"),
+    ],
+    ids=["same-field", "same-conllu-column"],
+)
+def test_two_heads_writing_the_same_field_or_column_are_refused_naming_both(register, tmp_path, capsys, declares,
+                                                                            message):  # fmt: skip
+    """A user's DEPREL tagger, a TaggingHead subclass under another name: as it is, its DEPRELs would replace the
+    UPOS tags in every record (and in CoNLL-U output); with fields of its own, it would still fill UPOS's column."""
+    register(type("DeprelHead", (TaggingHead,), {"name": "deprel", **declares}))
+    vocab = {"tokens": [PAD, UNK, *WORDS], "tags": ["NOUN", "VERB"]}
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        SequenceModel(vocab, tagger={}, heads={"deprel": {}})
+    config = tmp_path / "deprel.yaml"
+    config.write_text("model:\n  tagger: {}\n  heads:\n    deprel: {}\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        shapes.parse_args(["--config", str(config)])
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"seqmodels-shapes: error: {config}: {message}")
+
+
+def test_a_head_that_decodes_fields_it_does_not_declare_is_stopped(register):
+    """Declared fields are what the collision check trusts: a head that writes others fails at its first decode."""
+    register(type("DeprelHead", (TaggingHead,), {"name": "deprel", "fields": ("deprels",), "conllu": None}))
+    model = SequenceModel({"tokens": [PAD, UNK, *WORDS], "tags": ["NOUN", "VERB"]}, tagger={}, heads={"deprel": {}})
+    with pytest.raises(ValueError, match=r"^the deprel head decodes \['tag_probs', 'tags'\], which its `fields` do"):
+        Predictor(model)([WORDS[:3]])
+
+
+def test_a_head_without_a_class_attribute_of_the_contract_is_refused_by_name(register):
+    attributes = {name: getattr(LengthHead, name) for name in TaskHead.__annotations__ if name != "fields"}
+    with pytest.raises(TypeError, match=r"^NoFields does not set fields \(class attributes; see TaskHead\)$"):
+        register(type("NoFields", (TaskHead,), attributes))
 
 
 @pytest.mark.parametrize("name", ["tagger", "classifier"])

@@ -25,6 +25,27 @@ def tokenize(text: str) -> list[str]:
     return [token for token in _ASCII_WHITESPACE.split(text) if token]
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text``, as ``U+D800``, or None. One comes from JSON (``"\\ud800"`` is valid
+    JSON) or from a command line's undecodable bytes; it is no character, and has no UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"U+{ord(text[error.start]):04X}"
+    return None
+
+
+def token_problem(tokens: Iterable[str]) -> str | None:
+    """What makes a sentence's tokens unreadable, as "expected ..., found ...", or None: an empty token (a word
+    without characters: no embedding of its own, nothing for the character CNN), or a lone surrogate."""
+    for number, token in enumerate(tokens, start=1):
+        if not token:
+            return f"expected tokens of one or more characters, found an empty one (token {number})"
+        if surrogate := lone_surrogate(token):
+            return f"expected Unicode text, found a lone surrogate {surrogate} in token {number}"
+    return None
+
+
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     """Rewrite IOB1 tags as IOB2 (BIO): an ``I-X`` starting a chunk (not after ``B-X`` or ``I-X``) becomes ``B-X``."""
     converted, previous = [], "O"
@@ -69,10 +90,16 @@ def sentence_blocks(numbered: Iterable[tuple[int, str]]) -> Iterator[list[tuple[
 
 
 def checked(where: str, example: Example, tag_scheme: str) -> Example:
-    """An example after checking that it has tokens (and one tag per token), its tags in ``tag_scheme``."""
+    """An example after checking that it has tokens, each readable (:func:`token_problem`), and one tag per token,
+    its tags and label Unicode text, its tags in ``tag_scheme``."""
     tokens, tags = example["tokens"], example.get("tags")
     if not tokens:
         raise DataFormatError(f"{where}: expected a sentence with at least one token, found none")
+    if problem := token_problem(tokens):
+        raise DataFormatError(f"{where}: {problem}")
+    for column, text in (("tags", " ".join(tags or [])), ("label", example.get("label", ""))):
+        if surrogate := lone_surrogate(text):
+            raise DataFormatError(f"{where}: expected Unicode text, found a lone surrogate {surrogate} in the {column}")
     if tags is not None and len(tags) != len(tokens):
         raise DataFormatError(f"{where}: expected one tag per token, found {len(tokens)} tokens and {len(tags)} tags")
     if tags is not None and tag_scheme == "iob2":

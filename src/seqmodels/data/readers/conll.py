@@ -57,13 +57,16 @@ def _attributes(column: str) -> dict[str, str]:
 
 def conllu_word(where: str, line: str) -> list[str] | None:
     """A CoNLL-U line's 10 fields when it is a word; None for a comment, a ``3-4`` multiword range or an ``8.1``
-    empty node (which carry no tag of their own); :class:`DataFormatError` for anything else."""
+    empty node (which carry no tag of their own); :class:`DataFormatError` for anything else, a word without a
+    FORM included."""
     if line.startswith("#"):
         return None
     fields = line.split("\t")
     if len(fields) != len(CONLLU_FIELDS):
         raise DataFormatError(f"{where}: expected 10 TAB-separated columns, found {len(fields)}")
     if fields[0].isdigit():
+        if not fields[1]:
+            raise DataFormatError(f"{where}: expected a FORM (column 2) of one or more characters, found an empty one")
         return fields
     if re.fullmatch(r"\d+-\d+|\d+\.\d+", fields[0]):
         return None

@@ -36,6 +36,11 @@ class TaskHead(nn.Module):
     - ``target_key``: where a batch holds its targets (``"tag_ids"`` (B, T), ``"label_ids"`` (B,));
     - ``export_axes``: the dynamic axes of its scores in an export (``{0: "B", 1: "T"}``);
     - ``score_axes``: what its scores' axes are, for ``seqmodels-shapes`` (formatted with the scores' shape);
+    - ``fields``: the record fields :meth:`decode` writes, its prediction first (``("tags", "tag_probs", ...)``);
+      every head's fields go into one record, so two heads may not share one (checked when a model is built);
+    - ``conllu``: where CoNLL-U output writes its prediction (``fields[0]``): ``"column"`` (a tag per word, in the
+      column the tags came from; one head per model), ``"comment"`` (``# label = ...`` before the sentence's
+      words), or None (JSON Lines only);
     - ``confusion_report``: whether the evaluation report shows its confusion matrix and per-class scores.
 
     Args:
@@ -50,6 +55,8 @@ class TaskHead(nn.Module):
     target_key: ClassVar[str]
     export_axes: ClassVar[dict[int, str]]
     score_axes: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]]
+    conllu: ClassVar[Literal["column", "comment"] | None] = None
     confusion_report: ClassVar[bool] = True  # a confusion matrix and per-class table (not for thousands of classes)
 
     def __init__(self, classes: list[str], loss_weight: float = 1.0) -> None:
@@ -82,7 +89,7 @@ class TaskHead(nn.Module):
 
     def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One dict of JSON-ready fields per sentence of the batch scored (``token_ids``, ``lengths``, ...), e.g.
-        ``tags`` and ``tag_probs``."""
+        ``tags`` and ``tag_probs``: only those ``fields`` declares."""
         raise NotImplementedError
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:

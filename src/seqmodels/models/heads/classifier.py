@@ -40,6 +40,8 @@ class ClassificationHead(TaskHead):
     target_key = "label_ids"  # (B,)
     export_axes = {0: "B"}
     score_axes = "B, K={1}: a score per class"
+    fields = ("label", "label_probs")
+    conllu = "comment"
 
     def __init__(
         self,

@@ -46,6 +46,7 @@ class LanguageModelHead(TaskHead):
     target_key = "token_ids"
     export_axes = {0: "B", 1: "T"}
     score_axes = "B, T, D={2}, V={3}: the next word's scores (forward), the previous word's (backward)"
+    fields = ("perplexity",)
     confusion_report = False  # thousands of classes
 
     def __init__(

@@ -48,6 +48,8 @@ class TaggingHead(TaskHead):
     target_key = "tag_ids"  # (B, T), IGNORE_INDEX at padding
     export_axes = {0: "B", 1: "T"}
     score_axes = "B, T, C={2}: a score per tag per token"
+    fields = ("tags", "tag_probs", "crf_path")
+    conllu = "column"
 
     def __init__(
         self, input_size: int, classes: list[str], dropout: float = 0.5, crf: bool = False, loss_weight: float = 1.0
