@@ -1,8 +1,8 @@
 """The evaluation report: per-class scores and the most confused classes from a confusion matrix, example sentences
-with their errors marked, and what EvaluationReport writes to TensorBoard at the end of a validation."""
+with their errors marked, and what EvaluationReport writes to TensorBoard at the end of a validation. (The weight
+averaging callback is tested in test_averaging.py.)"""
 
 import lightning as L
-import pytest
 import torch
 from helpers import random_examples
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -98,29 +98,3 @@ def test_the_report_writes_figures_tables_examples_and_a_pr_curve_to_tensorboard
     assert "val/tagger/pr_curve" not in events.Tags()["tensors"]  # binary classifiers only
     true_positives, false_positives = make_ndarray(events.Tensors("val/classifier/pr_curve")[-1].tensor_proto)[:2, 0]
     assert true_positives + false_positives == 24  # at threshold 0 every sentence of every batch counts as positive
-
-
-def test_the_averaged_weights_are_what_validation_the_test_after_fit_and_the_checkpoint_use(tmp_path, monkeypatch):
-    """With weight_averaging, the test right after fit scores the averaged weights, as `train.py test` of the best
-    checkpoint does (Lightning's callback alone would test the raw ones); the checkpoint holds the average."""
-    from helpers import CONFIGS
-
-    from seqmodels.checkpoints import read_checkpoint
-    from seqmodels.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    args = ["--config", str(CONFIGS / "classifier.yaml"), "--data.train_size", "200", "--data.val_size", "40",
-            "--data.test_size", "40", "--data.cache_dir", "cache", "--trainer.enable_progress_bar", "false",
-            "--weight_averaging", "seqmodels.callbacks.ExponentialMovingAverage", "--weight_averaging.epochs", "0.5"]
-    fitted = main(["fit", *args, "--trainer.max_epochs", "3"], CONFIGS)
-    steps_per_epoch = fitted.trainer.num_training_batches  # 200 sentences in batches of 32: 7
-    averaging = next(c for c in fitted.trainer.callbacks if type(c).__name__ == "ExponentialMovingAverage")
-    assert averaging.update.decay == pytest.approx(1 - 1 / (0.5 * steps_per_epoch))  # half an epoch's steps
-    after_fit = {k: float(v) for k, v in fitted.trainer.callback_metrics.items() if k.startswith("test/")}
-    best = fitted.trainer.checkpoint_callback.best_model_path
-    checkpoint = read_checkpoint(best)
-    raw = checkpoint["current_model_state"]
-    assert any(not torch.equal(raw[k], v) for k, v in checkpoint["state_dict"].items())  # an average, not the raw
-    tested = main(["test", *args, "--ckpt_path", best], CONFIGS)
-    standalone = {k: float(v) for k, v in tested.trainer.callback_metrics.items() if k.startswith("test/")}
-    assert after_fit == standalone

@@ -11,15 +11,18 @@ from typing import Any
 import lightning as L
 import matplotlib
 import torch
-from lightning.pytorch.callbacks import ProgressBar, WeightAveraging
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
+from seqmodels.averaging import ExponentialMovingAverage  # configs name it seqmodels.callbacks.ExponentialMovingAverage
 from seqmodels.models.heads.base import markdown_escape
 from seqmodels.padding import IGNORE_INDEX
 
 matplotlib.use("Agg")  # no display: render to arrays
 import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["EvaluationReport", "ExponentialMovingAverage", "PlainProgress"]
 
 
 class EvaluationReport(L.Callback):
@@ -200,6 +203,8 @@ class PlainProgress(ProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = self._last_line = time.monotonic()
 
+    on_train_start = on_train_epoch_start  # a run resumed inside an epoch does not start that epoch again
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.monotonic()
         if now - self._last_line >= self.every_seconds:
@@ -216,43 +221,6 @@ class PlainProgress(ProgressBar):
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         seconds = time.monotonic() - self._epoch_start
         self._print(f"epoch {trainer.current_epoch} validated after {seconds:.0f} s: {shown}")
-
-
-class ExponentialMovingAverage(WeightAveraging):
-    """An exponential moving average of the weights, updated after every step, over about the last ``epochs``
-    epochs: the decay is 1 - 1 / (epochs x steps per epoch), so the average covers the same share of training
-    whatever the data's size (a fixed decay of 0.999 spans 5 epochs of a 6,900-sentence corpus and 30 of a
-    1,000-sentence one). Validation, the checkpoints (best and last), the test after fit, ``train.py test``
-    and prediction all use the averaged weights; Lightning's base class swaps them in for validation only,
-    so this one swaps them in for testing too.
-
-    Args:
-        epochs: how many of the last epochs the average mostly covers (their share of the weight: 1 - 1/e).
-    """
-
-    def __init__(self, epochs: float = 3.0) -> None:
-        self.epochs = epochs
-        self.update = ExponentialDecay()
-        super().__init__(avg_fn=self.update)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.update.decay = 1 - 1 / max(1.0, self.epochs * trainer.num_training_batches)
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.on_validation_epoch_start(trainer, pl_module)  # swaps the averaged weights in
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.on_validation_epoch_end(trainer, pl_module)  # and back
-
-
-class ExponentialDecay:
-    """``averaged <- decay * averaged + (1 - decay) * current`` (``AveragedModel``'s ``avg_fn``), with a decay
-    set once the number of steps per epoch is known."""
-
-    decay = 0.999
-
-    def __call__(self, averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
-        return self.decay * averaged + (1 - self.decay) * current
 
 
 def _tensorboard(trainer: L.Trainer):

@@ -43,8 +43,9 @@ def run_hparams(config: Namespace) -> dict[str, Any]:
 
 
 def format_metrics(metrics: dict[str, float], heading: str = "") -> str:
-    """A small table: one row per metric name, one column per stage (val, test)."""
-    stages = [s for s in ("val", "test") if any(k.startswith(f"{s}/") for k in metrics)]
+    """A small table: one row per metric name, one column per stage (val, val_raw: the raw weights beside averaged
+    ones, test)."""
+    stages = [s for s in ("val", "val_raw", "test") if any(k.startswith(f"{s}/") for k in metrics)]
     names = sorted({k.split("/", 1)[1] for k in metrics})
     width = max([len(n) for n in names] + [6])
     lines = [heading] if heading else []

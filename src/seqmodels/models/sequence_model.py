@@ -11,6 +11,7 @@ Any registered head (:mod:`seqmodels.models.heads`) can also be given under ``he
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -22,7 +23,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from seqmodels.checkpoints import KEY, complete_data_options, provenance, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
-from seqmodels.models.heads import HEADS, TaskHead
+from seqmodels.models.heads import HEADS, TaskHead, check_outputs
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
@@ -131,10 +132,11 @@ class SequenceModel(L.LightningModule):
     def _scores(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
-    def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
-        """The weighted sum of the losses of the heads the batch feeds; in evaluation also their predictions (and
-        class probabilities), for the metrics and the report. A batch of each corpus (``data.step:
-        every_corpus``) comes as ``{corpus: batch}``: one encoder pass each, the losses summed."""
+    def losses_and_predictions(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        """Each loss of the heads the batch feeds; in evaluation also their predictions (and class probabilities),
+        with the stage's metrics updated. A batch of each corpus (``data.step: every_corpus``) comes as ``{corpus:
+        batch}``: one encoder pass each, the losses summed. Logs nothing (the weight averaging calls it on the raw
+        weights too)."""
         parts = [batch] if "token_ids" in batch else list(batch.values())
         losses: dict[str, Tensor] = {}
         preds, probs = {}, {}
@@ -151,29 +153,40 @@ class SequenceModel(L.LightningModule):
                     probs[name] = scores[name].detach().softmax(-1)
                     head.update_metrics(self.metrics[stage][name], scores[name], preds[name], targets)
         batch_size = sum(len(part["lengths"]) for part in parts)
+        return {"losses": losses, "preds": preds, "probs": probs, "batch_size": batch_size}
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        """The weighted sum of the head losses, logged; in evaluation also the predictions and probabilities, for
+        the report."""
+        step = self.losses_and_predictions(batch, stage)
+        losses, batch_size = step["losses"], step["batch_size"]
         for name, head_loss in losses.items() if stage == "train" else ():
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size)
         loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
-                   torch.zeros((), device=parts[0]["token_ids"].device))  # fmt: skip
+                   torch.zeros((), device=self.device))  # fmt: skip
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
-        return {"loss": loss, "preds": preds, "probs": probs}
+        return {"loss": loss, "preds": step["preds"], "probs": step["probs"]}
+
+    def epoch_metrics(self, stage: str, reduce: Callable[..., Tensor]) -> dict[str, Tensor]:
+        """Compute (synchronised across processes under DDP) and reset each head's metrics; then the mean of
+        ``multitask_score``'s metrics as ``{stage}/multitask/score``. ``reduce`` is the strategy's (every process
+        calls this)."""
+        metrics: dict[str, Tensor] = {}
+        for name in self.heads:
+            loss, head_metrics = self.eval_losses[stage][name], self.metrics[stage][name]
+            updated = torch.tensor(float(loss.update_called), device=self.device)
+            if reduce(updated, reduce_op="sum") > 0:  # some process had targets for the head
+                metrics |= head_metrics.compute() | {f"{stage}/{name}/loss": loss.compute()}
+            head_metrics.reset()
+            loss.reset()
+        if self.multitask_score and all(f"{stage}/{name}" in metrics for name in self.multitask_score):
+            score = torch.stack([metrics[f"{stage}/{name}"].float() for name in self.multitask_score]).mean()
+            metrics[f"{stage}/multitask/score"] = score
+        return metrics
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        """Compute (synchronised across processes under DDP), log and reset each head's metrics; then the mean of
-        ``multitask_score``'s metrics as ``{stage}/multitask/score``."""
-        logged: dict[str, Tensor] = {}
-        for name in self.heads:
-            loss, metrics = self.eval_losses[stage][name], self.metrics[stage][name]
-            updated = torch.tensor(float(loss.update_called), device=self.device)
-            if self.trainer.strategy.reduce(updated, reduce_op="sum") > 0:  # some process had targets for the head
-                # compute() gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
-                logged |= metrics.compute() | {f"{stage}/{name}/loss": loss.compute()}
-            metrics.reset()
-            loss.reset()
-        self.log_dict(logged, sync_dist=True)
-        if self.multitask_score and all(f"{stage}/{name}" in logged for name in self.multitask_score):
-            score = torch.stack([logged[f"{stage}/{name}"].float() for name in self.multitask_score]).mean()
-            self.log(f"{stage}/multitask/score", score, sync_dist=True)
+        # compute() gathers every process's state; sync_dist only keeps Lightning's bookkeeping quiet
+        self.log_dict(self.epoch_metrics(stage, self.trainer.strategy.reduce), sync_dist=True)
 
     def metric_names(self, stage: str) -> set[str]:
         """Every metric this model logs in ``stage`` (``val``, ``test``), e.g. to check a monitored one exists."""
@@ -206,10 +219,15 @@ class SequenceModel(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def decode(self, scores: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every head's JSON-ready fields for the batch scored, one dict per sentence (``tags``, ``label``, ...)."""
+        """Every head's JSON-ready fields for the batch scored, one dict per sentence (``tags``, ``label``, ...). A
+        head writes only the ``fields`` it declares, which no other head shares (:func:`check_outputs`)."""
         records: list[dict[str, Any]] = [{} for _ in range(len(batch["lengths"]))]
         for name, head in self.heads.items():
-            for record, fields in zip(records, head.decode(scores[name], batch)):
+            decoded = head.decode(scores[name], batch)
+            undeclared = set().union(*decoded) - set(head.fields)
+            if undeclared:
+                raise ValueError(f"the {name} head decodes {sorted(undeclared)}, which its `fields` do not declare")
+            for record, fields in zip(records, decoded):
                 record.update(fields)
         return records
 
@@ -246,7 +264,8 @@ class SequenceModel(L.LightningModule):
 
 
 def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[str, Any] | None) -> dict[str, dict]:
-    """The heads to build, by name: the named config keys (``tagger``, ``classifier``) and ``heads``, checked."""
+    """The heads to build, by name: the named config keys (``tagger``, ``classifier``) and ``heads``, checked (known,
+    configured once, writing fields of their own)."""
     configs = {name: dict(config) for name, config in named.items() if config is not None}
     for name, config in (heads or {}).items():
         if name in configs:
@@ -257,4 +276,5 @@ def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[s
     unknown = sorted(set(configs) - set(HEADS))
     if unknown:
         raise ValueError(f"no head is registered as {unknown[0]!r}; the registered heads are {sorted(HEADS)}")
+    check_outputs({name: HEADS[name] for name in configs})
     return configs
