@@ -37,7 +37,7 @@ import yaml
 from throughput import ROOT, count, data_module, new_model, project_loop
 
 from seqmodels.checkpoints import load_model
-from seqmodels.cli import cpu_runs_bf16_lstm
+from seqmodels.runs import cpu_runs_bf16_lstm
 from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.predictor import Predictor
 

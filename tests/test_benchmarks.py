@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, run
 
-from seqmodels.cli import cpu_runs_bf16_lstm, resolved_config
+from seqmodels.cli import resolved_config
+from seqmodels.runs import cpu_runs_bf16_lstm
 
 # Absolute: the scripts run as subprocesses in other folders, and the variable may be relative to this one.
 DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR") and str(Path(os.environ["SEQMODELS_DATA_DIR"]).resolve())

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import CONFIGS, CONLLU, TRAIN_PY, run
 
-from seqmodels import cli, predict
+from seqmodels import predict, runs
 from seqmodels.cli import main
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.data.readers import DataFormatError
@@ -238,7 +238,7 @@ def test_a_data_option_that_cannot_work_is_one_line_naming_its_key(in_tmp, capsy
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
 def test_bf16_on_a_cpu_without_bf16_instructions_is_one_line_naming_the_setting(in_tmp, capsys, monkeypatch, precision):
     """Checked before the data is read: otherwise oneDNN fails deep in the LSTM, at the first equal-length batch."""
-    monkeypatch.setattr(cli, "cpu_runs_bf16_lstm", lambda: False)
+    monkeypatch.setattr(runs, "cpu_runs_bf16_lstm", lambda: False)
     code, line = train_py(capsys, "--trainer.accelerator", "cpu", "--trainer.precision", precision)
     assert code == 1, line
     assert f"trainer.precision: {precision} on the CPU needs bf16 instructions" in line and "use 32-true" in line
@@ -250,7 +250,7 @@ def test_the_bf16_check_tells_the_truth_about_this_cpu():
     lstm = torch.nn.LSTM(4, 4, batch_first=True)
     packed = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(2, 3, 4), torch.tensor([3, 3]), batch_first=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        if cli.cpu_runs_bf16_lstm():
+        if runs.cpu_runs_bf16_lstm():
             assert torch.isfinite(lstm(packed)[0].data.float()).all()
         else:
             with pytest.raises(RuntimeError, match="could not create a primitive descriptor"):

@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 import yaml
-from jsonargparse import Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
@@ -37,7 +34,7 @@ from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.runs import ValidateOnLastStep, never_validated, quiet_lightning
+from seqmodels.runs import ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning
 from seqmodels.summary import format_metrics, run_hparams
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -221,39 +218,6 @@ def configured_heads(*configs: dict | None) -> list[str] | None:
     *named, others = configs
     names = [name for name, config in zip(HEAD_KEYS, named) if config is not None]
     return names + list(others or {}) or None
-
-
-def cpu_runs_bf16_lstm() -> bool:
-    """Whether oneDNN can run an LSTM in bfloat16 on this CPU: only with bf16 instructions (AVX-512 BF16, AMX)."""
-    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def check_precision(trainer: Trainer) -> None:
-    """One line for bf16 on a CPU without bf16 instructions. There oneDNN fails on the first batch whose sentences
-    all have one length (PyTorch runs those unpacked, through oneDNN), deep in the LSTM and only then."""
-    if str(trainer.precision).startswith("bf16") and isinstance(trainer.accelerator, CPUAccelerator):
-        if not cpu_runs_bf16_lstm():
-            raise ValueError(f"trainer.precision: {trainer.precision} on the CPU needs bf16 instructions (AVX-512 "
-                             "BF16 or AMX) for the LSTM, and this CPU has none; use 32-true here (bf16-mixed is "
-                             "for a GPU: configs/trainer/gpu.yaml)")  # fmt: skip
-
-
-def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -> None:
-    """One line naming a metric that the checkpoint callback, early stopping or the LR scheduler watches and
-    that no head logs."""
-    keys = {"ModelCheckpoint": "checkpoint.monitor", "EarlyStopping": "early_stopping.monitor"}
-    watched = sorted((callback.monitor, keys.get(type(callback).__name__, type(callback).__name__))
-                     for callback in trainer.callbacks if getattr(callback, "monitor", None))  # fmt: skip
-    watched.sort(key=lambda item: item[1] != "checkpoint.monitor")  # the one that picks the best checkpoint first
-    scheduler = config.model.lr_scheduler
-    if scheduler is not None and (scheduler.init_args or {}).get("monitor"):
-        watched.append((scheduler.init_args["monitor"], "model.lr_scheduler's monitor"))
-    logged = model.metric_names("val") | {"train/loss"}
-    for metric, watcher in watched:
-        if metric not in logged:
-            raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
-        if metric.startswith("val/") and trainer.limit_val_batches == 0:
-            raise ValueError(f"{watcher} watches {metric}, and trainer.limit_val_batches is 0: no validation logs it")
 
 
 def resolved_config(train_args: Sequence[str], config_dir: Path | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the CLI's runs get beyond Lightning's defaults: a full run's end however short the run, and quiet output.
+"""What the CLI's runs get beyond Lightning's defaults: settings checked before a run starts, a full run's end however
+short the run, and quiet output.
 
 Lightning validates at the end of each epoch (or every ``trainer.val_check_interval``), so a run that
 ``trainer.max_steps`` stops inside an epoch would end between two validations: no metric for early stopping
@@ -13,8 +14,46 @@ import logging
 import warnings
 from typing import Any
 
+import torch
+from jsonargparse import Namespace
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, Timer
+
+from seqmodels.models.sequence_model import SequenceModel
+
+
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether oneDNN can run an LSTM in bfloat16 on this CPU: only with bf16 instructions (AVX-512 BF16, AMX)."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def check_precision(trainer: Trainer) -> None:
+    """One line for bf16 on a CPU without bf16 instructions. There oneDNN fails on the first batch whose sentences
+    all have one length (PyTorch runs those unpacked, through oneDNN), deep in the LSTM and only then."""
+    if str(trainer.precision).startswith("bf16") and isinstance(trainer.accelerator, CPUAccelerator):
+        if not cpu_runs_bf16_lstm():
+            raise ValueError(f"trainer.precision: {trainer.precision} on the CPU needs bf16 instructions (AVX-512 "
+                             "BF16 or AMX) for the LSTM, and this CPU has none; use 32-true here (bf16-mixed is "
+                             "for a GPU: configs/trainer/gpu.yaml)")  # fmt: skip
+
+
+def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -> None:
+    """One line naming a metric that the checkpoint callback, early stopping or the LR scheduler watches and
+    that no head logs."""
+    keys = {"ModelCheckpoint": "checkpoint.monitor", "EarlyStopping": "early_stopping.monitor"}
+    watched = sorted((callback.monitor, keys.get(type(callback).__name__, type(callback).__name__))
+                     for callback in trainer.callbacks if getattr(callback, "monitor", None))  # fmt: skip
+    watched.sort(key=lambda item: item[1] != "checkpoint.monitor")  # the one that picks the best checkpoint first
+    scheduler = config.model.lr_scheduler
+    if scheduler is not None and (scheduler.init_args or {}).get("monitor"):
+        watched.append((scheduler.init_args["monitor"], "model.lr_scheduler's monitor"))
+    logged = model.metric_names("val") | {"train/loss"}
+    for metric, watcher in watched:
+        if metric not in logged:
+            raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
+        if metric.startswith("val/") and trainer.limit_val_batches == 0:
+            raise ValueError(f"{watcher} watches {metric}, and trainer.limit_val_batches is 0: no validation logs it")
 
 
 class ValidateOnLastStep(Callback):
