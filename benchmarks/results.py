@@ -39,7 +39,7 @@ UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33
 # The weight average as it was before its warm-up (a plain exponential average from the first step): the rows measured
 # with it, not re-measured since (README: Results). The averaged weights never feed back into training, so only
 # validation, the checkpoint choice and the test depend on it.
-NO_WARMUP = ["--weight_averaging.max_share=null"]
+NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=null"]
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 

@@ -258,9 +258,16 @@ def test_a_metric_no_validation_logged_is_one_line_naming_the_setting(tmp_path, 
 
 @pytest.mark.slow
 def test_a_run_prints_no_warning_the_user_cannot_act_on(tmp_path):
-    """Bare ``train.py``'s config and task (tiny): no deprecation from Lightning's internals, no litlogger tip."""
-    result = run([*TRAIN_PY, "fit", "--config", str(CONFIGS / "default.yaml"), *TINY], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    noise = [line for line in (result.stdout + result.stderr).splitlines()
-             if any(word in line.lower() for word in ("leafspec", "litlogger", "deprecat"))]  # fmt: skip
-    assert not noise
+    """Bare ``train.py``'s config and task (tiny), with the weight averaging the real-data configs have, then ``test``
+    and ``predict`` of its checkpoint: no deprecation from Lightning's internals, no litlogger tip, no notice about
+    restoring or not restoring the average, about the checkpoint's folder or about the prediction batches."""
+    args = ["--config", str(CONFIGS / "default.yaml"), *TINY,
+            "--weight_averaging", "seqmodels.callbacks.ExponentialMovingAverage"]  # fmt: skip
+    outputs = []
+    for subcommand in ("fit", "test", "predict"):
+        more = ["--ckpt_path", "last"] if subcommand != "fit" else []
+        result = run([*TRAIN_PY, subcommand, *args, *more], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs += (result.stdout + result.stderr).splitlines()
+    words = ("leafspec", "litlogger", "deprecat", "current_model_state", "weightaveraging", "dirpath", "batch sampler")
+    assert not [line for line in outputs if any(word in line.lower() for word in words)]

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 
 class ExponentialMovingAverage(WeightAveraging):
@@ -17,11 +18,13 @@ class ExponentialMovingAverage(WeightAveraging):
     training whatever the data's size (a fixed decay of 0.999 spans 5 epochs of a 6,900-sentence corpus and 30 of a
     1,000-sentence one).
 
-    Warm-up: the average never spans more than ``max_share`` of the steps taken so far (its decay at step n is
-    min(decay, 1 - 1 / (1 + max_share x n)), the form of TensorFlow's ``num_updates``). Without it, an average that
-    starts from the first step's weights keeps exp(-steps / span) of them: about half after 2 of 3 epochs, which
-    cost a 392-step XPOS run 27 points. With it no early step keeps a weight that the span did not give it, so the
-    warm-up is also the bias correction (the average starts from real weights, not from zeros, so there is no other).
+    Warm-up: the average starts after ``start_epochs`` (before, it is the current weights: in the steep first epoch
+    any average lags behind them), and then never spans more than ``max_share`` of the steps since its start (its
+    decay m steps in is min(decay, 1 - 1 / (1 + max_share x m)), the form of TensorFlow's ``num_updates``). Without
+    it, an average that starts from the first step's weights keeps exp(-steps / span) of them: about half after 2 of
+    3 epochs, which cost a 392-step XPOS run 27 points. With it no early step keeps a weight that the span did not
+    give it, so the warm-up is also the bias correction (the average starts from real weights, not from zeros, so
+    there is no other).
 
     Validation, the checkpoints (best and last), the test after fit, ``train.py test`` and prediction all use the
     averaged weights; Lightning's base class swaps them in for validation only, so this one swaps them in for
@@ -30,21 +33,29 @@ class ExponentialMovingAverage(WeightAveraging):
 
     Args:
         epochs: how many of the last epochs the average mostly covers (their share of the weight: 1 - 1/e).
-        max_share: the largest share of the steps so far that the average spans (the warm-up); None for none, a
-            plain exponential average from the first step (the earlier behaviour: ``NO_WARMUP`` in
-            ``benchmarks/results.py``).
+        start_epochs: how many epochs of training before the average starts.
+        max_share: the largest share of the steps since its start that the average spans; None for no such bound.
+            ``start_epochs=0, max_share=None`` is a plain exponential average from the first step (the earlier
+            behaviour: ``NO_WARMUP`` in ``benchmarks/results.py``).
         log_raw: also validate the raw weights, as ``val_raw/...``.
     """
 
-    def __init__(self, epochs: float = 3.0, max_share: float | None = 0.1, log_raw: bool = True) -> None:
-        if epochs <= 0 or not (max_share is None or 0 < max_share <= 1):
-            raise ValueError(f"weight_averaging: epochs must be > 0 and max_share in (0, 1], got {epochs}, {max_share}")
-        self.epochs, self.log_raw = epochs, log_raw
+    def __init__(
+        self, epochs: float = 3.0, start_epochs: float = 1.0, max_share: float | None = 0.1, log_raw: bool = True
+    ) -> None:
+        if epochs <= 0 or start_epochs < 0 or not (max_share is None or 0 < max_share <= 1):
+            raise ValueError("weight_averaging: expected epochs > 0, start_epochs >= 0 and max_share in (0, 1], got "
+                             f"{epochs}, {start_epochs} and {max_share}")  # fmt: skip
+        self.epochs, self.start_epochs, self.log_raw = epochs, start_epochs, log_raw
         self.update = WarmedUpDecay(max_share=max_share)
+        self._raw_loss = MeanMetric()  # the raw weights' val_raw/loss (the heads' own losses are the model's metrics)
         super().__init__(multi_avg_fn=self.update)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.update.decay = 1 - 1 / max(1.0, self.epochs * trainer.num_training_batches)
+        steps_per_epoch = trainer.num_training_batches
+        self.update.decay = 1 - 1 / max(1.0, self.epochs * steps_per_epoch)
+        self.update.start = round(self.start_epochs * steps_per_epoch)
+        self._raw_loss.to(pl_module.device)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, pl_module)  # the average in pl_module, the raw weights in ours
@@ -54,11 +65,14 @@ class ExponentialMovingAverage(WeightAveraging):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._scores_raw(trainer):
             with torch.no_grad(), trainer.precision_plugin.val_step_context():
-                self._average_model.module.losses_and_predictions(batch, "val")  # updates its own metrics
+                step = self._average_model.module.losses_and_predictions(batch, "val")  # updates its own metrics
+            self._raw_loss.update(step["loss"], weight=step["batch_size"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._scores_raw(trainer):
             raw = self._average_model.module.epoch_metrics("val", trainer.strategy.reduce)  # (every process calls)
+            raw["val/loss"] = self._raw_loss.compute()
+            self._raw_loss.reset()
             pl_module.log_dict({"val_raw/" + key.removeprefix("val/"): value for key, value in raw.items()},
                                sync_dist=True)  # fmt: skip
         super().on_validation_epoch_end(trainer, pl_module)  # the raw weights back in pl_module
@@ -74,22 +88,31 @@ class ExponentialMovingAverage(WeightAveraging):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_end(trainer, pl_module)  # and back
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """In fit, restore the average and the raw weights (Lightning's base class). Outside fit there is no average
+        to restore: the checkpoint's weights are the average already, which is what testing and prediction use."""
+        if self._average_model is not None:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
 
 class WarmedUpDecay:
     """``averaged <- decay_n * averaged + (1 - decay_n) * current`` over every tensor at once (one fused
-    ``torch._foreach_lerp_``: ``AveragedModel``'s ``multi_avg_fn``), with decay_n = min(decay, 1 - 1 / (1 +
-    max_share x n)) after n updates (decay alone when ``max_share`` is None). The decay is set once the number of
-    steps per epoch is known. The weight is a tensor on the parameters' device, so a GPU step does not wait for the
-    host."""
+    ``torch._foreach_lerp_``: ``AveragedModel``'s ``multi_avg_fn``). After n updates, m = n - start of them since
+    the average's start: decay_n = 0 (a copy) while m <= 0, then min(decay, 1 - 1 / (1 + max_share x m)) (decay
+    alone when ``max_share`` is None). The decay and the start are set once the number of steps per epoch is known.
+    The weight is a tensor on the parameters' device, so a GPU step does not wait for the host."""
 
-    def __init__(self, max_share: float | None, decay: float = 0.999) -> None:
-        self.max_share, self.decay = max_share, decay
+    def __init__(self, max_share: float | None, decay: float = 0.999, start: int = 0) -> None:
+        self.max_share, self.decay, self.start = max_share, decay, start
 
     def weight(self, num_averaged: Tensor) -> Tensor:
         """The current weights' share, 1 - decay_n, after ``num_averaged`` updates."""
+        since_start = num_averaged.double() - self.start  # (), on the parameters' device
         if self.max_share is None:
-            return torch.full_like(num_averaged, 1 - self.decay, dtype=torch.float64)
-        return torch.clamp(1 / (1 + self.max_share * num_averaged.double()), min=1 - self.decay)
+            weight = torch.full_like(since_start, 1 - self.decay)
+        else:
+            weight = (1 / (1 + self.max_share * since_start.clamp(min=0))).clamp(min=1 - self.decay)
+        return torch.where(since_start <= 0, 1.0, weight)
 
     @torch.no_grad()
     def __call__(self, averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:

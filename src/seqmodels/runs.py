@@ -82,15 +82,33 @@ def never_validated(trainer: Trainer, monitor: str) -> str:
 
 
 def quiet_lightning() -> None:
-    """Silence what Lightning prints on every run and no user of this project can act on (``main`` calls this
-    inside its ``warnings.catch_warnings``): torch's deprecation of ``LeafSpec``, which Lightning's own code
-    instantiates (lightning/pytorch/utilities/_pytree.py: Lightning's to change), and Lightning's tip to install
-    ``litlogger``, a hosted experiment tracker this project does not use (it logs to TensorBoard)."""
-    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
-                            module=r"lightning\.pytorch\.utilities\._pytree")  # fmt: skip
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_litlogger_tip)  # added once: one object
+    """Silence what Lightning prints and no user of this project can act on (``main`` calls this inside its
+    ``warnings.catch_warnings``), each for its reason:
+
+    - torch's deprecation of ``LeafSpec``, which Lightning's own code instantiates
+      (lightning/pytorch/utilities/_pytree.py: Lightning's to change);
+    - the ``dirpath has changed`` warning of ``train.py test|validate|predict --ckpt_path``: each run logs to a new
+      ``version_N``, so the checkpoint's folder always differs, and nothing is wrong;
+    - the custom batch sampler warning of ``predict``: the data module's prediction batches return every sentence
+      once, in file order (tested: ``predictions.jsonl`` has one line per sentence, in order);
+    - Lightning's log records that are notices, not warnings: the tip to install ``litlogger`` (a hosted tracker;
+      this project logs to TensorBoard) and "Found current_model_state in the checkpoint" (the weight averaging
+      restoring its raw weights, as it should, at every resume and after-fit test).
+    """
+    for message, category, module in NOISE:
+        warnings.filterwarnings("ignore", message, category, module)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_a_notice)  # added once: one object
 
 
-def not_litlogger_tip(record: logging.LogRecord) -> bool:
-    """False for Lightning's litlogger tip (a log record, not a warning), which drops it."""
-    return "litlogger" not in record.getMessage()
+NOISE = [  # (message regex, category, module regex) of the warnings quiet_lightning drops
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
+    (r"The dirpath has changed from", UserWarning, r"lightning\.pytorch\.callbacks\.model_checkpoint"),
+    (r"You are using a custom batch sampler", UserWarning, r"lightning\.pytorch\.utilities"),
+]
+NOTICES = ("litlogger", "Found current_model_state in the checkpoint")  # Lightning's info records quiet_lightning drops
+
+
+def not_a_notice(record: logging.LogRecord) -> bool:
+    """False for the log records in NOTICES, which drops them."""
+    message = record.getMessage()
+    return not any(notice in message for notice in NOTICES)

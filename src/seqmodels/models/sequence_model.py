@@ -133,10 +133,10 @@ class SequenceModel(L.LightningModule):
         return self(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
 
     def losses_and_predictions(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
-        """Each loss of the heads the batch feeds; in evaluation also their predictions (and class probabilities),
-        with the stage's metrics updated. A batch of each corpus (``data.step: every_corpus``) comes as ``{corpus:
-        batch}``: one encoder pass each, the losses summed. Logs nothing (the weight averaging calls it on the raw
-        weights too)."""
+        """Each loss of the heads the batch feeds and their weighted sum (``loss``); in evaluation also their
+        predictions (and class probabilities), with the stage's metrics updated. A batch of each corpus (``data.step:
+        every_corpus``) comes as ``{corpus: batch}``: one encoder pass each, the losses summed. Logs nothing (the
+        weight averaging calls it on the raw weights too)."""
         parts = [batch] if "token_ids" in batch else list(batch.values())
         losses: dict[str, Tensor] = {}
         preds, probs = {}, {}
@@ -153,19 +153,19 @@ class SequenceModel(L.LightningModule):
                     probs[name] = scores[name].detach().softmax(-1)
                     head.update_metrics(self.metrics[stage][name], scores[name], preds[name], targets)
         batch_size = sum(len(part["lengths"]) for part in parts)
-        return {"losses": losses, "preds": preds, "probs": probs, "batch_size": batch_size}
+        loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
+                   torch.zeros((), device=self.device))  # fmt: skip
+        return {"loss": loss, "losses": losses, "preds": preds, "probs": probs, "batch_size": batch_size}
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         """The weighted sum of the head losses, logged; in evaluation also the predictions and probabilities, for
         the report."""
         step = self.losses_and_predictions(batch, stage)
-        losses, batch_size = step["losses"], step["batch_size"]
-        for name, head_loss in losses.items() if stage == "train" else ():
-            self.log(f"{stage}/{name}/loss", head_loss, batch_size=batch_size)
-        loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
-                   torch.zeros((), device=self.device))  # fmt: skip
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
-        return {"loss": loss, "preds": step["preds"], "probs": step["probs"]}
+        for name, head_loss in step["losses"].items() if stage == "train" else ():
+            self.log(f"{stage}/{name}/loss", head_loss, batch_size=step["batch_size"])
+        self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], prog_bar=True,
+                 sync_dist=stage != "train")
+        return {"loss": step["loss"], "preds": step["preds"], "probs": step["probs"]}
 
     def epoch_metrics(self, stage: str, reduce: Callable[..., Tensor]) -> dict[str, Tensor]:
         """Compute (synchronised across processes under DDP) and reset each head's metrics; then the mean of
