@@ -179,8 +179,13 @@ LR = "space.yaml: model.optimizer.init_args.lr"
          "mean float?"),
         (SPACE, ["--storage", "sqlite:////nonexistent/folder/x.db"],
          "cannot open the storage sqlite:////nonexistent/folder/x.db: "),
+        ({"model.encoder.hidden_size": {"type": "categorical", "choices": [16, "abc"]}}, [],
+         "space.yaml: model.encoder.hidden_size = 'abc': Parser key \"model.encoder\": Expected a <class 'int'>"),
+        ({"model.encoder.hidden_size": {"type": "int", "low": 16.5, "high": 64}}, [],
+         "space.yaml: model.encoder.hidden_size: an int distribution's low must be a whole number, found 16.5"),
     ],
-    ids=["misspelt-field", "log-from-0", "log-with-step", "low-above-high", "misspelt-type", "storage"],
+    ids=["misspelt-field", "log-from-0", "log-with-step", "low-above-high", "misspelt-type", "storage",
+         "wrong-type-of-a-later-choice", "fractional-int-bound"],
 )
 def test_a_bad_search_space_or_storage_is_one_line_before_the_study_is_created(
     tmp_path, monkeypatch, capsys, space, args, message
@@ -216,3 +221,46 @@ def test_a_mistaken_key_or_option_is_one_line_naming_tune_py(tmp_path, space, ar
     else:
         assert process.returncode == 1
     assert not (tmp_path / "logs" / "tune" / "tiny.db").exists()  # checked before the study is created
+
+
+def test_a_command_without_the_tasks_config_is_one_line_before_the_study_is_created(tmp_path, monkeypatch):
+    """base.yaml alone has no head: the model cannot be built, which train.py finds only in a trial."""
+    monkeypatch.chdir(tmp_path)
+    write_space(tmp_path, SPACE)
+    with pytest.raises(SystemExit) as exit:
+        run(["--search", "space.yaml", "--trials", "1"], CONFIGS)
+    assert exit.value.code == ("tune.py: error: the model needs at least one head: set model.tagger and/or "
+                               "model.classifier; no --config was given: give the task's (configs/NAME.yaml)")  # fmt: skip
+    assert not (tmp_path / "logs" / "tune" / "default.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--trials", "0", "a whole number above 0"), ("--trials", "-1", "a whole number above 0"),
+     ("--budget-minutes", "-1", "a number above 0"), ("--budget-minutes", "nan", "a number above 0"),
+     ("--heartbeat", "0", "a whole number above 0"), ("--warmup-epochs", "-2", "a whole number, 0 or more")],
+)  # fmt: skip
+def test_a_number_out_of_range_is_tune_pys_usage_error(tmp_path, monkeypatch, capsys, option, value, expected):
+    """--trials/--budget-minutes/--heartbeat above 0 and --warmup-epochs not below: no run of nothing, no
+    traceback from the pruner, no error blamed on the storage."""
+    monkeypatch.chdir(tmp_path)
+    write_space(tmp_path, SPACE)
+    with pytest.raises(SystemExit) as exit:
+        run([*TINY, "--search", "space.yaml", option, value], CONFIGS)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.startswith("usage: tune.py [-h] --search SEARCH")
+    assert err.splitlines()[-1] == f"tune.py: error: argument {option}: expected {expected}, found {value!r}"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_failing_trial_is_one_line_with_its_values_and_trainpys_error(tmp_path):
+    """A trial train.py refuses (a dropout above 1: no parser checks a range) ends the search with one line: no
+    traceback from Optuna, no second copy of train.py's error."""
+    write_space(tmp_path, {"model.classifier.dropout": {"type": "categorical", "choices": [1.5]}})
+    process = tune_py(tmp_path, "--trials", "1")
+    out, err = process.communicate(timeout=300)
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert errors == ["tune.py: error: trial 0 (model.classifier.dropout=1.5) failed: dropout probability has to be "
+                      "between 0 and 1, but got 1.5 (--debug for the traceback)"], err[-3000:]  # fmt: skip
+    assert process.returncode == 1 and "Traceback" not in err
+    assert [t.state.name for t in trials_of(tmp_path)] == ["FAIL"]
