@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import CONFIGS, ROOT, TRAIN_PY, run
+from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -232,28 +233,50 @@ def test_a_run_shorter_than_an_epoch_validates_checkpoints_and_tests(tmp_path, c
     assert {"val/loss", "test/loss", "val/tagger/acc", "test/tagger/acc"} <= set(written)
 
 
-VALIDATION_OFF = "checkpoint.monitor watches val/loss, and trainer.limit_val_batches is 0"
+VALIDATION_OFF = "checkpoint.monitor watches val/loss, and trainer.limit_val_batches is 0: no validation logs it"
+NO_EPOCH = "checkpoint.monitor watches val/loss, and trainer.max_epochs is 0: no validation logs it"
+TOO_FEW_EPOCHS = ("checkpoint.monitor watches val/loss, and trainer.max_epochs is 2, fewer than "
+                  "trainer.check_val_every_n_epoch (3): no validation logs it")  # fmt: skip
 NO_STEP = "no best checkpoint to test: training stopped before its first step (trainer.max_steps is 0)"
+NO_EPOCH_TRAINED = "no validation logged train/loss, so there is no best checkpoint to test: training stopped before " \
+    "its first step (trainer.max_epochs is 0)"  # fmt: skip
 NO_VALIDATION_EPOCH = "stopped after 2 epochs, and validation runs every trainer.check_val_every_n_epoch (3)"
+TRAIN_LOSS = ["--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min"]  # a metric no validation logs
 
 
 @pytest.mark.parametrize(
     ("extra", "setting"),
     [
         (["--trainer.limit_val_batches", "0"], VALIDATION_OFF),
+        (["--trainer.max_epochs", "0"], NO_EPOCH),
+        (["--trainer.check_val_every_n_epoch", "3"], TOO_FEW_EPOCHS),  # TINY: 2 epochs
         (["--trainer.max_steps", "0"], NO_STEP),
-        (["--trainer.check_val_every_n_epoch", "3"], NO_VALIDATION_EPOCH),  # TINY: 2 epochs
+        ([*TRAIN_LOSS, "--trainer.max_epochs", "0"], NO_EPOCH_TRAINED),
+        (["--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "3", "--trainer.max_steps", "6"],
+         NO_VALIDATION_EPOCH),  # TINY: 3 steps an epoch
     ],
-    ids=["validation-off", "no-step", "no-validation-epoch"],
-)
+    ids=["validation-off", "no-epoch", "too-few-epochs", "no-step", "no-epoch-trained", "no-validation-epoch"],
+)  # fmt: skip
 def test_a_metric_no_validation_logged_is_one_line_naming_the_setting(tmp_path, monkeypatch, capsys, extra, setting):
+    """Refused before training where the settings say it (the first three), else when training ends."""
     monkeypatch.chdir(tmp_path)
+    steps = Steps()
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *TINY, "--trainer.enable_progress_bar", "false", *extra],
-             config_dir=CONFIGS)
+             config_dir=CONFIGS, callbacks=[steps])  # fmt: skip
     assert exit_info.value.code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and setting in errors[0], errors
+    assert (steps.taken > 0) == ("stopped after" in setting)  # trained only where no setting said it before
+
+
+class Steps(Callback):
+    """Counts the training steps taken."""
+
+    taken = 0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.taken += 1
 
 
 @pytest.mark.slow

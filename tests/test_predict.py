@@ -4,12 +4,13 @@ import json
 import random
 import re
 import shutil
+import subprocess
 import sys
 
 import lightning as L
 import pytest
 import torch
-from helpers import CONLLU, ROOT, SIZES, VOCAB, WORDS, run
+from helpers import CONLLU, ROOT, SIZES, VOCAB, WORDS, child_env, run
 from torch.utils.data import DataLoader
 
 from seqmodels.checkpoints import load_model
@@ -178,6 +179,16 @@ def test_stdin_with_a_checkpoint_copied_alone_into_another_directory(checkpoints
 
 
 @pytest.mark.slow
+def test_a_bom_on_stdin_is_not_part_of_the_first_token(checkpoints, tmp_path):
+    """As in an --input file: a BOM (Windows editors write one) marks the encoding, and is no character of the text."""
+    stdin = b"\xef\xbb\xbfgood film\n"
+    result = subprocess.run([*PREDICT, checkpoints["multitask"]], cwd=tmp_path, env=child_env(), input=stdin,
+                            capture_output=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["tokens"] for r in records(result.stdout.decode("utf-8"))] == [["good", "film"]]
+
+
+@pytest.mark.slow
 def test_a_missing_checkpoint_fails_with_one_line_and_no_traceback(tmp_path):
     result = run([*PREDICT, "missing.ckpt", "text"], tmp_path)
     assert result.returncode == 1
@@ -244,10 +255,14 @@ def test_a_label_comment_the_input_had_is_replaced(checkpoints, conllu_file, cap
          "in.conllu:17: expected a FORM (column 2) of one or more characters, found an empty one"),
         (["--input", "in.conllu"], "1\t\t_\t_\t_\t_\t_\t_\t_\t_\n",  # the batch's only word: no character at all
          "in.conllu:1: expected a FORM (column 2) of one or more characters, found an empty one"),
-        (["the film", "great \ud800 !"], None,  # a command line's bytes that are not UTF-8 arrive as lone surrogates
+        (["the film", "great \ud800 !"], None,  # from Python (a command line cannot give U+D800)
          "argument:2: expected Unicode text, found a lone surrogate U+D800 in token 2"),
+        (["great \udcff"], None,  # the byte 0xFF in a command line, as Python's surrogateescape gives it
+         "argument:1: expected Unicode text, found a byte 0xFF that is not UTF-8 in token 2"),
+        (["\udced\udca0\udc80"], None,  # b"\xed\xa0\x80": UTF-8's form of U+D800, which UTF-8 forbids
+         "argument:1: expected Unicode text, found a byte 0xED that is not UTF-8 in token 1"),
     ],
-    ids=["empty-form", "only-an-empty-form", "lone-surrogate"],
+    ids=["empty-form", "only-an-empty-form", "lone-surrogate", "byte-ff", "encoded-surrogate"],
 )  # fmt: skip
 def test_a_token_the_model_cannot_read_is_one_line_naming_where(checkpoints, tmp_path, monkeypatch, capsys, args,
                                                                  content, message):  # fmt: skip

@@ -5,7 +5,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+from models.test_heads import LengthHead
 
+from seqmodels.models.heads import HEADS, register_head
 from seqmodels.shapes import main, parse_args, render, shape_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -55,6 +57,21 @@ def test_a_config_file_with_flags_over_it(capsys):
     assert rows["lstm input"] == (3, 5, 100 + 50 + 8) and rows["output"] == (3, 5, 14)
     assert "tagger scores" in rows and "classifier scores" not in rows  # classifier: null
     assert printed.splitlines()[0].split() == ["tensor", "shape", "axes"] and "char_cnn(char_ids)" in printed
+
+
+def test_a_head_with_classes_of_its_own_is_picked_up(tmp_path, capsys):
+    """README's "Add a task" example, LengthHead (``vocab_name = None``), registered as a user's module registers
+    it, and configured as a config file does (``model.heads``)."""
+    config = tmp_path / "length.yaml"
+    config.write_text("model:\n  tagger: {}\n  heads:\n    length: {threshold: 3}\n", encoding="utf-8")
+    register_head(LengthHead)
+    try:
+        main(["--config", str(config), *ARTICLE])
+    finally:
+        HEADS.pop(LengthHead.name)
+    printed = capsys.readouterr().out
+    assert re.search(r"^length scores +\(3, 2\) +B, K=2: short or long$", printed, re.MULTILINE), printed
+    assert re.search(r"^tagger scores +\(3, 5, 17\) ", printed, re.MULTILINE)
 
 
 def test_readme_blocks_are_what_the_tool_prints():

@@ -229,8 +229,8 @@ def test_a_command_without_the_tasks_config_is_one_line_before_the_study_is_crea
     write_space(tmp_path, SPACE)
     with pytest.raises(SystemExit) as exit:
         run(["--search", "space.yaml", "--trials", "1"], CONFIGS)
-    assert exit.value.code == ("tune.py: error: the model needs at least one head: set model.tagger and/or "
-                               "model.classifier; no --config was given: give the task's (configs/NAME.yaml)")  # fmt: skip
+    assert exit.value.code == ("tune.py: error: the model needs at least one head: set model.tagger and/or model."
+                               "classifier; no --config was given: give the task's (configs/NAME.yaml)")
     assert not (tmp_path / "logs" / "tune" / "default.db").exists()
 
 
@@ -258,9 +258,10 @@ def test_a_failing_trial_is_one_line_with_its_values_and_trainpys_error(tmp_path
     traceback from Optuna, no second copy of train.py's error."""
     write_space(tmp_path, {"model.classifier.dropout": {"type": "categorical", "choices": [1.5]}})
     process = tune_py(tmp_path, "--trials", "1")
-    out, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=300)
     errors = [line for line in err.splitlines() if "error" in line.lower()]
-    assert errors == ["tune.py: error: trial 0 (model.classifier.dropout=1.5) failed: dropout probability has to be "
-                      "between 0 and 1, but got 1.5 (--debug for the traceback)"], err[-3000:]  # fmt: skip
+    expected = ("tune.py: error: trial 0 (model.classifier.dropout=1.5) failed: dropout probability has to be between "
+                "0 and 1, but got 1.5 (--debug for the traceback)")  # fmt: skip
+    assert errors == [expected], err[-3000:]
     assert process.returncode == 1 and "Traceback" not in err
     assert [t.state.name for t in trials_of(tmp_path)] == ["FAIL"]

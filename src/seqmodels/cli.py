@@ -145,7 +145,7 @@ class SeqModelsCLI(LightningCLI):
         and that a checkpoint to start from fits the model."""
         config = self.config[self.subcommand]
         check_precision(self.trainer)
-        check_monitored(self.model, self.trainer, config)
+        check_monitored(self.model, self.trainer, config, fitting=self.subcommand == "fit")
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:

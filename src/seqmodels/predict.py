@@ -21,7 +21,7 @@ for text input, the input's format for CoNLL input):
 
 Output that cannot be right is refused in one line (CoNLL-U from text input, tags from a model without a
 tagger, a ``--format`` against ``--output``'s suffix), and so is a token the model cannot read, naming where it
-is: an empty CoNLL-U FORM, or a lone surrogate (an argument with bytes that are not UTF-8). A file output is
+is: an empty CoNLL-U FORM, an argument's byte that is not UTF-8, or a lone surrogate. A file output is
 written beside its name and renamed when complete. A sentence longer than ``--max-tokens`` is predicted in
 chunks (a warning says so); when more than 30% of the input tokens are unknown to the model, a warning names
 the likely cause.
@@ -68,8 +68,9 @@ class Sentence:
 
 
 def _checked(sentence: Sentence) -> Sentence:
-    """The sentence, if the model can read its tokens (:func:`token_problem`); else :class:`InputError` naming it."""
-    if problem := token_problem(sentence.tokens):
+    """The sentence, if the model can read its tokens (:func:`token_problem`; arguments come through Python's
+    ``surrogateescape``); else :class:`InputError` naming it."""
+    if problem := token_problem(sentence.tokens, escaped=sentence.where.startswith("argument:")):
         raise InputError(f"{sentence.where}: {problem}")
     return sentence
 
@@ -160,10 +161,11 @@ def _undecodable(path: Path | None) -> str:
     return str(path)
 
 
-def _utf8(stream: TextIO) -> TextIO:
-    """stdin / stdout as UTF-8 whatever the locale says, so that any Unicode goes through."""
+def _utf8(stream: TextIO, encoding: str = "utf-8") -> TextIO:
+    """stdin / stdout as UTF-8 whatever the locale says, so that any Unicode goes through; stdin as ``utf-8-sig``,
+    which drops a BOM at its start, as from an --input file."""
     if isinstance(stream, io.TextIOWrapper):
-        stream.reconfigure(encoding="utf-8")
+        stream.reconfigure(encoding=encoding)
     return stream
 
 
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
             elif args.input:
                 lines, name = files.enter_context(args.input.open(encoding="utf-8-sig")), str(args.input)
             else:
-                lines, name = _utf8(sys.stdin), "<stdin>"
+                lines, name = _utf8(sys.stdin, "utf-8-sig"), "<stdin>"
             output = files.enter_context(_output(args.output))
             if args.input_format == "text":
                 sentences = read_text(lines, TOKENIZERS[args.tokenizer], name)

@@ -1,5 +1,5 @@
-"""What the CLI's runs get beyond Lightning's defaults: settings checked before a run starts, a full run's end however
-short the run, and quiet output.
+"""What the CLI's runs get beyond Lightning's defaults: settings checked before a run starts (a fit that could never
+validate is refused), a full run's end however short the run, and quiet output.
 
 Lightning validates at the end of each epoch (or every ``trainer.val_check_interval``), so a run that
 ``trainer.max_steps`` stops inside an epoch would end between two validations: no metric for early stopping
@@ -38,9 +38,22 @@ def check_precision(trainer: Trainer) -> None:
                              "for a GPU: configs/trainer/gpu.yaml)")  # fmt: skip
 
 
-def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -> None:
+def no_validation(trainer: Trainer) -> str | None:
+    """The setting by which a fit ends before its first validation, or None: no validation batches, no epoch, or
+    fewer epochs than validation waits for (``max_steps`` can end it sooner still, but only the data's size tells)."""
+    every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs  # max_epochs -1: no limit
+    if trainer.limit_val_batches == 0:
+        return "trainer.limit_val_batches is 0"
+    if epochs == 0:
+        return "trainer.max_epochs is 0"
+    if every is not None and 0 < epochs < every:
+        return f"trainer.max_epochs is {epochs}, fewer than trainer.check_val_every_n_epoch ({every})"
+    return None
+
+
+def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace, fitting: bool = True) -> None:
     """One line naming a metric that the checkpoint callback, early stopping or the LR scheduler watches and
-    that no head logs."""
+    that no head logs, or, for a fit, that no validation would log (:func:`no_validation`)."""
     keys = {"ModelCheckpoint": "checkpoint.monitor", "EarlyStopping": "early_stopping.monitor"}
     watched = sorted((callback.monitor, keys.get(type(callback).__name__, type(callback).__name__))
                      for callback in trainer.callbacks if getattr(callback, "monitor", None))  # fmt: skip
@@ -52,8 +65,8 @@ def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace) -
     for metric, watcher in watched:
         if metric not in logged:
             raise ValueError(f"{watcher} watches {metric}, which no head logs; the model logs {sorted(logged)}")
-        if metric.startswith("val/") and trainer.limit_val_batches == 0:
-            raise ValueError(f"{watcher} watches {metric}, and trainer.limit_val_batches is 0: no validation logs it")
+        if fitting and metric.startswith("val/") and (setting := no_validation(trainer)):
+            raise ValueError(f"{watcher} watches {metric}, and {setting}: no validation logs it")
 
 
 class ValidateOnLastStep(Callback):
@@ -72,7 +85,8 @@ def never_validated(trainer: Trainer, monitor: str) -> str:
     """The error for a fit that ended before any validation logged ``monitor`` (checkpoint.monitor), so that it
     has no best checkpoint to test: which setting ended training first."""
     if trainer.global_step == 0:
-        limits = [f"trainer.{key} is 0" for key in ("max_steps", "limit_train_batches") if getattr(trainer, key) == 0]
+        limits = [f"trainer.{key} is 0" for key in ("max_epochs", "max_steps", "limit_train_batches")
+                  if getattr(trainer, key) == 0]  # fmt: skip
         limits += ["trainer.max_time ran out"] if any(isinstance(c, Timer) for c in trainer.callbacks) else []
         why = f"training stopped before its first step ({', '.join(limits) or 'no training batches'})"
     else:

@@ -4,9 +4,11 @@ whole before any study exists (see :mod:`seqmodels.tuning`).
 Each distribution's fields are those of Optuna's classes (``{type: float, low, high, step, log}``,
 ``{type: int, low, high, step, log}``, ``{type: categorical, choices}``), and Optuna builds it, so what Optuna
 refuses (``log`` with ``low <= 0`` or with a ``step``, ``low > high``) is refused here, in one line naming the
-file and key. Each key is parsed by ``train.py`` at its first value (``low``, or the first choice); one that
-``train.py`` does not take gets the closest key of the resolved config as a suggestion. The values a search
-found become a config file for ``train.py`` (:func:`best_config`).
+file and key, and so are an int distribution's bounds that are not whole numbers (Optuna would round them). Each
+key is parsed by ``train.py`` at each of its choices, or at its ``low`` and ``high``, so that a value of a type
+``train.py`` refuses stops the search before any trial; a key that ``train.py`` does not take gets the closest key
+of the resolved config as a suggestion. The values a search found become a config file for ``train.py``
+(:func:`best_config`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def distribution(spec: Any, where: str) -> BaseDistribution:
         raise TuneError(f"{where}: a {spec['type']} distribution needs {' and '.join(missing)}, found {spec!r}")
     if not isinstance(fields.get("choices", []), list):
         raise TuneError(f"{where}: expected a list of choices, found {fields['choices']!r}")
+    if kind is IntDistribution:  # Optuna's int() would make 16.5 a 16, silently
+        bound = next((name for name in ("low", "high", "step") if type(fields.get(name, 1)) is not int), None)
+        if bound is not None:
+            raise TuneError(f"{where}: an int distribution's {bound} must be a whole number, found {fields[bound]!r}")
     try:
         return kind(**fields)
     except (ValueError, TypeError) as error:  # Optuna's check: low <= high, log with low > 0 and no step, ...
@@ -139,36 +145,42 @@ def dotted_keys(config: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+def train_error(text: str) -> str:
+    """train.py's one-line error in ``text`` (what it writes on stderr), less its ``PROG: error:`` and its pointer
+    to ``tune.py fit --help`` (a command that does not exist); ``""`` when there is none."""
+    errors = [line.split("error: ", 1)[1] for line in text.splitlines() if "error: " in line]
+    return re.sub(r" \(see [^()]* --help\)$", "", errors[0]) if errors else ""
+
+
 def printed_config(train_args: list[str], config_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """The config ``train.py fit ARGS`` would run, and ``""``; or None and train.py's one-line error, less its
-    pointer to ``tune.py fit --help`` (a command that does not exist)."""
+    """The config ``train.py fit ARGS`` would run, and ``""``; or None and train.py's one-line error."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.suppress(SystemExit):
         main(["fit", *train_args, "--print_config"], config_dir)
-    errors = [line.split("error: ", 1)[1] for line in err.getvalue().splitlines() if "error: " in line]
-    if errors:
-        return None, re.sub(r" \(see [^()]* --help\)$", "", errors[0])
-    return yaml.safe_load(out.getvalue()), ""
+    error = train_error(err.getvalue())
+    return (None, error) if error else (yaml.safe_load(out.getvalue()), "")
 
 
-def first_values(space: dict[str, BaseDistribution]) -> dict[str, Any]:
-    """Each key's first value: its ``low``, or its first choice."""
-    return {key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
-            for key, dist in space.items()}  # fmt: skip
+def probes(dist: BaseDistribution) -> list[Any]:
+    """The values of ``dist`` whose types tell whether train.py takes them all: its choices, or its bounds."""
+    return list(dist.choices) if isinstance(dist, CategoricalDistribution) else [dist.low, dist.high]
 
 
 def check_keys(
     train_args: list[str], space: dict[str, BaseDistribution], path: Path, config: dict[str, Any], config_dir: Path
 ) -> None:
-    """Parse the training command with each key at its first value, as train.py would: a key train.py does not
-    take (with the closest key of ``config``, the resolved config) or a value of the wrong type fails here, in one
-    line naming the search space, before any study exists. A key not in ``config`` may still be one train.py
-    takes (an optional key left unset), so each such key is parsed alone to tell."""
-    known, first = dotted_keys(config), first_values(space)
-    for key in (key for key in space if key not in known):
-        _, error = printed_config([*train_args, *overrides({key: first[key]})], config_dir)
-        if error:  # the parser's own hint names an option; ours names the closest config key
-            raise TuneError(f"{path}: {key}: {error.split('; did you mean')[0]}{suggestion(key, known)}")
-    _, error = printed_config([*train_args, *overrides(first)], config_dir)
+    """Parse the training command with each key at each of its :func:`probes`, as train.py would, and then with
+    every key at its first: a key train.py does not take (with the closest key of ``config``, the resolved config)
+    or a value of a type it refuses fails here, in one line naming the search space, before any study exists. A
+    key not in ``config`` may still be one train.py takes (an optional key left unset): the parse tells."""
+    known = dotted_keys(config)
+    for key, dist in space.items():
+        for value in probes(dist):
+            _, error = printed_config([*train_args, *overrides({key: value})], config_dir)
+            if error and key not in known:  # the parser's own hint names an option; ours names the closest key
+                raise TuneError(f"{path}: {key}: {error.split('; did you mean')[0]}{suggestion(key, known)}")
+            if error:
+                raise TuneError(f"{path}: {key} = {value!r}: {error}")
+    _, error = printed_config([*train_args, *overrides({key: probes(d)[0] for key, d in space.items()})], config_dir)
     if error:
         raise TuneError(f"{path}: {error}")

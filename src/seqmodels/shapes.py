@@ -132,8 +132,8 @@ def shape_rows(
     rows.append(_row("encoder.final", encoded.final, f"B, {out}: {final_axes}"))
     sizes = {"tags": num_tags, "labels": num_classes, "tokens": vocab_size}  # each vocabulary's size
     for name, config in heads.items():
-        head_class = HEADS[name]
-        classes = [f"{head_class.vocab_name}{i}" for i in range(sizes[head_class.vocab_name])]
+        head_class, vocab = HEADS[name], HEADS[name].vocab_name
+        classes = [f"{vocab}{i}" for i in range(sizes[vocab])] if vocab is not None else None  # None: its own
         head = head_class.from_encoder(model, classes, **config).eval()
         scores = head(encoded)
         rows.append(_row(f"{name} scores", scores, head.score_axes.format(*scores.shape)))

@@ -6,6 +6,8 @@ through an RDB storage, and that a killed run leaves in a state the next run con
   its heartbeat to stop (``heartbeat`` seconds, stale after twice that), as Optuna's heartbeat does any trial,
   since this host cannot see that host's processes and must not take over its live trials. Both are retried
   once by Optuna's retry callback.
+- A trial that fails with a :class:`TuneError` (train.py's one-line error) is that one line: Optuna's warnings about
+  it, its traceback among them, are dropped (:func:`one_line_failures`).
 - The sampler (TPE) is seeded with the study's seed plus its number of trials: a rerun never replays an earlier
   run's proposals, and a study run through at once is the same for the same seed. Processes started on one
   study at the same moment see the same number of trials: give them different seeds.
@@ -13,9 +15,13 @@ through an RDB storage, and that a killed run leaves in a state the next run con
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import socket
 import warnings
+from collections.abc import Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -33,6 +39,33 @@ class Retry(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trial.user_attrs = {key: value for key, value in trial.user_attrs.items() if key not in WORKER}
         super().__call__(study, trial)
+
+
+class QuietFailures(logging.Filter):
+    """Drops Optuna's two warnings about a trial that failed with a TuneError (the first with its traceback).
+    Other failures keep them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trials: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trial = re.match(r"Trial (\d+) failed with ", record.getMessage())
+        if trial and record.exc_info and isinstance(record.exc_info[1], TuneError):
+            self.trials.add(trial[1])
+        return not (trial and trial[1] in self.trials)
+
+
+@contextlib.contextmanager
+def one_line_failures() -> Iterator[None]:
+    """Within: a trial that fails with a TuneError is logged by no one but its TuneError's one line, which ends
+    the search (``study.optimize`` raises it)."""
+    quiet, log = QuietFailures(), logging.getLogger("optuna.study._optimize")  # where Optuna logs failed trials
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def alive(pid: int) -> bool:

@@ -19,17 +19,21 @@ processes or machines can work on one study, and a search continues when rerun:
   ``MAX_REPEATS`` such proposals in a row: the sampler finds nothing new in a small discrete space.
 
 ``--budget-minutes`` ends the search after the trial running at that time. The best trial's values are written
-as ``logs/tune/<name>/best.yaml``, a config to give ``train.py`` after the task's own. Search spaces:
-:mod:`seqmodels.search_space`.
+as ``logs/tune/<name>/best.yaml``, a config to give ``train.py`` after the task's own. A trial that fails ends
+the search in one line: its values and train.py's own error. Search spaces: :mod:`seqmodels.search_space`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 import optuna
 import yaml
@@ -37,11 +41,13 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from seqmodels.cli import SeqModelsCLI, main
+from seqmodels.cli import HEAD_KEYS, SeqModelsCLI, main
+from seqmodels.models.sequence_model import head_configs
 from seqmodels.search_space import (
     TuneError, UsageError, best_config, check_keys, load_space, overrides, printed_config, sample, suggestion,
+    train_error,
 )  # fmt: skip
-from seqmodels.study import open_study, record_worker
+from seqmodels.study import one_line_failures, open_study, record_worker
 
 WARMUP_EPOCHS = 3  # the default warm-up of the pruners below
 # Each builds a pruner that lets a trial run ``warmup`` epochs before it can be pruned: the first epochs rank
@@ -67,6 +73,23 @@ class TrialCLI(SeqModelsCLI):
         for corpus in (data.corpora or {}).values():
             corpus.test_file = None
         super().before_instantiate_classes()
+
+
+class TrialStderr:
+    """A trial's stderr: everything goes through except train.py's one-line error, which it keeps (``error``) for
+    tune.py's own line about the trial, so that the error is printed once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.error = stream, ""
+
+    def write(self, text: str) -> int:
+        if re.fullmatch(r"[\w.-]+(?: fit)?: error: .*\n", text):  # a whole write, as train.py writes its error
+            self.error = train_error(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, ...: the stream's
+        return getattr(self.stream, name)
 
 
 def trained(study: optuna.Study) -> list[FrozenTrial]:
@@ -95,12 +118,14 @@ class Objective:
         logs = ["--trainer.logger.init_args.save_dir=logs/tune", f"--trainer.logger.init_args.name={self.name}",
                 f"--trainer.logger.init_args.version=version_{trial.number}",
                 "--trainer.enable_progress_bar=false"]  # fmt: skip
-        pruning = PyTorchLightningPruningCallback(trial, monitor=self.monitor)
+        pruning, stderr = PyTorchLightningPruningCallback(trial, monitor=self.monitor), TrialStderr(sys.stderr)
         try:
-            cli = main(["fit", *self.train_args, *overrides(values), *logs], self.config_dir, cli_class=TrialCLI,
-                       callbacks=[pruning])  # fmt: skip
-        except SystemExit as error:  # train.py's one-line error is on stderr already
-            raise TuneError(f"trial {trial.number} failed (exit status {error.code}); see the error above") from None
+            with contextlib.redirect_stderr(stderr):
+                cli = main(["fit", *self.train_args, *overrides(values), *logs], self.config_dir, cli_class=TrialCLI,
+                           callbacks=[pruning])  # fmt: skip
+        except SystemExit as error:
+            why = stderr.error or f"exit status {error.code}"
+            raise TuneError(f"trial {trial.number} ({shown(trial.params)}) failed: {why}") from None
         score = cli.trainer.checkpoint_callback.best_model_score
         if score is None:
             raise TuneError(f"trial {trial.number} logged no {self.monitor}")
@@ -131,10 +156,15 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return pick(done, key=lambda t: t.value, default=None)
 
 
+def shown(params: dict[str, Any]) -> str:
+    """A trial's values as ``key=value, ...``."""
+    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in params.items())  # fmt: skip
+
+
 def report(study: optuna.Study, trial: FrozenTrial) -> None:
     """A line per trial: its number, values, result (or the epoch it was pruned at), and the best so far."""
-    params = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                       for key, value in trial.params.items())  # fmt: skip
+    params = shown(trial.params)
     state = trial.state.name.lower()
     if SAME_AS in trial.user_attrs:
         result = f"{state} as trial {trial.user_attrs[SAME_AS]}, whose values these are (not trained again)"
@@ -159,6 +189,7 @@ def tune(
         raise (UsageError if error.startswith("unrecognized arguments") else TuneError)(error)
     space = load_space(search)
     check_keys(train_args, space, search, config, config_dir)
+    check_heads(train_args, config)
     monitor = config["checkpoint"]["monitor"]
     direction = "maximize" if config["checkpoint"]["mode"] == "max" else "minimize"
     configs = [train_args[i + 1] for i, arg in enumerate(train_args[:-1]) if arg == "--config"]
@@ -170,8 +201,9 @@ def tune(
     print(f"study {name} ({url}): {len(study.trials)} trials so far, {max(remaining, 0)} to run; "
           f"{direction} {monitor} on the validation split", flush=True)  # fmt: skip
     if remaining > 0:
-        study.optimize(Objective(train_args, space, name, monitor, config_dir), callbacks=[report, Enough(trials)],
-                       timeout=budget_minutes * 60 if budget_minutes else None)  # fmt: skip
+        with one_line_failures():
+            study.optimize(Objective(train_args, space, name, monitor, config_dir), callbacks=[report, Enough(trials)],
+                           timeout=budget_minutes * 60 if budget_minutes else None)  # fmt: skip
     best = best_trial(study)
     if best is not None:
         path = Path("logs/tune", name, "best.yaml")
@@ -183,22 +215,53 @@ def tune(
     return study
 
 
+def check_heads(train_args: list[str], config: dict[str, Any]) -> None:
+    """The model's heads in ``config`` checked as train.py checks them when it builds the model, which it does only
+    in a trial: without the task's ``--config``, base.yaml's model has none."""
+    model = config["model"]
+    try:
+        head_configs(heads=model.get("heads"), **{key: model.get(key) for key in HEAD_KEYS if key != "heads"})
+    except ValueError as error:
+        given = any(arg.split("=")[0] == "--config" for arg in train_args)
+        hint = "" if given else "; no --config was given: give the task's (configs/NAME.yaml)"
+        raise TuneError(f"{error}{hint}") from None
+
+
+def number(kind: Callable[[str], float], allowed: Callable[[float], bool], expected: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text when ``allowed``, else "expected EXPECTED, found 'TEXT'"."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not allowed(value):  # nan is never allowed
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = number(int, lambda value: value > 0, "a whole number above 0")
+POSITIVE = number(float, lambda value: value > 0, "a number above 0")
+
+
 def arg_parser() -> argparse.ArgumentParser:
     """tune.py's own options; everything else goes to ``train.py fit``."""
     parser = argparse.ArgumentParser(prog="tune.py", description="Hyperparameter search with Optuna (see README).",
                                      allow_abbrev=False)  # fmt: skip
     parser.add_argument("--search", type=Path, required=True, help="the search space (configs/search/*.yaml)")
-    parser.add_argument("--trials", type=int, default=30,
+    parser.add_argument("--trials", type=POSITIVE_INT, default=30,
                         help="trained trials the study should have (a repeated proposal does not count)")
     parser.add_argument("--name", help="the study's name (default: the first --config's)")
     parser.add_argument("--storage", help="an Optuna RDB URL (default: sqlite:///logs/tune/<name>.db)")
-    parser.add_argument("--budget-minutes", type=float, help="stop after the trial running at this time")
+    parser.add_argument("--budget-minutes", type=POSITIVE, help="stop after the trial running at this time")
     parser.add_argument("--sampler-seed", type=int, default=0,
                         help="the TPE sampler's seed, to which each run adds the study's number of trials")
     parser.add_argument("--pruner", choices=PRUNERS, default="median")
-    parser.add_argument("--warmup-epochs", type=int, default=WARMUP_EPOCHS,
-                        help="epochs a trial runs before it can be pruned")
-    parser.add_argument("--heartbeat", type=int, default=60,
+    parser.add_argument("--warmup-epochs", type=number(int, lambda value: value >= 0, "a whole number, 0 or more"),
+                        default=WARMUP_EPOCHS, help="epochs a trial runs before it can be pruned")
+    parser.add_argument("--heartbeat", type=POSITIVE_INT, default=60,
                         help="seconds; another host's trial silent for twice this is stale")
     return parser
 

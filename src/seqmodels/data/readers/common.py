@@ -25,24 +25,30 @@ def tokenize(text: str) -> list[str]:
     return [token for token in _ASCII_WHITESPACE.split(text) if token]
 
 
-def lone_surrogate(text: str) -> str | None:
-    """The first lone surrogate in ``text``, as ``U+D800``, or None. One comes from JSON (``"\\ud800"`` is valid
-    JSON) or from a command line's undecodable bytes; it is no character, and has no UTF-8."""
+def lone_surrogate(text: str, escaped: bool = False) -> str | None:
+    """The first lone surrogate in ``text``, as ``a lone surrogate U+D800``, or None. It is no character, and has
+    no UTF-8; one comes from JSON (``"\\ud800"`` is valid JSON), or, in ``escaped`` text (a command line's
+    arguments, which Python decodes with ``surrogateescape``), stands for a byte that is not UTF-8: U+DC80 to
+    U+DCFF are the bytes 0x80 to 0xFF, said as ``a byte 0xFF that is not UTF-8``."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        return f"U+{ord(text[error.start]):04X}"
+        code = ord(text[error.start])
+        if escaped and 0xDC80 <= code <= 0xDCFF:
+            return f"a byte 0x{code - 0xDC00:02X} that is not UTF-8"
+        return f"a lone surrogate U+{code:04X}"
     return None
 
 
-def token_problem(tokens: Iterable[str]) -> str | None:
+def token_problem(tokens: Iterable[str], escaped: bool = False) -> str | None:
     """What makes a sentence's tokens unreadable, as "expected ..., found ...", or None: an empty token (a word
-    without characters: no embedding of its own, nothing for the character CNN), or a lone surrogate."""
+    without characters: no embedding of its own, nothing for the character CNN), or a lone surrogate (in
+    ``escaped`` text, a byte that is not UTF-8: :func:`lone_surrogate`)."""
     for number, token in enumerate(tokens, start=1):
         if not token:
             return f"expected tokens of one or more characters, found an empty one (token {number})"
-        if surrogate := lone_surrogate(token):
-            return f"expected Unicode text, found a lone surrogate {surrogate} in token {number}"
+        if surrogate := lone_surrogate(token, escaped):
+            return f"expected Unicode text, found {surrogate} in token {number}"
     return None
 
 
@@ -99,7 +105,7 @@ def checked(where: str, example: Example, tag_scheme: str) -> Example:
         raise DataFormatError(f"{where}: {problem}")
     for column, text in (("tags", " ".join(tags or [])), ("label", example.get("label", ""))):
         if surrogate := lone_surrogate(text):
-            raise DataFormatError(f"{where}: expected Unicode text, found a lone surrogate {surrogate} in the {column}")
+            raise DataFormatError(f"{where}: expected Unicode text, found {surrogate} in the {column}")
     if tags is not None and len(tags) != len(tokens):
         raise DataFormatError(f"{where}: expected one tag per token, found {len(tokens)} tokens and {len(tags)} tags")
     if tags is not None and tag_scheme == "iob2":
