@@ -1,15 +1,23 @@
-"""Load-test `seqmodels-serve` on the loopback interface: throughput, latency, batch sizes, and nothing lost.
+"""Load-test `seqmodels-serve` on the loopback interface: throughput, latency, batch sizes, nothing lost; large
+requests beside small ones; SIGTERM under load.
 
     python benchmarks/serve_load.py CHECKPOINT --data-dir ../shared/data [--requests 5000] [--clients 1 8 32]
+        [--phases load mixed fault]
 
-Starts the server (127.0.0.1 only), then for each number of concurrent clients sends `--requests` requests
-(at most `--seconds` each phase, from aiohttp clients; answers are checked after the clock stops): single
-sentences and batches of 2-8 from the UD and SST test files
-(or `--inputs FILE ...`: CoNLL-U, or a sentence per line), with `--malformed` of them broken (invalid JSON,
-a missing field, an empty list, a wrong type, too many sentences). Every well-formed answer must equal the
-offline record for the same sentence (`seqmodels.predictor.Predictor`, what `seqmodels-predict` writes):
-tags and labels exactly, probabilities within 1e-5; every malformed one must get a 4xx. It compares the
-throughput with the offline predictor's on the same sentences. Prints one JSON line per phase, then a table.
+Starts the server (127.0.0.1 only) and runs the phases asked for (`load` by default) from aiohttp clients in this
+process (`client_cpu_share` in each phase's JSON line: the CPU they take from the server on the same cores):
+
+- `load`, per number of `--clients`: `--requests` requests, single sentences and batches of 2-8 from the UD and
+  SST test files (or `--inputs`: CoNLL-U, or a sentence per line), `--malformed` of them broken. Each answer must
+  equal the offline record (`Predictor`, what `seqmodels-predict` writes; probabilities within 1e-5), each broken
+  one get a 4xx; throughput against the offline predictor's.
+- `mixed`: `--large-clients` send 2 MB requests (256 sentences of 1,000 tokens) back to back beside 8 clients of
+  `--requests` single sentences and a `/health` probe every 50 ms: their latency against the mean batch time.
+- `fault` (it stops the server): `--fault-clients` send requests back to back, SIGTERM once half of `--requests`
+  are answered, each client stops at a refused connection: answered, 503, refused (never sent), reset (sent,
+  then cut off: must be 0), and the exit status.
+
+Prints one JSON line per phase, then a table of the load phases; exits 1 if anything was lost, different or reset.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -130,14 +139,91 @@ async def phase(url: str, requests: list[dict], clients: int, offline: dict, sec
         counts["sentences"] += len(expected)
         counts["tokens"] += sum(len(s) for s in request["expect"])
     counts["unsent"] = queue.qsize()
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return counts | {
-        "clients": clients, "requests": len(requests) - queue.qsize(), "wall_s": round(wall, 2),
+        "phase": "load", "clients": clients, "requests": len(requests) - queue.qsize(), "wall_s": round(wall, 2),
         "client_cpu_share": round(cpu / wall, 2),
         "sentences_per_s": round(counts["sentences"] / wall, 1), "tokens_per_s": round(counts["tokens"] / wall),
-        "p50_ms": round(1000 * quantiles[49], 1), "p95_ms": round(1000 * quantiles[94], 1),
-        "p99_ms": round(1000 * quantiles[98], 1),
-    }  # fmt: skip
+    } | percentiles(latencies, "", (50, 95, 99))  # fmt: skip
+
+
+def percentiles(seconds: list[float], prefix: str, which: tuple[int, ...] = (50, 99)) -> dict:
+    """``{prefix}p50_ms`` ... of ``seconds``."""
+    cuts = statistics.quantiles(seconds, n=100) if len(seconds) > 1 else [0.0] * 99
+    return {f"{prefix}p{q}_ms": round(1000 * cuts[q - 1], 1) for q in which}
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[str, float]:
+    """POST a JSON body: its fate ("200", "503", ..., "refused": never sent, "reset": sent, then cut off) and time."""
+    start = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers={"content-type": "application/json"}) as response:
+            await response.read()
+            return str(response.status), time.perf_counter() - start
+    except aiohttp.ClientConnectorError:
+        return "refused", time.perf_counter() - start
+    except aiohttp.ClientError:
+        return "reset", time.perf_counter() - start
+
+
+async def mixed_phase(base: str, sentences: list[list[str]], small: int, large_clients: int) -> dict:
+    """2 MB requests back to back beside ``small`` one-sentence requests (8 clients) and a /health probe."""
+    words = [word for sentence in sentences for word in sentence]
+    large = json.dumps({"sentences": [(words * 2)[i * 1000 % len(words) :][:1000] for i in range(256)]}).encode()
+    queue = [json.dumps({"tokens": s}).encode() for s in random.Random(0).choices(sentences, k=small)]
+    fates: dict[str, list] = {"small": [], "large": [], "probe": []}
+
+    async def stats(session: aiohttp.ClientSession) -> dict:
+        async with session.get(f"{base}/stats") as response:
+            return await response.json()
+
+    async def client(kind: str, session: aiohttp.ClientSession) -> None:
+        while queue if kind == "small" else len(fates["small"]) < small:
+            if kind == "probe":
+                await asyncio.sleep(0.05)
+                start = time.perf_counter()
+                async with session.get(f"{base}/health") as response:
+                    fates[kind].append((str(response.status), time.perf_counter() - start))
+                continue
+            fates[kind].append(await post(session, f"{base}/predict", queue.pop() if kind == "small" else large))
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        before, start, cpu = await stats(session), time.perf_counter(), time.process_time()
+        await asyncio.gather(*(client(kind, session) for kind in ["large"] * large_clients + ["small"] * 8 + ["probe"]))
+        wall, cpu, after = time.perf_counter() - start, time.process_time() - cpu, await stats(session)
+    batches = sum(after["batch_sizes"].values()) - sum(before["batch_sizes"].values())
+    busy = after["busy_s"] - before["busy_s"]
+    result = {"phase": "mixed", "large_clients": large_clients, "large_bytes": len(large), "wall_s": round(wall, 2),
+              "client_cpu_share": round(cpu / wall, 2), "mean_batch_ms": round(1000 * busy / max(1, batches), 1)}
+    for kind, done in fates.items():
+        ok = sum(fate == "200" for fate, _ in done)
+        result |= {f"{kind}_ok": ok, f"{kind}_failed": len(done) - ok}
+        result |= percentiles([seconds for _, seconds in done], f"{kind}_")
+    return result
+
+
+async def fault_phase(base: str, server: subprocess.Popen, requests: list[dict], clients: int) -> dict:
+    """``clients`` clients back to back; SIGTERM once half of ``requests`` are answered; each client stops when a
+    connection is refused (the server has stopped accepting)."""
+    bodies, counts = iter([request["body"] for request in requests] * 100), {"200": 0, "refused": 0, "reset": 0}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while (fate := (await post(session, f"{base}/predict", next(bodies)))[0]) != "refused":
+            counts[fate] = counts.get(fate, 0) + 1
+        counts["refused"] += 1
+
+    start, cpu = time.perf_counter(), time.process_time()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
+        while counts["200"] < len(requests) // 2 and not all(task.done() for task in tasks):
+            await asyncio.sleep(0.01)
+        server.send_signal(signal.SIGTERM)
+        sigterm = time.perf_counter()
+        await asyncio.gather(*tasks)
+    exit_status = await asyncio.to_thread(server.wait, 120)
+    return {"phase": "fault", "clients": clients, "answered": counts.pop("200"), "shed_503": counts.pop("503", 0),
+            "refused": counts.pop("refused"), "reset": counts.pop("reset"), "other": counts, "exit_status": exit_status,
+            "drain_s": round(time.perf_counter() - sigterm, 2),
+            "client_cpu_share": round((time.process_time() - cpu) / (time.perf_counter() - start), 2)}  # fmt: skip
 
 
 def free_port() -> int:
@@ -146,15 +232,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_server(checkpoint: str, options: list[str]) -> tuple[subprocess.Popen, str]:
+    """``seqmodels-serve`` on a free loopback port, once ready."""
+    port = free_port()
+    command = ["seqmodels-serve", checkpoint, "--host", "127.0.0.1", "--port", str(port), *options]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("serve_load.py: error: the server was not ready within 2 minutes")
+
+
+def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: dict, offline_wall: float) -> list[dict]:
+    """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline."""
+    warmup = requests_for(sentences, args.requests, 0.0, seed=-1)  # untimed: the server's kernels warm up too
+    asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
+    tokens, rows = sum(map(len, sentences)), []
+    for clients in args.clients:
+        before = httpx.get(f"{base}/stats").json()
+        result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
+                                   clients, offline, args.seconds))  # fmt: skip
+        after = httpx.get(f"{base}/stats").json()
+        result["model_busy_share"] = round((after["busy_s"] - before["busy_s"]) / result["wall_s"], 2)
+        counts = {size: n - before["batch_sizes"].get(size, 0) for size, n in after["batch_sizes"].items()}
+        formed = {size: n for size, n in counts.items() if n}
+        result["batch_sizes"] = formed
+        result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
+        result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)
+        print(json.dumps(result), flush=True)
+        rows.append(result)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
     parser.add_argument("--inputs", nargs="*", type=Path, help="default: the UD and SST test files in --data-dir")
+    parser.add_argument("--phases", nargs="+", choices=("load", "mixed", "fault"), default=["load"])
     parser.add_argument("--requests", type=int, default=5000, help="per phase")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="the load phases' clients")
+    parser.add_argument("--large-clients", type=int, default=2, help="the mixed phase's clients of 2 MB requests")
+    parser.add_argument("--fault-clients", type=int, default=32)
     parser.add_argument("--malformed", type=float, default=0.05)
-    parser.add_argument("--seconds", type=float, default=300, help="at most, per phase")
+    parser.add_argument("--seconds", type=float, default=300, help="at most, per load phase")
     parser.add_argument("--server", nargs=argparse.REMAINDER, default=[], help="more seqmodels-serve options")
     args = parser.parse_args()
     data = Path(args.data_dir)
@@ -171,33 +297,21 @@ def main() -> None:
     print(json.dumps({"offline": True, "sentences": len(sentences), "tokens": tokens,
                       "tokens_per_s": round(tokens / offline_wall)}), flush=True)  # fmt: skip
 
-    port = free_port()
-    command = ["seqmodels-serve", args.checkpoint, "--host", "127.0.0.1", "--port", str(port), *args.server]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(args.checkpoint, args.server)
+    rows, failed = [], False
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        warmup = requests_for(sentences, args.requests, 0.0, seed=-1)  # untimed: the server's kernels warm up too
-        asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
-        rows = []
-        for clients in args.clients:
-            before = httpx.get(f"{base}/stats").json()
-            result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
-                                       clients, offline, args.seconds))  # fmt: skip
-            after = httpx.get(f"{base}/stats").json()
-            result["model_busy_share"] = round((after["busy_s"] - before["busy_s"]) / result["wall_s"], 2)
-            counts = {size: n - before["batch_sizes"].get(size, 0) for size, n in after["batch_sizes"].items()}
-            formed = {size: n for size, n in counts.items() if n}
-            result["batch_sizes"] = formed
-            result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
-            result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)
-            print(json.dumps(result), flush=True)
-            rows.append(result)
+        if "load" in args.phases:
+            rows = load_phases(base, args, sentences, offline, offline_wall)
+            failed = any(r["lost"] or r["differing"] or r["wrongly_accepted"] for r in rows)
+        if "mixed" in args.phases:
+            mixed = asyncio.run(mixed_phase(base, sentences, args.requests, args.large_clients))
+            print(json.dumps(mixed), flush=True)
+            failed |= bool(mixed["small_failed"] or mixed["large_failed"] or mixed["probe_failed"])
+        if "fault" in args.phases:  # last: it stops the server
+            fault = asyncio.run(fault_phase(base, server, requests_for(sentences, args.requests, 0.0, seed=0),
+                                            args.fault_clients))  # fmt: skip
+            print(json.dumps(fault), flush=True)
+            failed |= bool(fault["reset"] or fault["other"] or fault["exit_status"])
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -207,7 +321,6 @@ def main() -> None:
         print(f"{r['clients']:>7} {r['sentences_per_s']:>8} {r['tokens_per_s']:>9} {r['ratio_to_offline']:>9} "
               f"{r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} {r['mean_batch']:>6} {r['ok']:>6} {r['lost']:>5} "
               f"{r['differing']:>6} {r['rejected']:>5}")  # fmt: skip
-    failed = any(r["lost"] or r["differing"] or r["wrongly_accepted"] for r in rows)
     sys.exit(1 if failed else 0)
 
 

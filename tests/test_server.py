@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["the plot was not dull .", "i do n't think that the cast played well .", "great !"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def trained_checkpoint(tmp_path_factory) -> Path:
     """The default multitask model (tags and a label), trained for a few epochs on a small synthetic corpus; once
-    per session (the server test modules share it)."""
+    per session: each server test module's ``checkpoint`` fixture returns it."""
     root = tmp_path_factory.getbasetemp() / "serve"
     path = root / "logs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
     if not path.exists():
@@ -33,6 +32,11 @@ def checkpoint(tmp_path_factory) -> Path:
               f"--data.cache_dir={root / 'cache'}", f"--trainer.logger.init_args.save_dir={root / 'logs'}"],
              config_dir=ROOT / "configs")  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return trained_checkpoint(tmp_path_factory)
 
 
 def ready(session: TestClient) -> TestClient:
@@ -79,7 +83,8 @@ def test_predict_answers_the_records_seqmodels_predict_writes(client, checkpoint
     predictor = load_predictor(checkpoint)
     tokens = [s.split() for s in SENTENCES]
     expected = [{"tokens": t, **r} for t, r in zip(tokens, predictor(tokens))]  # as one batch, as the server does
-    assert client.post("/predict", json={"tokens": tokens[0]}).json() == {"tokens": tokens[0], **predictor(tokens[:1])[0]}
+    alone = {"tokens": tokens[0], **predictor(tokens[:1])[0]}  # a batch of one, as the server's
+    assert client.post("/predict", json={"tokens": tokens[0]}).json() == alone
     assert client.post("/predict", json={"text": "The plot wasn't dull."}).json()["tokens"] == \
         ["The", "plot", "was", "n't", "dull", "."]  # the simple tokenizer  # fmt: skip
     assert client.post("/predict", json={"sentences": [SENTENCES[0], tokens[1], SENTENCES[2]]}).json() == expected
@@ -120,7 +125,8 @@ JSON = "application/json"
          "tokens: expected tokens of one or more characters, found an empty one (token 1)"),
         (b'{"sentences": ["a", ["b", ""]]}', JSON, 422,
          "sentences.1: expected tokens of one or more characters, found an empty one (token 2)"),
-        (b'{"tokens": ["\\ud800"]}', JSON, 422, "tokens: expected Unicode text, found a lone surrogate U+D800 in token 1"),
+        (b'{"tokens": ["\\ud800"]}', JSON, 422,
+         "tokens: expected Unicode text, found a lone surrogate U+D800 in token 1"),
         (b'{"text": "a \\udc80"}', JSON, 422, "text: expected Unicode text, found a lone surrogate U+DC80 in token 2"),
     ],
     ids=["invalid-json", "not-utf8", "deep-nesting", "5000-digits", "text-plain", "no-content-type", "too-large",
@@ -145,7 +151,7 @@ def test_other_http_errors_and_a_bug_have_the_same_shape(checkpoint):
         def bug(sentences):
             raise RuntimeError("a bug")
 
-        session.app.state.server.batcher.predictor = bug
+        session.app.state.serving.batcher.predictor = bug
         response = session.post("/predict", json={"text": "a"})
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError); the server's log has the traceback"}
@@ -155,7 +161,9 @@ def test_info_lists_each_heads_fields_and_stats_the_batches(client):
     info = client.get("/info").json()
     assert info["heads"]["classifier"] == {"reads": "final", "fields": ["label", "label_probs"], "conllu": "comment",
                                            "classes": ["negative", "positive"]}  # fmt: skip
-    assert info["heads"]["tagger"]["fields"][:2] == ["tags", "tag_probs"] and "NOUN" in info["heads"]["tagger"]["classes"]
+    tagger = info["heads"]["tagger"]
+    assert tagger["reads"] == "outputs" and tagger["fields"][:2] == ["tags", "tag_probs"]
+    assert "NOUN" in tagger["classes"]
     assert info["model"]["encoder"]["hidden_size"] == 128 and info["serving"]["max_batch_size"] == 8 and info["version"]
     assert client.post("/predict", json={"text": "the film"}).status_code == 200  # not relying on other tests' requests
     stats = client.get("/stats").json()
@@ -189,14 +197,16 @@ def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, 
         assert ready(session).post("/predict", json={"text": "a"}).status_code == 200
 
 
-def test_draining_turns_readiness_503_answers_what_comes_and_past_its_timeout_503s_the_rest(checkpoint, caplog):
+def test_draining_turns_readiness_503_closes_connections_and_past_its_timeout_503s_the_requests_waiting(
+    checkpoint, caplog
+):
     with TestClient(create_app(Settings(str(checkpoint), drain_timeout_s=0.5))) as session:
-        server = ready(session).app.state.server
-        gate = server.batcher.predictor = Gate(server.batcher.predictor)
+        serving = ready(session).app.state.serving
+        gate = serving.batcher.predictor = Gate(serving.batcher.predictor)
         waiting = threading.Thread(target=lambda: setattr(gate, "answer", session.post("/predict", json={"text": "a"})))
         waiting.start()
         until(lambda: gate.batches, "the request did not reach the model")
-        session.portal.call(server.drain.begin)  # what SIGTERM does (signal handlers are the main thread's)
+        session.portal.call(serving.drain.begin)  # what SIGTERM does (signal handlers are the main thread's)
         response = session.get("/health/ready")
         assert response.status_code == 503 and response.json() == {"error": "draining: the server is shutting down"}
         assert response.headers["connection"] == "close"  # so that no client sends more on this connection
@@ -212,15 +222,19 @@ def test_draining_turns_readiness_503_answers_what_comes_and_past_its_timeout_50
 def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
     settings = Settings(str(checkpoint), max_sentences=4, max_queue=4, batch_timeout_ms=1)
     with TestClient(create_app(settings)) as session:
-        server = ready(session).app.state.server
-        gate = server.batcher.predictor = Gate(server.batcher.predictor)
+        serving = ready(session).app.state.serving
+        gate = serving.batcher.predictor = Gate(serving.batcher.predictor)
         answers = []
-        send = [threading.Thread(target=lambda n=n: answers.append(session.post("/predict", json={"sentences": ["a"] * n})))
-                for n in (1, 4)]  # fmt: skip
+
+        def send(sentences: int) -> threading.Thread:
+            body = {"sentences": ["a"] * sentences}
+            return threading.Thread(target=lambda: answers.append(session.post("/predict", json=body)))
+
+        send = [send(1), send(4)]
         send[0].start()
         until(lambda: gate.batches, "the first request did not reach the model")  # it holds the model
         send[1].start()
-        until(lambda: server.batcher.queued == 4, "the second request was not queued")  # it fills the queue
+        until(lambda: serving.batcher.queued == 4, "the second request was not queued")  # it fills the queue
         shed = session.post("/predict", json={"text": "one more"})
         gate.open()
         [thread.join(30) for thread in send]
@@ -232,8 +246,8 @@ def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
 def test_past_request_timeout_a_request_gets_504_and_its_other_batches_are_dropped(checkpoint):
     settings = Settings(str(checkpoint), max_batch_size=1, batch_timeout_ms=1, request_timeout_s=0.3)
     with TestClient(create_app(settings)) as session:
-        server = ready(session).app.state.server
-        gate = server.batcher.predictor = Gate(server.batcher.predictor)
+        serving = ready(session).app.state.serving
+        gate = serving.batcher.predictor = Gate(serving.batcher.predictor)
         late = session.post("/predict", json={"sentences": ["one", "two", "three"]})  # three batches: one held
         gate.open()
         assert session.post("/predict", json={"text": "next"}).status_code == 200

@@ -22,6 +22,7 @@ exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -41,11 +42,12 @@ from seqmodels.serving.app import SETTINGS_ENV, Settings, create_app
 from seqmodels.serving.batcher import Batcher
 from seqmodels.serving.drain import DrainingH11Protocol, DrainingServer
 
-__all__ = ["Batcher", "Settings", "create_app", "main"]
+__all__ = ["Batcher", "Settings", "create_app", "main", "parse_args"]
 DRAIN_MARGIN_S = 5.0  # past --drain-timeout, the time the 503s have to go out before uvicorn cancels what is left
 
 
 def parse_args(argv: list[str] | None) -> Settings:
+    """The command line as Settings; each option's dest is a Settings field."""
     parser = argparse.ArgumentParser(prog="seqmodels-serve", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("checkpoint")
     parser.add_argument("--host", default="127.0.0.1")
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers > 1:  # uvicorn's supervisor, with uvicorn's server in each worker (see DrainingServer)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        DrainingServer(config).run()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT too, once it has drained
+            DrainingServer(config).run()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
-// The demo page: POST /predict with {"text": ...}; tags as coloured chips (BIO spans outlined), the label's
-// probabilities as bars, the model's /info below. Nothing is fetched from anywhere but this server.
+// The demo page: POST /predict with {"text": ...}, then one section per head of the model, in the order /info lists
+// them: a head whose prediction has a value per token as coloured chips (BIO spans outlined), one with class
+// probabilities as bars (their width exactly the probability), anything else as text. Nothing is fetched from
+// anywhere but this server.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const BAR_REM = 20;  // a probability of 1 is this wide
+
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
 
 function colour(tag) {  // the same colour for the same tag (or entity type), every time
   const name = tag.replace(/^[BI]-/, "");
@@ -11,78 +21,91 @@ function colour(tag) {  // the same colour for the same tag (or entity type), ev
   return `hsl(${hash}, 65%, 82%)`;
 }
 
-function chip(token, tag, probability) {
-  const element = document.createElement("span");
-  element.className = "chip";
-  element.dataset.tag = tag;
-  element.style.background = colour(tag);
-  element.title = probability === undefined ? tag : `${tag} (p=${probability.toFixed(2)})`;
-  const word = document.createElement("span");
-  word.className = "word";
-  word.textContent = token;
-  const label = document.createElement("span");
-  label.className = "tag";
-  label.textContent = tag;
-  element.append(word, label);
-  return element;
-}
-
-function renderTokens(record) {
-  const box = $("tokens");
-  box.replaceChildren();
-  if (!record.tags) return;
-  const bio = record.tags.every((t) => t === "O" || /^[BI]-/.test(t));
-  record.tags.forEach((tag, i) => {
-    const element = chip(record.tokens[i], tag, record.tag_probs ? record.tag_probs[i] : undefined);
-    if (bio && tag !== "O") element.classList.add("span", tag.startsWith("B-") ? "span-start" : "span-inside");
-    box.append(element);
+function chips(tokens, tags, probabilities) {
+  const box = element("div", "chips");
+  const bio = tags.every((t) => t === "O" || /^[BI]-/.test(t));
+  tags.forEach((tag, i) => {
+    const chip = element("span", "chip");
+    chip.dataset.value = tag;
+    chip.style.background = colour(tag);
+    chip.title = probabilities ? `${tag} (p=${probabilities[i].toFixed(2)})` : tag;
+    if (bio && tag !== "O") chip.classList.add("span", tag.startsWith("B-") ? "span-start" : "span-inside");
+    chip.append(element("span", "word", tokens[i]), element("span", "tag", tag));
+    box.append(chip);
   });
+  return box;
 }
 
-function renderLabel(record) {
-  const box = $("label");
-  box.replaceChildren();
-  if (!record.label) return;
-  box.dataset.label = record.label;
-  for (const [label, probability] of Object.entries(record.label_probs)) {
-    const row = document.createElement("div");
-    row.className = "label-row" + (label === record.label ? " chosen" : "");
-    row.dataset.label = label;
-    const name = document.createElement("span");
-    name.className = "label-name";
-    name.textContent = label;
-    const bar = document.createElement("span");
-    bar.className = "bar";
-    bar.style.width = `${Math.round(probability * 20)}rem`;
-    const value = document.createElement("span");
-    value.className = "probability";
-    value.textContent = probability.toFixed(3);
-    row.append(name, bar, value);
+function bars(chosen, probabilities) {
+  const box = element("div", "bars");
+  for (const [name, probability] of Object.entries(probabilities)) {
+    const row = element("div", "bar-row" + (name === chosen ? " chosen" : ""));
+    const bar = element("span", "bar");
+    bar.dataset.class = name;
+    bar.style.width = `${probability * BAR_REM}rem`;  // not rounded: 0.508 and 0.492 differ on screen
+    row.append(element("span", "class-name", name), bar, element("span", "probability", probability.toFixed(3)));
     box.append(row);
   }
+  return box;
+}
+
+function renderHead(name, head, record) {
+  // head: what /info says of it; its prediction is its first field, the fields after it may qualify it
+  const section = element("section", "head");
+  section.dataset.head = name;
+  section.append(element("h2", "head-name", name));
+  const value = record[head.fields[0]];
+  const extras = head.fields.slice(1).map((field) => record[field]);
+  const perToken = extras.find((x) => Array.isArray(x) && x.every((p) => typeof p === "number"));
+  const perClass = extras.find((x) => x && typeof x === "object" && !Array.isArray(x));
+  if (Array.isArray(value) && value.length === record.tokens.length) {
+    section.append(chips(record.tokens, value.map(String), perToken));
+  } else if (perClass) {
+    section.dataset.value = value;
+    section.append(bars(value, perClass));
+  } else {
+    section.dataset.value = JSON.stringify(value);
+    section.append(element("p", "value", value === null || value === undefined ? "—" : JSON.stringify(value)));
+  }
+  return section;
+}
+
+let info = null;
+async function modelInfo() {
+  if (!info) {
+    const response = await fetch("/info");
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error);
+    info = answer;
+    $("info-text").textContent = JSON.stringify(info, null, 2);
+  }
+  return info;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+  $("result").hidden = true;
 }
 
 async function predict(event) {
   event.preventDefault();
   $("error").hidden = true;
-  const response = await fetch("/predict", {
-    method: "POST", headers: {"content-type": "application/json"},
-    body: JSON.stringify({text: $("text").value}),
-  });
-  const answer = await response.json();
-  if (!response.ok) {
-    $("error").textContent = answer.error;
-    $("error").hidden = false;
-    $("result").hidden = true;
-    return;
+  try {
+    const {heads} = await modelInfo();
+    const response = await fetch("/predict", {
+      method: "POST", headers: {"content-type": "application/json"},
+      body: JSON.stringify({text: $("text").value}),
+    });
+    const answer = await response.json();
+    if (!response.ok) return showError(answer.error);
+    $("result").replaceChildren(...Object.entries(heads).map(([name, head]) => renderHead(name, head, answer)));
+    $("result").hidden = false;
+    $("result").dataset.ready = "true";
+  } catch (error) {
+    showError(error.message);
   }
-  renderTokens(answer);
-  renderLabel(answer);
-  $("result").hidden = false;
-  $("result").dataset.ready = "true";
 }
 
 $("form").addEventListener("submit", predict);
-fetch("/info").then((r) => r.json()).then((info) => {
-  $("info-text").textContent = JSON.stringify(info, null, 2);
-});
+modelInfo().catch((error) => showError(error.message));

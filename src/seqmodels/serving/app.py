@@ -1,0 +1,236 @@
+"""The FastAPI application: ``/predict`` through the :class:`~seqmodels.serving.batcher.Batcher`, health,
+readiness, metrics, the model's ``/info`` and the demo page. The model loads in the background, in the thread
+it will run in, so that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
+
+from seqmodels.backends import load_predictor
+from seqmodels.checkpoints import package_version
+from seqmodels.data.readers.common import token_problem
+from seqmodels.predictor import TOKENIZERS, Predictor
+from seqmodels.serving.batcher import Batcher, QueueFull, model_thread
+from seqmodels.serving.drain import CloseWhileDraining, Drain
+from seqmodels.serving.errors import RequestLimits, add_error_handlers, error_response
+from seqmodels.serving.metrics import Metrics, PredictMetrics
+
+STATIC = Path(__file__).parents[1] / "static"
+SETTINGS_ENV = "SEQMODELS_SERVE"  # how the settings reach each uvicorn worker process
+logger = logging.getLogger("seqmodels.server")
+
+
+@dataclass
+class Settings:
+    """What a server process loads, and how it batches and bounds requests (``seqmodels-serve --help``)."""
+
+    checkpoint: str
+    backend: str = "torch"
+    device: str = "cpu"
+    tokenizer: str = "simple"
+    max_batch_size: int = 32  # sentences per forward pass
+    max_batch_tokens: int = 8192  # tokens per forward pass (a longer sentence goes alone)
+    batch_timeout_ms: float = 10.0
+    max_sentences: int = 256  # per request
+    max_sentence_tokens: int = 10_000  # per sentence; longer than the model's chunk length is fine (chunked)
+    max_body_bytes: int = 16 * 2**20
+    max_queue: int = 4096  # sentences waiting for a batch; past it, 503
+    request_timeout_s: float = 60.0  # 0: none
+    drain_timeout_s: float = 30.0
+    threads: int = 0  # torch's intra-op threads per process; 0: its default
+    host: str = "127.0.0.1"  # where uvicorn listens: for the start-up line and /info
+    port: int = 8000
+    workers: int = 1
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``text``, ``tokens`` or ``sentences`` (each a text or a token list)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    tokens: list[str] | None = None
+    sentences: list[str | list[str]] | None = None
+
+
+class ServingState:
+    """One process's serving state: the model (once loaded), its batcher, the drain and the metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.executor = model_thread(settings.threads)
+        self.batcher: Batcher | None = None
+        self.info: dict[str, Any] = {}
+        self.drain = Drain(settings.drain_timeout_s, self.answer_unanswered)
+        self.load_error: str | None = None
+
+    async def run(self) -> None:
+        """Load the model in its thread, log the start-up line (or why loading failed), then batch until cancelled."""
+        s, started, loop = self.settings, time.perf_counter(), asyncio.get_running_loop()
+        try:
+            predictor = await loop.run_in_executor(self.executor, load_predictor, s.checkpoint, s.backend, s.device,
+                                                   s.max_batch_size)  # fmt: skip
+        except Exception as error:  # noqa: BLE001  (told by readiness and the log; the process stays up to say it)
+            self.load_error = " ".join(str(error).split())
+            logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, self.load_error)
+            return
+        seconds = time.perf_counter() - started
+        self.metrics.load_seconds.set(seconds)
+        self.info = info(predictor, s)
+        threads = await loop.run_in_executor(self.executor, torch_threads)
+        self.batcher = Batcher(predictor, s.max_batch_size, s.batch_timeout_ms / 1000, s.max_batch_tokens,
+                               s.max_queue, self.executor, self.metrics.observe_batch)  # fmt: skip
+        self.metrics.watch_queue(lambda: self.batcher.queued)
+        heads = ", ".join(self.info["heads"])
+        logger.info("seqmodels-serve: serving %s (heads: %s) on http://%s:%d; backend %s on %s, torch threads %d, "
+                    "workers %d (this one pid %d); loaded in %.2f s", Path(s.checkpoint).name, heads, s.host, s.port,
+                    s.backend, s.device, threads, s.workers, os.getpid(), seconds)  # fmt: skip
+        await self.batcher.run()
+
+    def not_ready(self) -> str | None:
+        """Why the server cannot take predictions now, or None."""
+        if self.drain.draining:
+            return "draining: the server is shutting down"
+        if self.load_error:
+            return f"the model failed to load: {self.load_error}"
+        return None if self.batcher else "the model is still loading"
+
+    async def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
+        if self.drain.expired:
+            raise HTTPException(503, "draining: past --drain-timeout; the server is shutting down")
+        if self.batcher is None:
+            raise HTTPException(503, self.not_ready(), {"Retry-After": "1"})
+        try:
+            return await self.batcher.predict(sentences, self.settings.request_timeout_s or None)
+        except QueueFull as error:
+            raise HTTPException(503, str(error), {"Retry-After": "1"}) from None
+        except TimeoutError:
+            raise HTTPException(504, f"not answered within --request-timeout {self.settings.request_timeout_s:g} s; "
+                                     "its remaining batches were dropped") from None  # fmt: skip
+
+    def answer_unanswered(self) -> int:
+        """Past the drain's timeout: a 503 for every request still waiting."""
+        expired = HTTPException(503, f"draining: not answered within --drain-timeout {self.drain.timeout:g} s")
+        return self.batcher.fail_pending(expired) if self.batcher else 0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; without ``settings``, those the ``seqmodels-serve`` command put in the environment."""
+    settings = settings or Settings(**json.loads(os.environ[SETTINGS_ENV]))
+    serving = ServingState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving.drain.hook_signals()
+        running = asyncio.create_task(serving.run())
+        yield
+        running.cancel()  # uvicorn has answered the requests in flight by now
+        serving.executor.shutdown(wait=False, cancel_futures=True)
+
+    # /docs and /redoc with the Swagger UI and ReDoc assets shipped in fastapi-offline: FastAPI's own load from a CDN
+    app = FastAPIOffline(title="seqmodels", version=package_version(), lifespan=lifespan,
+                         description="Tags and/or classifies sentences with a seqmodels checkpoint.")  # fmt: skip
+    app.state.serving = serving
+    add_error_handlers(app)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(PredictMetrics, metrics=serving.metrics)  # outside RequestLimits: counts its 413s and 415s
+    app.add_middleware(CloseWhileDraining, drain=serving.drain)
+    add_routes(app, serving)
+    return app
+
+
+def add_routes(app: FastAPI, serving: ServingState) -> None:
+    settings, tokenize = serving.settings, TOKENIZERS[serving.settings.tokenizer]
+
+    @app.post("/predict")
+    async def predict(request: PredictRequest) -> JSONResponse:
+        """The records ``seqmodels-predict`` writes: one for ``text`` or ``tokens``, a list for ``sentences``."""
+        given = [name for name in ("text", "tokens", "sentences") if getattr(request, name) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) or "none"
+            raise HTTPException(422, f"give exactly one of text, tokens or sentences (got {got})")
+        items = request.sentences if request.sentences is not None else [getattr(request, given[0])]
+        if not items:
+            raise HTTPException(422, "sentences: expected at least one sentence, got an empty list")
+        if len(items) > settings.max_sentences:
+            raise HTTPException(413, f"{len(items)} sentences; a request may have at most {settings.max_sentences}")
+        sentences = [tokenize(item) if isinstance(item, str) else item for item in items]
+        names = [f"sentences.{i}" for i in range(len(items))] if request.sentences is not None else given
+        for name, tokens in zip(names, sentences):  # here, not in the batch: a bad request fails alone
+            if problem := token_problem(tokens):
+                raise HTTPException(422, f"{name}: {problem}")
+        longest = max(len(s) for s in sentences)
+        if longest > settings.max_sentence_tokens:
+            raise HTTPException(413, f"a sentence of {longest} tokens; at most {settings.max_sentence_tokens}")
+        records = [{"tokens": s, **r} for s, r in zip(sentences, await serving.predict(sentences))]
+        # already JSON-ready: a JSONResponse skips FastAPI's jsonable_encoder, which walks every probability
+        return JSONResponse(records if request.sentences is not None else records[0])
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        """The process answers (whether or not the model has loaded)."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    @app.get("/health")
+    async def ready() -> JSONResponse:
+        """200 once the model has loaded, 503 before and while draining."""
+        reason = serving.not_ready()
+        return error_response(503, reason) if reason else JSONResponse({"status": "ok"})
+
+    @app.get("/info")
+    async def model_info() -> JSONResponse:
+        return JSONResponse(serving.info) if serving.info else error_response(503, serving.not_ready() or "loading")
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        batcher = serving.batcher
+        if batcher is None:
+            raise HTTPException(503, serving.not_ready())
+        threads = await asyncio.get_running_loop().run_in_executor(serving.executor, torch_threads)
+        return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
+                "queued": batcher.queued, "pid": os.getpid(), "busy_s": round(batcher.busy_s, 3),
+                "threads": threads,  # in the model's thread
+                "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(serving.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def torch_threads() -> int:
+    return torch.get_num_threads()
+
+
+def info(predictor: Predictor, settings: Settings) -> dict[str, Any]:
+    """What ``/info`` answers: each head (what it reads, the record fields it writes, prediction first, where
+    CoNLL-U puts it, its classes or their number), the model's settings, the serving settings."""
+    heads = {name: {"reads": head.reads, "fields": list(head.fields), "conllu": head.conllu,
+                    "classes": head.classes if head.confusion_report else len(head.classes)}
+             for name, head in predictor.model.heads.items()}  # fmt: skip
+    hparams = {k: v for k, v in predictor.model.hparams.items() if k not in ("vocab",) and not k.startswith("_")}
+    return {"version": package_version(), "heads": heads, "model": json.loads(json.dumps(hparams, default=str)),
+            "serving": asdict(settings) | {"checkpoint": Path(settings.checkpoint).name}}  # fmt: skip

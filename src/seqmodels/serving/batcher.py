@@ -1,0 +1,194 @@
+"""Dynamic batching with bounded work per forward pass, fair across requests, run off the event loop's thread.
+
+A request's sentences join a queue as one :class:`Job`. Each batch takes sentences from the jobs in turn: as
+many of the first job's as fit (at most ``max_batch_size`` sentences and ``max_batch_tokens`` tokens), then the
+next job's, and a job with sentences left goes to the back of the queue. A new request goes ahead of those that
+have had a batch already, and its batch is not topped up with their sentences. So a 2 MB request is cut into
+batches that alternate with the other requests', and a one-sentence request that arrives meanwhile waits for the
+batch running, then runs in a batch of the new requests.
+
+The forward pass runs in one worker thread (the model's), not the event loop's: torch releases the GIL inside
+its kernels, so probes, new requests and signals are served between and during batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Records = list[dict[str, Any]]
+
+
+class QueueFull(Exception):
+    """A request would take the queue over ``max_queue`` sentences: shed it (503) rather than queue it forever."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's sentences on their way through the model: taken in pieces, answered with the last piece."""
+
+    sentences: list[list[str]]
+    future: asyncio.Future[Records]
+    arrived: float  # loop time
+    records: list[dict[str, Any]] = field(default_factory=list)
+    taken: int = 0  # sentences [0, taken) are in a batch already
+
+    @property
+    def left(self) -> int:
+        return len(self.sentences) - self.taken
+
+
+def model_thread(threads: int = 0) -> ThreadPoolExecutor:
+    """The one thread the model runs in, with ``threads`` torch threads (0: torch's default). Set in that thread:
+    with OpenMP, the number of threads is a per-thread setting."""
+    return ThreadPoolExecutor(1, "model", initializer=torch.set_num_threads if threads else None,
+                              initargs=(threads,) if threads else ())  # fmt: skip
+
+
+class Batcher:
+    """Forms batches of the queued sentences (see the module) and runs them through ``predictor`` in ``executor``.
+
+    A batch waits at most ``timeout`` seconds (from its oldest sentence's arrival) for more sentences when fewer
+    than ``max_batch_size`` are queued. ``on_batch(sentences, tokens, seconds)`` is told of every batch run."""
+
+    def __init__(
+        self,
+        predictor: Callable[[list[list[str]]], Records],
+        max_batch_size: int = 32,
+        timeout: float = 0.01,
+        max_batch_tokens: int = 8192,
+        max_queue: int = 4096,
+        executor: ThreadPoolExecutor | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.predictor, self.max_batch_size, self.timeout = predictor, max_batch_size, timeout
+        self.max_batch_tokens, self.max_queue = max_batch_tokens, max_queue
+        self.executor = executor or model_thread()
+        self.on_batch = on_batch or (lambda sentences, tokens, seconds: None)
+        self.jobs: deque[Job] = deque()
+        self.arrival = asyncio.Event()
+        self.batch_sizes: Counter[int] = Counter()
+        self.requests = self.sentences = 0
+        self.in_flight = 0  # requests received and not yet answered
+        self.busy_s = 0.0  # time spent in the predictor: how busy batching keeps the model
+        self.running: list[Job] = []  # the jobs whose sentences are in the batch being run
+
+    @property
+    def queued(self) -> int:
+        """Sentences waiting for a batch (of requests still waiting for their answer)."""
+        return sum(job.left for job in self.jobs if not job.future.done())
+
+    async def predict(self, sentences: list[list[str]], timeout: float | None = None) -> Records:
+        """The records of ``sentences``; ``TimeoutError`` past ``timeout`` seconds (the sentences not yet run are
+        dropped), :class:`QueueFull` when the queue has no room for them."""
+        if self.queued + len(sentences) > self.max_queue:
+            raise QueueFull(f"the queue holds {self.queued} sentences; at most {self.max_queue} (--max-queue)")
+        loop = asyncio.get_running_loop()
+        job = Job(sentences, loop.create_future(), loop.time())
+        # ahead of the requests that have had a batch already: a new one waits at most for the batch running
+        self.jobs.insert(next((i for i, queued in enumerate(self.jobs) if queued.taken), len(self.jobs)), job)
+        self.arrival.set()
+        self.in_flight += 1
+        try:
+            return await asyncio.wait_for(job.future, timeout)  # on timeout, cancels the future: the job is skipped
+        finally:
+            self.in_flight -= 1
+
+    def fail_pending(self, error: Exception) -> int:
+        """Answer every request still waiting with ``error`` (its batches still queued are dropped); how many."""
+        waiting = [job for job in self.jobs if not job.future.done()]
+        waiting += [job for job in self.running if not job.future.done() and job not in waiting]
+        for job in waiting:
+            job.future.set_exception(error)
+        return len(waiting)
+
+    async def run(self) -> None:
+        """Form and run batches until cancelled; a failing batch fails its requests, not the server."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._gather(loop)
+            pieces = self._take()
+            if not pieces:
+                continue
+            flat = [sentence for job, start, stop in pieces for sentence in job.sentences[start:stop]]
+            self.running = [job for job, _, _ in pieces]
+            started = loop.time()
+            try:
+                records = await loop.run_in_executor(self.executor, self.predictor, flat)
+            except Exception as error:  # noqa: BLE001  (reported to each waiting request)
+                for job in self.running:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            finally:
+                seconds, self.running = loop.time() - started, []
+                self.busy_s += seconds
+            self._count(pieces, flat, seconds)
+            self._answer(pieces, records)
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until a full batch is queued, or the oldest queued sentence has waited ``timeout``."""
+        while True:
+            waiting = [job for job in self.jobs if not job.future.done()]
+            self.arrival.clear()
+            if waiting:
+                full = sum(job.left for job in waiting) >= self.max_batch_size
+                left = min(job.arrived for job in waiting) + self.timeout - loop.time()
+                if full or left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrival.wait(), left)
+            else:
+                await self.arrival.wait()
+
+    def _take(self) -> list[tuple[Job, int, int]]:
+        """The next batch, as (job, first sentence, end) pieces: each job in turn gives what fits."""
+        pieces: list[tuple[Job, int, int]] = []
+        skipped: list[Job] = []  # their next sentence does not fit: they keep their place for the next batch
+        size = tokens = 0
+        for _ in range(len(self.jobs)):
+            if size >= self.max_batch_size or tokens >= self.max_batch_tokens:
+                break
+            job = self.jobs.popleft()
+            if job.future.done():  # answered already (its deadline passed): its sentences are dropped
+                continue
+            if pieces and pieces[0][1] == 0 and job.taken:  # new requests' batch: not topped up with a
+                self.jobs.appendleft(job)  # large request's sentences, which would make it as slow as theirs
+                break
+            stop = job.taken
+            while stop < len(job.sentences) and size < self.max_batch_size:
+                length = len(job.sentences[stop])
+                if size and tokens + length > self.max_batch_tokens:  # a longer sentence than that goes alone
+                    break
+                size, tokens, stop = size + 1, tokens + length, stop + 1
+            if stop == job.taken:
+                skipped.append(job)
+                continue
+            pieces.append((job, job.taken, stop))
+            job.taken = stop
+            if job.left:
+                self.jobs.append(job)  # to the back: the other requests' turn
+        self.jobs.extendleft(reversed(skipped))
+        return pieces
+
+    def _count(self, pieces: list[tuple[Job, int, int]], flat: list[list[str]], seconds: float) -> None:
+        self.batch_sizes[len(flat)] += 1
+        self.requests += sum(1 for job, start, _ in pieces if start == 0)
+        self.sentences += len(flat)
+        self.on_batch(len(flat), sum(map(len, flat)), seconds)
+
+    @staticmethod
+    def _answer(pieces: list[tuple[Job, int, int]], records: Records) -> None:
+        start = 0
+        for job, first, stop in pieces:
+            job.records += records[start : start + stop - first]
+            start += stop - first
+            if len(job.records) == len(job.sentences) and not job.future.done():
+                job.future.set_result(job.records)

@@ -1,0 +1,111 @@
+"""seqmodels-serve's batcher: concurrent requests share batches, a large request is cut into bounded batches that
+alternate with the others', and the backends predict what the model does."""
+
+import asyncio
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from test_server import SENTENCES, ready, trained_checkpoint
+
+from seqmodels.backends import load_predictor
+from seqmodels.server import Batcher, Settings, create_app
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return trained_checkpoint(tmp_path_factory)
+
+
+def echo(batches: list):
+    """A predictor that records each batch it is given and answers each sentence with its tokens."""
+
+    def predictor(sentences):
+        batches.append([" ".join(sentence) for sentence in sentences])
+        return [{"tokens": sentence} for sentence in sentences]
+
+    return predictor
+
+
+async def answers(batcher: Batcher, requests: list[list[list[str]]]) -> list:
+    task = asyncio.create_task(batcher.run())
+    try:
+        return await asyncio.gather(*(batcher.predict(request) for request in requests))
+    finally:
+        task.cancel()
+
+
+def test_concurrent_requests_are_batched_together(checkpoint):
+    settings = Settings(str(checkpoint), max_batch_size=16, batch_timeout_ms=200)
+    with TestClient(create_app(settings)) as session, ThreadPoolExecutor(8) as pool:
+        answered = list(pool.map(lambda s: ready(session).post("/predict", json={"text": s}).json(), SENTENCES * 4))
+        sizes = {int(size): n for size, n in session.get("/stats").json()["batch_sizes"].items()}
+    assert all("label" in a for a in answered) and max(sizes) > 1 and sum(sizes.values()) < 12
+
+
+def test_batches_hold_at_most_max_batch_size_sentences_and_max_batch_tokens_tokens():
+    """Requests are cut to fill each batch; a sentence longer than the token budget goes alone."""
+    batches = []
+    requests = [[[f"r{i}"]] * n for i, n in enumerate([3, 3, 3, 12, 2, 5])]
+    long = [["w"] * 30, ["a"], ["b"] * 15, ["c"] * 6]  # 30 tokens, over the budget of 20: alone
+    got = asyncio.run(answers(Batcher(echo(batches), max_batch_size=8, timeout=0.05, max_batch_tokens=20),
+                              [*requests, long]))  # fmt: skip
+    assert got == [[{"tokens": sentence} for sentence in request] for request in [*requests, long]]
+    # r0 x3 r1 x3 r2 x2 | r3 x8 | r4 x2 r5 x5 (the 30 tokens do not fit; r2 and r3 have had a turn) | the 30 tokens
+    # alone | r2 r3 x4 and a 1-token sentence | 15 tokens | 6 tokens
+    assert [len(batch) for batch in batches] == [8, 8, 7, 1, 6, 1, 1]
+    assert batches[2] == ["r4", "r4", *["r5"] * 5] and batches[3] == [" ".join(["w"] * 30)]
+    assert all(len(batch) <= 8 and (len(batch) == 1 or sum(len(s.split()) for s in batch) <= 20) for batch in batches)
+
+
+def test_a_small_request_waits_for_the_batch_running_not_for_a_large_requests_other_batches():
+    """A 2 MB request in miniature: 5 batches' worth of sentences; a one-sentence request that arrives during its
+    first batch runs next, in a batch of its own (not topped up with the large request's sentences, which would
+    make it as slow as theirs), and is answered before the large request is."""
+    batches, running, go = [], threading.Event(), threading.Event()
+
+    def predictor(sentences):
+        running.set()
+        assert go.wait(30)
+        return echo(batches)(sentences)
+
+    async def scenario():
+        batcher = Batcher(predictor, max_batch_size=4, timeout=0.001)
+        task = asyncio.create_task(batcher.run())
+        large = asyncio.create_task(batcher.predict([["large"]] * 20))
+        await asyncio.to_thread(running.wait, 30)  # the large request's first batch is in the model
+        small = asyncio.create_task(batcher.predict([["small"]]))
+        await asyncio.sleep(0)  # it is queued (the model is held)
+        go.set()
+        await small
+        done_first = not large.done()
+        await large
+        task.cancel()
+        return done_first
+
+    assert asyncio.run(scenario())  # the small request was answered first
+    assert batches[:3] == [["large"] * 4, ["small"], ["large"] * 4]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript", "torch-int8"])
+def test_the_other_backends_predict_what_the_model_does(checkpoint, tmp_path, backend):
+    """Exports are made once, beside the checkpoint (copied here), keyed on its hash; int8 stays close."""
+    pytest.importorskip("onnxruntime")
+    copy = tmp_path / "model.ckpt"
+    shutil.copy(checkpoint, copy)
+    tokens = [s.split() for s in SENTENCES]
+    expected = load_predictor(copy)(tokens)
+    got = load_predictor(copy, backend)(tokens)
+    if backend == "torch-int8":
+        assert sum(a == b for e, g in zip(expected, got) for a, b in zip(e["tags"], g["tags"])) >= 0.8 * sum(
+            len(t) for t in tokens)
+        return
+    for e, g in zip(expected, got):
+        assert e["tags"] == g["tags"] and e["label"] == g["label"]
+        assert g["tag_probs"] == pytest.approx(e["tag_probs"], abs=1e-4)
+    assert len(list(tmp_path.glob(f"model.*.{'onnx' if backend == 'onnx' else 'pt'}"))) == 1
+    load_predictor(copy, backend)  # reused, not made again
+    assert len(list(tmp_path.glob("model.*"))) == 2
