@@ -2,7 +2,8 @@
 the averaged weights the checkpoint keeps (``state_dict``) and with the raw weights beside them
 (``current_model_state``). Prints one JSON line per run and checkpoint.
 
-    python benchmarks/averaging.py --data-dir ../shared/data [--only xpos_392 stsa_2_epochs] [--seeds 1] [-- OPTIONS]
+    python benchmarks/averaging.py --data-dir ../shared/data [--only xpos_392 stsa_2_epochs] [--seeds 1] [--first-seed 0]
+        [-- OPTIONS]
 
 It scores the checkpoints itself (``train.py validate`` on each set of weights, with no averaging callback), so it
 measures code from before ``val_raw/...`` was logged the same way. Options after ``--`` go to every run, e.g.
@@ -77,7 +78,8 @@ def measure(name: str, metric: str, args: list[str], seed: int) -> list[dict]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="runs per case, with seeds --first-seed, +1, ...")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="case names (default: all)")
     parser.add_argument("extra", nargs="*", help="after --: more train.py options for every run")
     options = parser.parse_args()
@@ -85,6 +87,6 @@ if __name__ == "__main__":
     os.chdir(ROOT)
     for name in options.only or all_cases:
         metric, args = all_cases[name]
-        for seed in range(options.seeds):
+        for seed in range(options.first_seed, options.first_seed + options.seeds):
             for row in measure(name, metric, args + options.extra, seed):
                 print(json.dumps(row), flush=True)
