@@ -178,8 +178,32 @@ def test_threads_sets_torchs_threads_in_the_models_thread(checkpoint, monkeypatc
     assert torch.get_num_threads() == before  # the event loop's thread keeps its own
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert parse_args(["model.ckpt"]).threads == 3 and parse_args(["model.ckpt", "--threads", "2"]).threads == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # OpenMP's list of levels: the first is this process's
+    assert parse_args(["model.ckpt"]).threads == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert parse_args(["model.ckpt"]).threads == 0  # torch's default
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--max-batch-size", "0"], {}, "argument --max-batch-size: expected a whole number above 0, found '0'"),
+        (["--max-batch-tokens", "0"], {}, "argument --max-batch-tokens: expected a whole number above 0, found '0'"),
+        (["--threads", "-1"], {}, "argument --threads: expected a whole number above 0, found '-1'"),
+        (["--workers", "0"], {}, "argument --workers: expected a whole number above 0, found '0'"),
+        (["--request-timeout", "-1"], {}, "argument --request-timeout: expected a number, 0 or more, found '-1'"),
+        ([], {"OMP_NUM_THREADS": "abc"}, "OMP_NUM_THREADS='abc': expected a number of threads above 0"),
+    ],
+    ids=["batch-size-0", "batch-tokens-0", "threads-negative", "workers-0", "timeout-negative", "omp-not-a-number"],
+)
+def test_an_option_out_of_range_is_a_usage_error(args, env, message, monkeypatch, capsys):
+    """Refused before anything starts: a batch of 0 sentences or tokens spun the batcher at 100% CPU, deaf to probes
+    and SIGTERM; --threads -1 left a server that never became ready; a non-number OMP_NUM_THREADS was a traceback."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["model.ckpt", *args])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, monkeypatch):

@@ -35,6 +35,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
+from seqmodels.arguments import NON_NEGATIVE, POSITIVE_INT
 from seqmodels.backends import BACKENDS, load_predictor
 from seqmodels.checkpoints import CheckpointError
 from seqmodels.predictor import TOKENIZERS
@@ -52,30 +53,36 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("checkpoint")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1, help="server processes, each with the model")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: $OMP_NUM_THREADS if set, "
-                                                    "else torch's default)")  # fmt: skip
+    parser.add_argument("--workers", type=POSITIVE_INT, default=1, help="server processes, each with the model")
+    parser.add_argument("--threads", type=POSITIVE_INT,
+                        help="torch threads per worker (default: $OMP_NUM_THREADS if set, else torch's default)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (the torch backend)")
     parser.add_argument("--tokenizer", choices=TOKENIZERS, default="simple", help="for {'text': ...}")
     limits = parser.add_argument_group("batching and limits")
-    limits.add_argument("--max-batch-size", type=int, default=32, help="sentences per forward pass")
-    limits.add_argument("--max-batch-tokens", type=int, default=8192,
+    limits.add_argument("--max-batch-size", type=POSITIVE_INT, default=32, help="sentences per forward pass")
+    limits.add_argument("--max-batch-tokens", type=POSITIVE_INT, default=8192,
                         help="tokens per forward pass (a longer sentence goes alone)")  # fmt: skip
-    limits.add_argument("--batch-timeout-ms", type=float, default=10.0, help="how long a batch waits to fill")
-    limits.add_argument("--max-sentences", type=int, default=256, help="per request (413 past it)")
-    limits.add_argument("--max-sentence-tokens", type=int, default=10_000, help="per sentence (413 past it)")
-    limits.add_argument("--max-body-bytes", type=int, default=16 * 2**20, help="per request (413 past it)")
-    limits.add_argument("--max-queue", type=int, default=4096, help="sentences waiting for a batch (503 past it)")
-    limits.add_argument("--request-timeout", type=float, default=60.0, dest="request_timeout_s",
-                        help="seconds per request (504 past it; 0: none)")  # fmt: skip
-    limits.add_argument("--drain-timeout", type=float, default=30.0, dest="drain_timeout_s",
+    limits.add_argument("--batch-timeout-ms", type=NON_NEGATIVE, default=10.0, help="how long a batch waits to fill")
+    limits.add_argument("--max-sentences", type=POSITIVE_INT, default=256, help="per request (413 past it)")
+    limits.add_argument("--max-sentence-tokens", type=POSITIVE_INT, default=10_000, help="per sentence (413 past it)")
+    limits.add_argument("--max-body-bytes", type=POSITIVE_INT, default=16 * 2**20, help="per request (413 past it)")
+    limits.add_argument("--max-queue", type=POSITIVE_INT, default=4096,
+                        help="sentences waiting for a batch (503 past it)")
+    limits.add_argument("--request-timeout", type=NON_NEGATIVE, default=0.0, dest="request_timeout_s",
+                        help="seconds per request (504 past it; 0, the default: none, since a request within the "
+                             "limits above may take minutes on a CPU)")  # fmt: skip
+    limits.add_argument("--drain-timeout", type=NON_NEGATIVE, default=30.0, dest="drain_timeout_s",
                         help="seconds SIGTERM waits for the requests received (503 for the rest past it)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.max_queue < args.max_sentences:
         parser.error(f"--max-queue {args.max_queue} is below --max-sentences {args.max_sentences}: a request of "
                      "--max-sentences sentences could never be queued")  # fmt: skip
-    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)  # 0: torch's default
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # "2" or OpenMP's list of levels "2,1"
+    if args.threads is None and omp and not (omp.isdigit() and int(omp) > 0):
+        parser.error(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r}: expected a number of threads above 0 "
+                     "(or give --threads)")  # fmt: skip
+    threads = args.threads or int(omp or 0)  # 0: torch's default
     return Settings(**vars(args) | {"threads": threads})  # each option's dest is a Settings field
 
 

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -41,6 +39,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from seqmodels.arguments import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 from seqmodels.cli import HEAD_KEYS, SeqModelsCLI, main
 from seqmodels.models.sequence_model import head_configs
 from seqmodels.search_space import (
@@ -227,25 +226,6 @@ def check_heads(train_args: list[str], config: dict[str, Any]) -> None:
         raise TuneError(f"{error}{hint}") from None
 
 
-def number(kind: Callable[[str], float], allowed: Callable[[float], bool], expected: str) -> Callable[[str], Any]:
-    """An argparse type: ``kind`` of the text when ``allowed``, else "expected EXPECTED, found 'TEXT'"."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not allowed(value):  # nan is never allowed
-            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
-        return value
-
-    return parse
-
-
-POSITIVE_INT = number(int, lambda value: value > 0, "a whole number above 0")
-POSITIVE = number(float, lambda value: value > 0, "a number above 0")
-
-
 def arg_parser() -> argparse.ArgumentParser:
     """tune.py's own options; everything else goes to ``train.py fit``."""
     parser = argparse.ArgumentParser(prog="tune.py", description="Hyperparameter search with Optuna (see README).",
@@ -259,7 +239,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sampler-seed", type=int, default=0,
                         help="the TPE sampler's seed, to which each run adds the study's number of trials")
     parser.add_argument("--pruner", choices=PRUNERS, default="median")
-    parser.add_argument("--warmup-epochs", type=number(int, lambda value: value >= 0, "a whole number, 0 or more"),
+    parser.add_argument("--warmup-epochs", type=NON_NEGATIVE_INT,
                         default=WARMUP_EPOCHS, help="epochs a trial runs before it can be pruned")
     parser.add_argument("--heartbeat", type=POSITIVE_INT, default=60,
                         help="seconds; another host's trial silent for twice this is stale")

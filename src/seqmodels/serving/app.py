@@ -52,7 +52,7 @@ class Settings:
     max_sentence_tokens: int = 10_000  # per sentence; longer than the model's chunk length is fine (chunked)
     max_body_bytes: int = 16 * 2**20
     max_queue: int = 4096  # sentences waiting for a batch; past it, 503
-    request_timeout_s: float = 60.0  # 0: none
+    request_timeout_s: float = 0.0  # 0: none (a request within the limits may take minutes)
     drain_timeout_s: float = 30.0
     threads: int = 0  # torch's intra-op threads per process; 0: its default
     host: str = "127.0.0.1"  # where uvicorn listens: for the start-up line and /info
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         running.cancel()  # uvicorn has answered the requests in flight by now
         serving.executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("stopped: every request received got its answer")
 
     # /docs and /redoc with the Swagger UI and ReDoc assets shipped in fastapi-offline: FastAPI's own load from a CDN
     app = FastAPIOffline(title="seqmodels", version=package_version(), lifespan=lifespan,

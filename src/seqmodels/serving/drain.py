@@ -67,6 +67,8 @@ class Drain:
     def begin(self) -> None:
         if not self.draining:
             self.draining = True
+            logger.info("draining: readiness 503, no new connections; answering the requests received (at most "
+                        "--drain-timeout %g s), then exiting", self.timeout)  # fmt: skip
             asyncio.get_running_loop().call_later(self.timeout, self._expire)
 
     def _expire(self) -> None:
