@@ -36,10 +36,10 @@ import torch
 import yaml
 from throughput import ROOT, count, data_module, new_model, project_loop
 
-from seqmodels.checkpoints import load_model
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predictor import Predictor
 from seqmodels.runs import cpu_runs_bf16_lstm
 from seqmodels.models.encoder import LSTMEncoder
-from seqmodels.predictor import Predictor
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 NO_CPU_BF16 = None if cpu_runs_bf16_lstm() else "this CPU has no bf16 instructions"  # oneDNN's bf16 LSTM needs them

@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from seqmodels.backends import BACKENDS, load_predictor
 from seqmodels.data.readers.common import nonblank_lines, sentence_blocks, tokenize
 from seqmodels.data.readers.conll import conllu_word
+from seqmodels.inference.backends import BACKENDS, load_predictor
 
 
 def ud_test(path: Path) -> tuple[list[list[str]], list[list[str]]]:

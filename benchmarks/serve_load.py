@@ -12,7 +12,8 @@ process (`client_cpu_share` in each phase's JSON line: the CPU they take from th
   equal the offline record (`Predictor`, what `seqmodels-predict` writes; probabilities within 1e-5), each broken
   one get a 4xx; throughput against the offline predictor's.
 - `mixed`: `--large-clients` send 2 MB requests (256 sentences of 1,000 tokens) back to back beside 8 clients of
-  `--requests` single sentences and a `/health` probe every 50 ms: their latency against the mean batch time.
+  `--requests` single sentences and a `/health` probe every 50 ms: their latency, also in units of one large
+  batch's forward pass (`large_batch_ms`: `--max-batch-tokens` // 1,000 sentences, timed on the server first).
 - `fault` (it stops the server): `--fault-clients` send requests back to back, SIGTERM once half of `--requests`
   are answered, each client stops at a refused connection: answered, 503, refused (never sent), reset (sent,
   then cut off: must be 0), and the exit status.
@@ -38,10 +39,10 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from seqmodels.checkpoints import load_model
 from seqmodels.data.readers.common import sentence_blocks, tokenize
 from seqmodels.data.readers.conll import conllu_word
-from seqmodels.predictor import Predictor
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predictor import Predictor
 
 MALFORMED = [
     (b"{not json", "application/json"),
@@ -166,9 +167,11 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[s
 
 
 async def mixed_phase(base: str, sentences: list[list[str]], small: int, large_clients: int) -> dict:
-    """2 MB requests back to back beside ``small`` one-sentence requests (8 clients) and a /health probe."""
+    """2 MB requests back to back beside ``small`` one-sentence requests (8 clients) and a /health probe; their
+    latency in units of one large batch's forward pass, timed on the server beforehand (alone, 3 times
+    after a warm-up)."""
     words = [word for sentence in sentences for word in sentence]
-    large = json.dumps({"sentences": [(words * 2)[i * 1000 % len(words) :][:1000] for i in range(256)]}).encode()
+    large = [(words * 2)[i * 1000 % len(words) :][:1000] for i in range(256)]
     queue = [json.dumps({"tokens": s}).encode() for s in random.Random(0).choices(sentences, k=small)]
     fates: dict[str, list] = {"small": [], "large": [], "probe": []}
 
@@ -184,20 +187,32 @@ async def mixed_phase(base: str, sentences: list[list[str]], small: int, large_c
                 async with session.get(f"{base}/health") as response:
                     fates[kind].append((str(response.status), time.perf_counter() - start))
                 continue
-            fates[kind].append(await post(session, f"{base}/predict", queue.pop() if kind == "small" else large))
+            fates[kind].append(await post(session, f"{base}/predict", queue.pop() if kind == "small" else body))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        before, start, cpu = await stats(session), time.perf_counter(), time.process_time()
+        async with session.get(f"{base}/info") as response:
+            serving = (await response.json())["serving"]
+        per_batch = max(1, min(serving["max_batch_size"], serving["max_batch_tokens"] // 1000))
+        one_batch = json.dumps({"sentences": large[:per_batch]}).encode()
+        await post(session, f"{base}/predict", one_batch)  # untimed: oneDNN builds its kernels for a new shape
+        before = await stats(session)
+        for _ in range(3):
+            await post(session, f"{base}/predict", one_batch)
+        after = await stats(session)
+        batches = sum(after["batch_sizes"].values()) - sum(before["batch_sizes"].values())
+        batch_s = (after["busy_s"] - before["busy_s"]) / batches
+        body, start, cpu = json.dumps({"sentences": large}).encode(), time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(kind, session) for kind in ["large"] * large_clients + ["small"] * 8 + ["probe"]))
-        wall, cpu, after = time.perf_counter() - start, time.process_time() - cpu, await stats(session)
-    batches = sum(after["batch_sizes"].values()) - sum(before["batch_sizes"].values())
-    busy = after["busy_s"] - before["busy_s"]
-    result = {"phase": "mixed", "large_clients": large_clients, "large_bytes": len(large), "wall_s": round(wall, 2),
-              "client_cpu_share": round(cpu / wall, 2), "mean_batch_ms": round(1000 * busy / max(1, batches), 1)}
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    result = {"phase": "mixed", "large_clients": large_clients, "large_bytes": len(body), "wall_s": round(wall, 2),
+              "client_cpu_share": round(cpu / wall, 2), "large_batch_sentences": per_batch,
+              "large_batch_ms": round(1000 * batch_s, 1)}  # fmt: skip
     for kind, done in fates.items():
         ok = sum(fate == "200" for fate, _ in done)
         result |= {f"{kind}_ok": ok, f"{kind}_failed": len(done) - ok}
         result |= percentiles([seconds for _, seconds in done], f"{kind}_")
+        if kind != "large":
+            result[f"{kind}_p99_in_batches"] = round(result[f"{kind}_p99_ms"] / result["large_batch_ms"], 2)
     return result
 
 

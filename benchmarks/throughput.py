@@ -9,7 +9,7 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 - training tokens/s (real tokens, padding excluded) and the padding fraction of the positions processed:
   the project (Lightning, length-bucketed batches); a minimal plain-PyTorch loop over the same batches
   and the same model; a straightforward plain loop with random batches (packed), each as a ratio;
-- inference tokens/s through the prediction path (``seqmodels.predict.Predictor``);
+- inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``);
 - peak resident memory of the process.
 
 Every loop starts from the same initial weights, runs the same number of optimizer steps and loads
@@ -36,8 +36,8 @@ import yaml
 
 from seqmodels.data.batching import BucketBatchSampler
 from seqmodels.data.datamodule import SequenceDataModule
+from seqmodels.inference.predictor import Predictor
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = 5.0  # configs/base.yaml's gradient_clip_val

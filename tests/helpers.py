@@ -72,8 +72,8 @@ def random_examples(n: int = 40, seed: int = 0) -> list[dict]:
         examples.append(
             {
                 "token_ids": [rng.randrange(2, len(VOCAB["tokens"])) for _ in range(length)],
-                "tag_ids": [rng.randrange(len(VOCAB["tags"])) for _ in range(length)],
-                "label_id": rng.randrange(len(VOCAB["labels"])),
+                "tagger": [rng.randrange(len(VOCAB["tags"])) for _ in range(length)],
+                "classifier": rng.randrange(len(VOCAB["labels"])),
             }
         )
     return examples

@@ -1,5 +1,6 @@
 """The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work), every
-README result's command is one that train.py takes, and ud_upos.yaml's step budget is the 25 epochs it replaced."""
+docs/results.md result's command is one that train.py takes, and ud_upos.yaml's step budget is the 25 epochs it
+replaced."""
 
 import json
 import os
@@ -38,8 +39,8 @@ def test_the_gpu_check_runs_on_the_cpu(tmp_path):
 
 @pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (results.py's files)")
 def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
-    """Each row of benchmarks/results.py (the README's Results table) resolves to a config: its configs and flags
-    parse, and the training files it names are the ones the config reads."""
+    """Each row of benchmarks/results.py (docs/results.md's Real data table) resolves to a config: its configs and
+    flags parse, and the training files it names are the ones the config reads."""
     monkeypatch.chdir(ROOT)  # results.py runs from the repository root
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import results
@@ -54,7 +55,7 @@ def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
 @pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (UD-EWT)")
 def test_ud_upos_step_budget_is_its_earlier_25_epochs_of_ud_ewt():
     """ud_upos.yaml's max_steps is 25 epochs of UD-EWT's training set, so its full UD-EWT results are the runs that
-    the earlier 25-epoch cap made (README: Results); a new batch size or treebank release must move it too."""
+    the earlier 25-epoch cap made (docs/results.md); a new batch size or treebank release must move it too."""
     config = resolved_config(["--config", "configs/ud_upos.yaml"], ROOT / "configs")
     text = (Path(DATA_DIR) / "ud_english_ewt" / "en_ewt-ud-train.conllu").read_text(encoding="utf-8")
     sentences = sum(1 for block in text.split("\n\n") if block.strip())

@@ -66,8 +66,8 @@ def tagger_counts(model: SequenceModel, loader: DataLoader) -> torch.Tensor:
         for batch in loader:
             scores = model(batch["token_ids"], batch["lengths"])["tagger"]
             predicted = model.heads["tagger"].predict(scores, batch["lengths"])
-            real = batch["tag_ids"] != IGNORE_INDEX
-            for gold, tag in zip(batch["tag_ids"][real].tolist(), predicted[real].tolist()):
+            real = batch["targets"]["tagger"] != IGNORE_INDEX
+            for gold, tag in zip(batch["targets"]["tagger"][real].tolist(), predicted[real].tolist()):
                 counts[gold, tag] += 1
     return counts
 

@@ -8,10 +8,11 @@ import warnings
 import pytest
 import torch
 
-from seqmodels import predict
-from seqmodels.checkpoints import DEFAULT_DATA_OPTIONS, load_model, read_checkpoint
+from seqmodels.checkpoints import DEFAULT_DATA_OPTIONS, read_checkpoint
 from seqmodels.cli import main
-from seqmodels.predictor import Predictor
+from seqmodels.inference import predict_cli
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predictor import Predictor
 
 TAGGED = {"extraordinarily": "ADV", "understandable": "ADJ", "performances": "NOUN", "the": "DET", "cast": "NOUN",
           "was": "AUX", "remarkably": "ADV", "unconvincing": "ADJ", "screenwriters": "NOUN", "wrote": "VERB",
@@ -55,14 +56,14 @@ def trained(tmp_path_factory):
 def test_the_checkpoint_records_the_data_options(trained):
     options = read_checkpoint(trained["checkpoint"])["hyper_parameters"]["data_options"]
     assert options == {"max_word_length": 8, "lowercase": False,
-                       "tags": {"format": "conllu", "column": "upos", "scheme": "keep"}}  # fmt: skip
+                       "columns": {"tagger": {"format": "conllu", "column": "upos", "scheme": "keep"}}}  # fmt: skip
 
 
 def test_seqmodels_predict_gives_what_train_py_test_scored(trained, capsys):
     """Words are cut to 8 characters at prediction as in evaluation: the predicted tags score exactly the
     test accuracy train.py reported, and the records equal train.py predict's (one prediction path)."""
     test_file = trained["root"] / "test.conllu"
-    predict.main([str(trained["checkpoint"]), "--input", str(test_file), "--format", "jsonl"])
+    predict_cli.main([str(trained["checkpoint"]), "--input", str(test_file), "--format", "jsonl"])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     gold = [[line.split("\t")[3] for line in block.splitlines() if line[0].isdigit()]
             for block in test_file.read_text().strip().split("\n\n")]  # fmt: skip

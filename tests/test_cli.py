@@ -114,7 +114,7 @@ def test_ner_config_reads_iob1_and_monitors_span_f1(tmp_path, capsys):
     args += ["--data.cache_dir", str(tmp_path / "cache"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
     args += ["--trainer.enable_progress_bar", "false"]
     cli = main(args, config_dir=CONFIGS)
-    assert cli.model.vocabularies["tags"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
+    assert cli.model.vocabularies["tagger"].itos == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # IOB1 -> IOB2
     assert cli.trainer.checkpoint_callback.monitor == "val/tagger/span_f1"
     assert "tagger/span_f1" in capsys.readouterr().out  # a row of the final metrics table
 
@@ -221,8 +221,8 @@ def test_hparams_hold_the_settings_that_apply_to_the_run(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize(("config", "steps"), [("tagger.yaml", 1), ("default.yaml", 10)], ids=["tagger", "default"])
 def test_a_run_shorter_than_an_epoch_validates_checkpoints_and_tests(tmp_path, config, steps):
-    """README's ``train.py fit --config configs/CONFIG`` stopped by max_steps inside its first epoch (125 steps of
-    the synthetic corpus): it validates after its last step, saves that as its best checkpoint, and tests it."""
+    """docs/training.md's ``train.py fit --config configs/CONFIG`` stopped by max_steps inside its first epoch (125
+    steps of the synthetic corpus): it validates after its last step, saves that as its best checkpoint, and tests it."""
     result = run([*TRAIN_PY, "fit", "--config", str(CONFIGS / config), "--trainer.max_steps", str(steps)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path("logs") / Path(config).stem / "version_0"

@@ -13,7 +13,8 @@ import pytest
 import torch
 from helpers import CONFIGS, CONLLU, TRAIN_PY, run
 
-from seqmodels import predict, runs
+from seqmodels import runs
+from seqmodels.inference import predict_cli as predict
 from seqmodels.cli import main
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.data.readers import DataFormatError
@@ -188,7 +189,7 @@ def test_after_a_data_error_the_fixed_file_trains_and_nothing_was_half_written(i
     cli = main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *QUIET, "--data.cache_dir", "cache", *args,
                 "--trainer.max_epochs", "1"], CONFIGS)  # fmt: skip
     tags = ["ADV", "AUX", "DET", "NOUN", "PART", "PRON", "PROPN", "PUNCT", "VERB"]  # the CoNLL-U sample's UPOS
-    assert cli.model.vocabularies["tags"].itos == tags
+    assert cli.model.vocabularies["tagger"].itos == tags
     assert list(in_tmp.glob("logs/tagger/version_*/checkpoints/last.ckpt"))
 
 
@@ -396,9 +397,9 @@ def test_seqmodels_predict_with_bad_input_is_one_line_naming_it(tmp_path, capsys
 @pytest.mark.parametrize(
     ("program", "args"),
     [
-        ("seqmodels.predict", ["model.ckpt", "a good film", "--tok", "simple"]),
-        ("seqmodels.export", ["model.ckpt", "--format", "onnx", "--out", "model.onnx"]),
-        ("seqmodels.server", ["model.ckpt", "--max-batch", "8"]),
+        ("seqmodels.inference.predict_cli", ["model.ckpt", "a good film", "--tok", "simple"]),
+        ("seqmodels.inference.export", ["model.ckpt", "--format", "onnx", "--out", "model.onnx"]),
+        ("seqmodels.inference.server.cli", ["model.ckpt", "--max-batch", "8"]),
         ("seqmodels.shapes", ["--hidden", "4"]),
     ],
     ids=["predict", "export", "serve", "shapes"],

@@ -11,10 +11,10 @@ import pytest
 import torch
 from helpers import VOCAB
 
-from seqmodels.export import export_onnx, export_torchscript, main, random_batch
+from seqmodels.inference.export import export_onnx, export_torchscript, main, random_batch
+from seqmodels.inference.onnx_runtime import METADATA, OnnxPredictor
 from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.runtime import METADATA, OnnxPredictor
 
 GRID = list(itertools.product((False, True), (1, 2), (False, True)))  # bidirectional, num_layers, chars
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from seqmodels import predict
-from seqmodels.checkpoints import load_model
+from seqmodels.inference import predict_cli as predict
+from seqmodels.inference.loading import load_model
 from seqmodels.cli import main
-from seqmodels.export import export_onnx
+from seqmodels.inference.export import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "multitask_ud_sst.yaml")
@@ -67,8 +67,8 @@ def test_each_head_learns_from_its_own_corpus_on_one_encoder(trained):
     model, data = trained["cli"].model, trained["cli"].datamodule
     assert list(model.heads) == ["tagger", "classifier"] and data.feeds == {"ud": ("tagger",), "sst": ("classifier",)}
     assert "masterpiece" in model.vocabularies["tokens"] and "film" in model.vocabularies["tokens"]  # shared vocabulary
-    assert set(model.vocabularies["tags"].itos) == set(WORDS.values())  # UD's tags only
-    assert model.vocabularies["labels"].itos == ["negative", "positive"]
+    assert set(model.vocabularies["tagger"].itos) == set(WORDS.values())  # UD's tags only
+    assert model.vocabularies["classifier"].itos == ["negative", "positive"]
     metrics = trained["metrics"]
     for stage in ("val", "test"):
         assert {f"{stage}/tagger/acc", f"{stage}/classifier/acc", f"{stage}/multitask/score"} <= set(metrics)
@@ -146,7 +146,7 @@ def one_line_error(capsys, args: list[str]) -> str:
         (["--data.corpora.sst.format", "conllu", "--data.corpora.sst.heads", "null"],
          "the tagger head is fed by two corpora (ud, sst)"),
         (["--data.corpora.ud.heads", "[classifier]"],
-         "corpus 'ud' cannot feed the classifier head: it needs 'label' annotations, and the corpus has tags"),
+         "corpus 'ud' cannot feed the classifier head: it reads the column 'label', and the corpus has deprel, feats"),
         (["--checkpoint.monitor", "val/lm/perplexity"], "checkpoint.monitor watches val/lm/perplexity, which no head logs"),
     ],
     ids=["task-without-corpus", "two-corpora-one-head", "annotations-the-head-cannot-use", "monitor-nobody-logs"],

@@ -10,27 +10,30 @@ import sys
 import lightning as L
 import pytest
 import torch
-from helpers import CONLLU, ROOT, SIZES, VOCAB, WORDS, child_env, run
+from helpers import CONLLU, SIZES, VOCAB, WORDS, child_env, run
+from test_docs import fenced
 from torch.utils.data import DataLoader
 
-from seqmodels.checkpoints import load_model
 from seqmodels.data.batching import PadCollator
-from seqmodels.data.vocab import Numericalizer
+from seqmodels.data.encoding import Numericalizer
+from seqmodels.data.fields import DEFAULT_FIELDS
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predict_cli import main
+from seqmodels.inference.predictor import Predictor, simple_tokenize
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predict import main
-from seqmodels.predictor import Predictor, simple_tokenize
 
 BIO = ["B-X", "I-X", "O"]  # the CRF tagger's tags
-PREDICT = [sys.executable, "-m", "seqmodels.predict"]  # seqmodels-predict in a subprocess
+PREDICT = [sys.executable, "-m", "seqmodels.inference.predict_cli"]  # seqmodels-predict in a subprocess
 
 
 def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads) -> None:
     """One epoch on 16 random sentences of WORDS, saved as Lightning saves any checkpoint."""
     rng = random.Random(0)
     sentences = [[rng.choice(WORDS) for _ in range(rng.randint(1, 8))] for _ in range(16)]
-    raw = {"tokens": sentences, "tags": [[rng.choice(vocab["tags"]) for _ in s] for s in sentences]}
-    raw["label"] = [rng.choice(VOCAB["labels"]) for _ in sentences]
-    encoded = Numericalizer(vocab)(raw)
+    raw = {"tokens": sentences, "tagger": [[rng.choice(vocab["tags"]) for _ in s] for s in sentences]}
+    raw["classifier"] = [rng.choice(VOCAB["labels"]) for _ in sentences]
+    classes = {"tagger": vocab["tags"], "classifier": VOCAB["labels"]}  # a checkpoint of 0.3 names them tags, labels
+    encoded = Numericalizer(vocab | classes, fields=DEFAULT_FIELDS)(raw)
     examples = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
     torch.manual_seed(0)
     model = SequenceModel(vocab, encoder=SIZES, data_options=data_options, **heads)
@@ -195,20 +198,20 @@ def test_a_missing_checkpoint_fails_with_one_line_and_no_traceback(tmp_path):
     assert result.stderr.splitlines() == ["seqmodels-predict: error: checkpoint not found: missing.ckpt"]
 
 
-# ------------------------------------------------------------------------ formats, tag columns, the README's commands
+# ---------------------------------------------------------------------- formats, tag columns, the documented commands
 
-README = ROOT / "README.md"
+BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def readme_commands(program: str) -> list[str]:
-    """The README's ``program ...`` lines inside fenced bash blocks, as written (comments and redirections too)."""
-    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
-    return [line for block in blocks for line in block.splitlines() if line.startswith(program + " ")]
+    """README.md's and docs/*.md's ``program ...`` lines inside fenced bash blocks, as written (comments and
+    redirections too)."""
+    return [line for _, block in fenced(BASH_BLOCK) for line in block.splitlines() if line.startswith(program + " ")]
 
 
 @pytest.mark.slow
 def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
-    """Each README ``seqmodels-predict`` line, run by the shell in a folder with the files it names."""
+    """Each ``seqmodels-predict`` line of README.md and docs/, run by the shell in a folder with the files it names."""
     commands = readme_commands("seqmodels-predict")
     assert len(commands) >= 4
     folder = tmp_path / "logs" / "default" / "version_0" / "checkpoints"

@@ -23,8 +23,8 @@ from seqmodels.checkpoints import (
     read_checkpoint,
 )
 from seqmodels.cli import main
-from seqmodels.checkpoints import load_model
-from seqmodels.predictor import Predictor
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predictor import Predictor
 
 TRAIN = [*TRAIN_PY, "fit", "--config", str(CONFIGS / "default.yaml")]
 SMALL = ["--data.train_size", "400", "--data.val_size", "48", "--data.test_size", "48", "--trainer.max_epochs", "3"]

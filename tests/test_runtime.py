@@ -1,21 +1,21 @@
 """Running exports: OnnxPredictor predicts from an .onnx file alone what the checkpoint predicts, and the
-README's ONNX Runtime example runs as written."""
+documentation's ONNX Runtime example (docs/inference.md) runs as written."""
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
+from test_docs import fenced
 
 from seqmodels.data.vocab import CASES, PAD, UNK
-from seqmodels.export import export_onnx
+from seqmodels.inference.export import export_onnx
+from seqmodels.inference.predictor import Predictor
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
-from seqmodels.runtime import OnnxPredictor  # noqa: E402
+from seqmodels.inference.onnx_runtime import OnnxPredictor  # noqa: E402
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 WORDS = ["the", "plot", "was", "n't", "dull", ".", "a", "fine", "cast"]
 SENTENCES = [["The", "plot", "was", "n't", "dull", "."], ["a", "fine", "cast"], ["unheard-of", "Words"], ["dull"] * 30]
 
@@ -46,9 +46,10 @@ def test_onnx_predictor_gives_the_checkpoints_records(tmp_path, crf):
 
 
 def test_the_readmes_onnx_runtime_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    (example,) = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    """The one python block of README.md and docs/*.md that runs OnnxPredictor, run in a folder with model.onnx."""
+    ((path, example),) = [(path, block) for path, block in fenced(PYTHON_BLOCK) if "OnnxPredictor(" in block]
     export_onnx(model(crf=False), tmp_path / "model.onnx")
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, str(path), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("['The', 'plot', 'was', \"n't\", 'dull', '.'] ['")

@@ -4,6 +4,7 @@ offline /docs. The batcher's own tests are in test_server_batching.py, the real 
 beside a probe, load, the demo page in Chromium) in test_server_faults.py."""
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ import torch
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from seqmodels.backends import load_predictor
 from seqmodels.cli import main
-from seqmodels.server import Settings, create_app, parse_args
+from seqmodels.inference.backends import load_predictor
+from seqmodels.inference.server.app import Settings, create_app
+from seqmodels.inference.server.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["the plot was not dull .", "i do n't think that the cast played well .", "great !"]
@@ -208,7 +210,7 @@ def test_an_option_out_of_range_is_a_usage_error(args, env, message, monkeypatch
 
 def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, monkeypatch):
     gate = Gate(lambda args: load_predictor(*args))
-    monkeypatch.setattr("seqmodels.serving.app.load_predictor", lambda *args: gate(args))
+    monkeypatch.setattr("seqmodels.inference.server.app.load_predictor", lambda *args: gate(args))
     with TestClient(create_app(Settings(str(checkpoint)))) as session:
         until(lambda: gate.batches, "loading did not start")
         assert session.get("/health/live").json() == {"status": "ok"}
@@ -222,8 +224,10 @@ def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, 
 
 
 def test_draining_turns_readiness_503_closes_connections_and_past_its_timeout_503s_the_requests_waiting(
-    checkpoint, caplog
+    checkpoint, caplog, monkeypatch
 ):
+    # seqmodels-serve's log config (run in-process by another test) stops "seqmodels" records at its own handler
+    monkeypatch.setattr(logging.getLogger("seqmodels"), "propagate", True)
     with TestClient(create_app(Settings(str(checkpoint), drain_timeout_s=0.5))) as session:
         serving = ready(session).app.state.serving
         gate = serving.batcher.predictor = Gate(serving.batcher.predictor)

@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from test_server import SENTENCES, ready, trained_checkpoint
 
-from seqmodels.backends import load_predictor
-from seqmodels.server import Batcher, Settings, create_app
+from seqmodels.inference.backends import load_predictor
+from seqmodels.inference.server.app import Settings, create_app
+from seqmodels.inference.server.batcher import Batcher
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +55,10 @@ def test_batches_hold_at_most_max_batch_size_sentences_and_max_batch_tokens_toke
     got = asyncio.run(answers(Batcher(echo(batches), max_batch_size=8, timeout=0.05, max_batch_tokens=20),
                               [*requests, long]))  # fmt: skip
     assert got == [[{"tokens": sentence} for sentence in request] for request in [*requests, long]]
-    # r0 x3 r1 x3 r2 x2 | r3 x8 | r4 x2 r5 x5 (the 30 tokens do not fit; r2 and r3 have had a turn) | the 30 tokens
-    # alone | r2 r3 x4 and a 1-token sentence | 15 tokens | 6 tokens
-    assert [len(batch) for batch in batches] == [8, 8, 7, 1, 6, 1, 1]
-    assert batches[2] == ["r4", "r4", *["r5"] * 5] and batches[3] == [" ".join(["w"] * 30)]
+    # short requests (they fit in one batch): r0 x3 r1 x3 r2 x2 | the long ones' turn: r3 x8 | short: r4 x2 r5 x5 r2
+    # | long, in turn: the 30 tokens alone | r3 x4, then 1 + 15 tokens | 6 tokens
+    assert [len(batch) for batch in batches] == [8, 8, 8, 1, 6, 1]
+    assert batches[2] == ["r4", "r4", *["r5"] * 5, "r2"] and batches[3] == [" ".join(["w"] * 30)]
     assert all(len(batch) <= 8 and (len(batch) == 1 or sum(len(s.split()) for s in batch) <= 20) for batch in batches)
 
 
@@ -88,6 +89,64 @@ def test_a_small_request_waits_for_the_batch_running_not_for_a_large_requests_ot
 
     assert asyncio.run(scenario())  # the small request was answered first
     assert batches[:3] == [["large"] * 4, ["small"], ["large"] * 4]
+
+
+def held_model(batches: list):
+    """A predictor held at each batch until released: (predictor, running, go); ``running`` is set once a batch is
+    in it; each ``go`` lets one batch through."""
+    running, go = threading.Semaphore(0), threading.Semaphore(0)
+
+    def predictor(sentences):
+        running.release()
+        assert go.acquire(timeout=30)
+        return echo(batches)(sentences)
+
+    return predictor, running, go
+
+
+def test_a_small_request_goes_ahead_of_a_large_request_that_arrived_before_it():
+    """Two large requests: one running, one new; a one-sentence request that arrives after the new one still runs
+    in the next batch: it waits for one large batch, not two."""
+    batches = []
+    predictor, running, go = held_model(batches)
+
+    async def scenario():
+        batcher = Batcher(predictor, max_batch_size=4, timeout=0.001)
+        task = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(batcher.predict([["first"]] * 8))
+        await asyncio.to_thread(running.acquire, timeout=30)  # its first batch is in the model
+        second = asyncio.create_task(batcher.predict([["second"]] * 8))
+        small = asyncio.create_task(batcher.predict([["small"]]))
+        await asyncio.sleep(0.01)  # both are queued (the model is held)
+        for _ in range(5):
+            go.release()
+        await asyncio.gather(first, second, small)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert batches[:2] == [["first"] * 4, ["small"]]
+
+
+def test_a_stream_of_small_requests_does_not_starve_a_large_one():
+    """While small requests keep the queue full, the large request still gets every other batch."""
+    batches = []
+    predictor, running, go = held_model(batches)
+
+    async def scenario():
+        batcher = Batcher(predictor, max_batch_size=2, timeout=0.001)
+        task = asyncio.create_task(batcher.run())
+        large = asyncio.create_task(batcher.predict([["large"]] * 6))
+        small = [asyncio.create_task(batcher.predict([["small"]])) for _ in range(12)]
+        for _ in range(9):  # 3 large batches and 6 small ones
+            await asyncio.to_thread(running.acquire, timeout=30)
+            go.release()
+        await large
+        task.cancel()
+        for request in small:
+            request.cancel()
+
+    asyncio.run(scenario())
+    assert batches[:6] == [["small"] * 2, ["large"] * 2] * 3
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torchscript", "torch-int8"])

@@ -37,7 +37,7 @@ def free_port() -> int:
 def start_server(checkpoint: Path, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
     """``seqmodels-serve CHECKPOINT OPTIONS`` on a free port, its log in ``log``, once ready."""
     port = free_port()
-    command = [sys.executable, "-m", "seqmodels.server", str(checkpoint), "--port", str(port), *options]
+    command = [sys.executable, "-m", "seqmodels.inference.server.cli", str(checkpoint), "--port", str(port), *options]
     server = subprocess.Popen(command, stderr=log.open("w"), env=os.environ | {"OMP_NUM_THREADS": "1"})
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):

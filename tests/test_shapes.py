@@ -1,4 +1,4 @@
-"""seqmodels-shapes: the article's examples, batch_first, proj_size, a config file, and the README's copies."""
+"""seqmodels-shapes: the article's examples, batch_first, proj_size, a config file, and the copies in docs/shapes.md."""
 
 import re
 import shlex
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from models.test_heads import LengthHead
+from test_docs import fenced
 
 from seqmodels.models.heads import HEADS, register_head
 from seqmodels.shapes import main, parse_args, render, shape_rows
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ARTICLE = ["--embedding_dim", "10", "--hidden_size", "20", "--batch_size", "3", "--seq_len", "5"]
 
@@ -75,10 +75,9 @@ def test_a_head_with_classes_of_its_own_is_picked_up(tmp_path, capsys):
 
 
 def test_readme_blocks_are_what_the_tool_prints():
-    """Each fenced README block that starts with ``$ seqmodels-shapes ...`` holds exactly that command's output."""
-    fenced = re.compile(r"^```[^\n]*\n\$ (seqmodels-shapes[^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-    blocks = fenced.findall(README.read_text(encoding="utf-8"))
-    if not blocks:
-        pytest.skip("README.md has no fenced block starting with a `$ seqmodels-shapes ...` line yet")
-    for command, printed in blocks:
-        assert printed.rstrip("\n") == render(shlex.split(command)[1:]), f"README block for `{command}` is stale"
+    """Each fenced block of README.md and docs/*.md that starts with ``$ seqmodels-shapes ...`` holds exactly that
+    command's output."""
+    blocks = fenced(re.compile(r"^```[^\n]*\n\$ (seqmodels-shapes[^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL))
+    assert blocks, "README.md and docs/*.md have no fenced block starting with a `$ seqmodels-shapes ...` line"
+    for path, (command, printed) in blocks:
+        assert printed.rstrip("\n") == render(shlex.split(command)[1:]), f"{path.name}: block for `{command}` is stale"

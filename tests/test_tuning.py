@@ -229,8 +229,8 @@ def test_a_command_without_the_tasks_config_is_one_line_before_the_study_is_crea
     write_space(tmp_path, SPACE)
     with pytest.raises(SystemExit) as exit:
         run(["--search", "space.yaml", "--trials", "1"], CONFIGS)
-    assert exit.value.code == ("tune.py: error: the model needs at least one head: set model.tagger and/or model."
-                               "classifier; no --config was given: give the task's (configs/NAME.yaml)")
+    assert exit.value.code == ("tune.py: error: the model needs at least one head: set model.heads (or model.tagger, "
+                               "model.classifier); no --config was given: give the task's (configs/NAME.yaml)")
     assert not (tmp_path / "logs" / "tune" / "default.db").exists()
 
 

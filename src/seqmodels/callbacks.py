@@ -105,7 +105,7 @@ class EvaluationReport(L.Callback):
             def cut(values: Tensor, per_token: bool = per_token) -> Tensor:
                 return values[row, :length] if per_token else values[row]
 
-            line = head.render_example(tokens, cut(targets), cut(preds), cut(probs))
+            line = head.render_example(tokens, cut(targets), cut(preds), None if probs is None else cut(probs))
             example["per_token"] |= per_token and bool(line)
             example["lines"] += [line] if line else []
         self.shown.append(example)

@@ -1,4 +1,4 @@
-"""Checkpoints: all reading, checking, finding and rebuilding in one place, and writing atomically.
+"""Checkpoints: reading, checking, finding, writing atomically, and the provenance each one records.
 
 - :func:`read_checkpoint` loads with ``weights_only=True`` (plain tensors and containers, never arbitrary
   pickled objects) and fails with one line naming the file when it is missing, corrupt, not a seqmodels
@@ -6,38 +6,36 @@
 - :func:`check_fits` and :func:`check_same_data` name the first weight or vocabulary that a checkpoint
   from another task, config or corpus does not share with the model at hand.
 - :func:`find_checkpoint` resolves ``--ckpt_path best|last`` to a file of the newest earlier run.
-- :func:`load_model` rebuilds a model from a checkpoint alone, with the data options it was trained with
-  (:func:`data_options`: older checkpoints get the old defaults, and a warning says so).
 - :class:`AtomicCheckpointIO` writes ``<name>.partial`` beside the target, fsyncs it and renames it over
   the target, so a kill during a write leaves the previous checkpoint whole.
 - :func:`provenance` is what every checkpoint records under ``"seqmodels"``: the package version, the
   checkpoint format, the config it was trained with and the random number generators' states, which
   :func:`restore_rng` puts back when training resumes, so a resumed run equals an uninterrupted one.
+
+The model imports this module (to record provenance), so it never imports the model: rebuilding a model from a
+checkpoint is :func:`seqmodels.inference.loading.load_model`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
-
-if TYPE_CHECKING:
-    from seqmodels.models.sequence_model import SequenceModel
 
 # 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states (0.2.0);
 # 3: + the data options in the hyperparameters (0.3.0)
 FORMAT = 3
 KEY = "seqmodels"
 # The data module's defaults, which checkpoints before format 3 were trained with (they recorded none).
-# ``tags``: where the tags came from (the corpus's format, its column, its tag scheme), for writing them back.
-DEFAULT_DATA_OPTIONS: dict[str, Any] = {"max_word_length": 20, "lowercase": False, "tags": None}
+# ``columns``: where each token head's values came from (the corpus's format, its column, its tag scheme), for
+# writing them back.
+DEFAULT_DATA_OPTIONS: dict[str, Any] = {"max_word_length": 20, "lowercase": False, "columns": {}}
 
 
 class CheckpointError(ValueError):
@@ -94,37 +92,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def complete_data_options(options: dict[str, Any] | None, vocab: dict[str, list[str]]) -> dict[str, Any]:
     """``options`` with the data module's defaults where they are missing (a model built without a data module
     has ``None``); a case vocabulary means lower-cased lookups."""
-    return DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in vocab} | (options or {})
-
-
-def data_options(hparams: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The data options a checkpoint's model was trained with; the defaults, with a warning, where it recorded
-    none (before 0.3.0)."""
-    options = complete_data_options(hparams.get("data_options"), hparams["vocab"])
-    if "data_options" not in hparams:
-        warnings.warn(f"{path} records no data options (written before seqmodels 0.3.0); assuming {options}",
-                      stacklevel=2)
-    return options
-
-
-def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
-    """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
-    from seqmodels.models.sequence_model import SequenceModel  # the model module records provenance from here
-
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
-    hparams["data_options"] = data_options(hparams, path)
-    # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
-    # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
-    # take a minute on a 10,000-word vocabulary.
-    try:
-        model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
-    except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
-        lines = str(error).strip().splitlines() or [""]
-        raise CheckpointError(f"cannot rebuild the model from {path} ({type(error).__name__}: {lines[0]})") from None
-    check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval()
+    options = dict(options or {})
+    if "tags" in options:  # 0.3: the one tagger's source, as ``tags``; now each token head's, as ``columns``
+        tags = options.pop("tags")
+        options.setdefault("columns", {"tagger": tags} if tags else {})
+    return DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in vocab} | options
 
 
 def check_fits(checkpoint: dict[str, Any], model: nn.Module, path: str | Path) -> None:

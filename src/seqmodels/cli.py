@@ -18,6 +18,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +34,8 @@ from seqmodels.checkpoints import check_fits, check_same_data, find_checkpoint, 
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
-from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.models.heads import head_field
+from seqmodels.models.sequence_model import NAMED_HEADS, SequenceModel, head_configs
 from seqmodels.runs import ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning
 from seqmodels.summary import format_metrics, run_hparams
 
@@ -91,8 +93,8 @@ class SeqModelsCLI(LightningCLI):
         parser.add_subclass_arguments(WeightAveraging, "weight_averaging", required=False, fail_untyped=False)
         parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")
         parser.link_arguments("checkpoint.mode", "early_stopping.mode")
-        # The data feeds the model's heads: tell it which (data.tasks), and check every corpus can feed its heads.
-        parser.link_arguments(tuple(f"model.{name}" for name in HEAD_KEYS), "data.tasks", compute_fn=configured_heads)
+        # The data feeds the model's heads: tell it what each reads (data.fields), and check every corpus can.
+        parser.link_arguments(tuple(f"model.{name}" for name in HEAD_KEYS), "data.fields", compute_fn=head_fields)
         # The model's sizes come from the data: pass the vocabularies once the data module exists.
         parser.link_arguments("data.vocab", "model.vocab", apply_on="instantiate")
         parser.link_arguments("data.initial_embeddings", "model.initial_embeddings", apply_on="instantiate")
@@ -209,15 +211,19 @@ class SeqModelsCLI(LightningCLI):
                 print(f"TensorBoard: tensorboard --logdir {Path(logger.save_dir or 'logs')}")
 
 
-HEAD_KEYS = ("tagger", "classifier", "lm", "heads")  # SequenceModel's head arguments
+HEAD_KEYS = (*NAMED_HEADS, "heads")  # SequenceModel's head arguments
 
 
-def configured_heads(*configs: dict | None) -> list[str] | None:
-    """The model's heads by name, from its head arguments (``heads``: a dict of further heads); None before any
-    is configured (the model then says it needs one)."""
-    *named, others = configs
-    names = [name for name, config in zip(HEAD_KEYS, named) if config is not None]
-    return names + list(others or {}) or None
+def head_fields(*configs: dict | None) -> dict[str, dict[str, Any]] | None:
+    """What each of the model's heads reads, by name, from its head arguments; None before any is configured. A
+    configuration the model refuses (an unknown type, a name it cannot take) is left to the model to refuse, in
+    one line of its own (an error here would come wrapped in the link's)."""
+    *named, heads = configs
+    try:
+        instances = head_configs(heads, **dict(zip(HEAD_KEYS, named)))
+    except ValueError:
+        return None
+    return {name: asdict(head_field(name, config)) for name, config in instances.items()}  # plain: jsonargparse's
 
 
 def resolved_config(train_args: Sequence[str], config_dir: Path | None = None) -> dict[str, Any]:

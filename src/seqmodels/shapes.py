@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from seqmodels.data.vocab import CASES
 from seqmodels.models.encoder import LSTMEncoder
-from seqmodels.models.heads import HEADS
-from seqmodels.models.sequence_model import head_configs
+from seqmodels.models.heads import INSTANCE_KEYS, head_field, head_type
+from seqmodels.models.sequence_model import NAMED_HEADS, head_configs
 
 NUM_CHARS = 60  # the character vocabulary's size does not show in any shape
 ENCODER_FLAGS = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "proj_size")
@@ -57,6 +57,58 @@ def _lstm_like(lstm: nn.LSTM, batch_first: bool) -> nn.LSTM:
     return copy.eval()
 
 
+def _output_axes(lstm: nn.LSTM) -> str:
+    """The size of the LSTM's output, D*P, spelt out: ``D*H=2*20``, or ``D*P=2*5 (proj_size)``."""
+    D = 2 if lstm.bidirectional else 1
+    return f"D*P={D}*{lstm.proj_size} (proj_size)" if lstm.proj_size else f"D*H={D}*{lstm.hidden_size}"
+
+
+def _input_rows(model: LSTMEncoder, vocab_size: int, B: int, T: int, W: int) -> tuple[dict[str, Any], list[Row]]:
+    """A padded batch of ``B`` sentences of lengths T, T - 1, ... (at least 1), the encoder's inputs (token ids,
+    lengths, and characters and case classes when it reads them), and a row for each input and its embedding."""
+    lengths = torch.tensor([max(1, T - i) for i in range(B)])  # (B,)
+    real = torch.arange(T) < lengths[:, None]  # (B, T)
+    inputs: dict[str, Any] = {"token_ids": torch.randint(2, vocab_size, (B, T)) * real}  # (B, T), 0 = <pad>
+    inputs |= {"lengths": lengths, "char_ids": None, "case_ids": None}
+    rows = [
+        _row("token_ids", inputs["token_ids"], f"B={B} sentences, T={T} positions; 0 (<pad>) after each length"),
+        _row("lengths", lengths, f"B: real tokens per sentence ({', '.join(map(str, lengths.tolist()))})"),
+        _row("embedding(token_ids)", model.embedding(inputs["token_ids"]), f"B, T, E={model.embedding.embedding_dim}"),
+    ]
+    if model.char_cnn is not None:
+        char_ids = inputs["char_ids"] = torch.randint(1, NUM_CHARS, (B, T, W)) * real[..., None]  # (B, T, W)
+        rows.append(_row("char_ids", char_ids, f"B, T, W={W}: character ids per token (the longest word)"))
+        rows.append(_row("char_cnn(char_ids)", model.char_cnn(char_ids), f"B, T, F={model.char_cnn.output_size}"))
+    if model.case_embedding is not None:
+        case_ids = inputs["case_ids"] = torch.randint(1, len(CASES), (B, T)) * real  # (B, T)
+        rows.append(_row("case_ids", case_ids, f"B, T: the case lower-casing removed ({', '.join(CASES[1:])})"))
+        size = model.case_embedding.embedding_dim
+        rows.append(_row("case_embedding(case_ids)", model.case_embedding(case_ids), f"B, T, C={size}"))
+    return inputs, rows
+
+
+def _lstm_rows(lstm: nn.LSTM, x: Tensor, batch_first: bool) -> list[Row]:
+    """A bare ``nn.LSTM`` with ``lstm``'s weights on the padded batch ``x`` (B, T, E'), unpacked, in the chosen
+    layout and in the other: its output (each direction's half when bidirectional), h_n and c_n."""
+    B, L, H = x.size(0), lstm.num_layers, lstm.hidden_size
+    D, P = 2 if lstm.bidirectional else 1, lstm.proj_size or lstm.hidden_size
+    p = "P" if lstm.proj_size else "H"  # the size of h: proj_size, or hidden_size without a projection
+    out, time_major = _output_axes(lstm), "B, T" if batch_first else "T, B"
+    output, (h_n, c_n) = _lstm_like(lstm, batch_first)(x if batch_first else x.transpose(0, 1))
+    other, _ = _lstm_like(lstm, not batch_first)(x.transpose(0, 1) if batch_first else x)
+    rows = [_row("output", output, f"{time_major}, {out}: the last layer's h at every step (nn.LSTM, unpacked)")]
+    if D == 2:
+        rows.append(_row(f"output[..., :{P}]", output[..., :P], f"{time_major}, {p}={P}: forward, t has read 0..t"))
+        backward = f"{time_major}, {p}={P}: backward, t has read T-1..t (padding first)"
+        rows.append(_row(f"output[..., {P}:]", output[..., P:], backward))
+    return rows + [
+        _row(f"output (batch_first={not batch_first})", other, f"{'T, B' if batch_first else 'B, T'}, {out}: the same"),
+        _row("h_n", h_n, f"L*D={L}*{D} (layer*D + direction), B, {p}={P}: final h, whatever batch_first says"),
+        _row(f"h_n.view(L, D, B, {p})", h_n.view(L, D, B, P), f"layer, direction (0 forward, 1 backward), B, {p}"),
+        _row("c_n", c_n, f"L*D, B, H={H}: final cell state (H, even with proj_size)"),
+    ]
+
+
 @torch.no_grad()
 def shape_rows(
     encoder: dict[str, Any],
@@ -81,60 +133,26 @@ def shape_rows(
     model = LSTMEncoder(
         vocab_size, num_chars=NUM_CHARS if char_features else 0, num_cases=len(CASES) if lowercase else 0, **encoder
     ).eval()
-    lstm = model.lstm
-    B, T, L, H = batch_size, seq_len, lstm.num_layers, lstm.hidden_size
-    D, P = 2 if lstm.bidirectional else 1, lstm.proj_size or lstm.hidden_size
-    p = "P" if lstm.proj_size else "H"  # the size of h: proj_size, or hidden_size without a projection
-    out = f"D*P={D}*{P} (proj_size)" if lstm.proj_size else f"D*H={D}*{H}"
-    time_major = "B, T" if batch_first else "T, B"
-
-    # The inputs: token ids, and characters and case classes when the encoder reads them.
-    lengths = torch.tensor([max(1, T - i) for i in range(B)])  # (B,)
-    real = torch.arange(T) < lengths[:, None]  # (B, T)
-    token_ids = torch.randint(2, vocab_size, (B, T)) * real  # (B, T), 0 = <pad>
-    rows = [
-        _row("token_ids", token_ids, f"B={B} sentences, T={T} positions; 0 (<pad>) after each length"),
-        _row("lengths", lengths, f"B: real tokens per sentence ({', '.join(map(str, lengths.tolist()))})"),
-        _row("embedding(token_ids)", model.embedding(token_ids), f"B, T, E={model.embedding.embedding_dim}"),
-    ]
-    char_ids = case_ids = None
-    if model.char_cnn is not None:
-        char_ids = torch.randint(1, NUM_CHARS, (B, T, word_length)) * real[..., None]  # (B, T, W)
-        rows.append(_row("char_ids", char_ids, f"B, T, W={word_length}: character ids per token (the longest word)"))
-        rows.append(_row("char_cnn(char_ids)", model.char_cnn(char_ids), f"B, T, F={model.char_cnn.output_size}"))
-    if model.case_embedding is not None:
-        case_ids = torch.randint(1, len(CASES), (B, T)) * real  # (B, T)
-        rows.append(_row("case_ids", case_ids, f"B, T: the case lower-casing removed ({', '.join(CASES[1:])})"))
-        size = model.case_embedding.embedding_dim
-        rows.append(_row("case_embedding(case_ids)", model.case_embedding(case_ids), f"B, T, C={size}"))
-    x = model.embed(token_ids, char_ids, case_ids)  # (B, T, E')
+    inputs, rows = _input_rows(model, vocab_size, batch_size, seq_len, word_length)
+    x = model.embed(inputs["token_ids"], inputs["char_ids"], inputs["case_ids"])  # (B, T, E')
     rows.append(_row("lstm input", x, f"B, T, E'={x.size(-1)}: what the LSTM reads (embedding ++ char CNN ++ case)"))
-
-    # A bare nn.LSTM on the padded batch, unpacked, in the chosen layout and in the other.
-    output, (h_n, c_n) = _lstm_like(lstm, batch_first)(x if batch_first else x.transpose(0, 1))
-    other, _ = _lstm_like(lstm, not batch_first)(x.transpose(0, 1) if batch_first else x)
-    rows.append(_row("output", output, f"{time_major}, {out}: the last layer's h at every step (nn.LSTM, unpacked)"))
-    if D == 2:
-        rows.append(_row(f"output[..., :{P}]", output[..., :P], f"{time_major}, {p}={P}: forward, t has read 0..t"))
-        backward = f"{time_major}, {p}={P}: backward, t has read T-1..t (padding first)"
-        rows.append(_row(f"output[..., {P}:]", output[..., P:], backward))
-    rows += [
-        _row(f"output (batch_first={not batch_first})", other, f"{'T, B' if batch_first else 'B, T'}, {out}: the same"),
-        _row("h_n", h_n, f"L*D={L}*{D} (layer*D + direction), B, {p}={P}: final h, whatever batch_first says"),
-        _row(f"h_n.view(L, D, B, {p})", h_n.view(L, D, B, P), f"layer, direction (0 forward, 1 backward), B, {p}"),
-        _row("c_n", c_n, f"L*D, B, H={H}: final cell state (H, even with proj_size)"),
-    ]
+    rows += _lstm_rows(model.lstm, x, batch_first)
 
     # The encoder (packed) and the heads.
-    encoded = model(token_ids, lengths, char_ids, case_ids)
+    encoded = model(**inputs)
+    out = _output_axes(model.lstm)
     rows.append(_row("encoder.outputs", encoded.outputs, f"B, T, {out}: packed, so exact; zero at padding"))
-    final_axes = "forward h at each true last token" + (" ++ backward h at the first" if D == 2 else "")
-    rows.append(_row("encoder.final", encoded.final, f"B, {out}: {final_axes}"))
-    sizes = {"tags": num_tags, "labels": num_classes, "tokens": vocab_size}  # each vocabulary's size
+    backward = " ++ backward h at the first" if model.lstm.bidirectional else ""
+    rows.append(_row("encoder.final", encoded.final, f"B, {out}: forward h at each true last token{backward}"))
     for name, config in heads.items():
-        head_class, vocab = HEADS[name], HEADS[name].vocab_name
-        classes = [f"{vocab}{i}" for i in range(sizes[vocab])] if vocab is not None else None  # None: its own
-        head = head_class.from_encoder(model, classes, **config).eval()
+        head_class, field = head_type(name, config), head_field(name, config)
+        if field.column is not None and head_class.target == "classes":  # its column's: a tag set, a label set
+            size = num_tags if field.level == "token" else num_classes
+        else:  # a number, the tokens (a language model), or classes of its own
+            size = vocab_size if head_class.vocab_name == "tokens" else 0
+        classes = [f"{name}{i}" for i in range(size)] if size else None
+        arguments = {key: value for key, value in config.items() if key not in INSTANCE_KEYS}
+        head = head_class.from_encoder(model, classes, **arguments).named(name, field.column).eval()
         scores = head(encoded)
         rows.append(_row(f"{name} scores", scores, head.score_axes.format(*scores.shape)))
     return rows
@@ -174,7 +192,7 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
             parser.error(f"cannot read {config_path}: {error}")
         model, data = config.get("model") or {}, config.get("data") or {}
         encoder = dict(model.get("encoder") or {})  # what it leaves out takes LSTMEncoder's defaults
-        named = {name: model.get(name) for name in HEADS if name in model}
+        named = {name: model.get(name) for name in NAMED_HEADS if name in model}
         try:
             heads = head_configs(heads=model.get("heads"), **named)
         except ValueError as error:  # an unknown head, one configured twice, two writing the same field

@@ -17,12 +17,12 @@ def lengths_of(n: int, seed: int = 0) -> list[int]:
 
 def test_collate_pads_and_returns_lengths():
     batch = PadCollator(pad_id=0)(
-        [{"token_ids": [5, 6, 7], "tag_ids": [1, 2, 3], "label_id": 1}, {"token_ids": [8], "tag_ids": [4], "label_id": 0}]
+        [{"token_ids": [5, 6, 7], "tagger": [1, 2, 3], "classifier": 1}, {"token_ids": [8], "tagger": [4], "classifier": 0}]
     )
     assert batch["token_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["tag_ids"].tolist() == [[1, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["targets"]["tagger"].tolist() == [[1, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch["lengths"].tolist() == [3, 1] and batch["lengths"].device.type == "cpu"
-    assert batch["label_ids"].tolist() == [1, 0]
+    assert batch["targets"]["classifier"].tolist() == [1, 0]
 
 
 def test_collate_without_tags_or_labels():

@@ -5,7 +5,8 @@ import torch
 from helpers import CONLLU
 
 from seqmodels.data.datamodule import SequenceDataModule
-from seqmodels.data.vocab import CASES, UNK, Numericalizer, case_of
+from seqmodels.data.encoding import Numericalizer
+from seqmodels.data.vocab import CASES, UNK, case_of
 
 
 def write(tmp_path, name: str, text: str) -> str:
@@ -28,14 +29,14 @@ def test_vocabularies_come_from_train_and_unknown_words_map_to_unk(tmp_path):
     unseen = CONLLU.replace("\tfast\t", "\tslowly\t")
     data = conllu_module(tmp_path, test_text=unseen)
     assert "slowly" not in data.vocabularies["tokens"]
-    assert data.vocab["tags"] == ["ADV", "AUX", "DET", "NOUN", "PART", "PRON", "PROPN", "PUNCT", "VERB"]
+    assert data.vocab["tagger"] == ["ADV", "AUX", "DET", "NOUN", "PART", "PRON", "PROPN", "PUNCT", "VERB"]
     test_ids = data.encoded["data"]["test"]["token_ids"]
     assert data.vocabularies["tokens"].stoi[UNK] in test_ids[1]
 
 
 def test_unseen_tags_stop_the_run_with_their_names(tmp_path):
     data = conllu_module(tmp_path, test_text=CONLLU.replace("\tADV\t", "\tINTJ\t"))
-    with pytest.raises(ValueError, match=r"test split's tags .*\['INTJ'\]"):
+    with pytest.raises(ValueError, match=r"test.conllu: the tagger head's classes .*\['INTJ'\]"):
         _ = data.vocabularies
 
 

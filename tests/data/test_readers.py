@@ -72,13 +72,17 @@ def test_conllu_skips_comments_ranges_and_empty_nodes_and_keeps_spaces_in_forms(
     path = write("a.conllu", CONLLU)
     corpus = read("conllu", path, path, path)
     assert list(corpus) == ["train", "validation", "test"]
-    assert rows(corpus["test"]) == [
+    assert [{key: row[key] for key in ("tokens", "tags")} for row in rows(corpus["test"])] == [
         {
             "tokens": ["I", "do", "n't", "like", "the", "New York", "film", "."],
             "tags": ["PRON", "AUX", "PART", "VERB", "DET", "PROPN", "NOUN", "PUNCT"],
         },
         {"tokens": ["It", "runs", "fast", "."], "tags": ["PRON", "VERB", "ADV", "PUNCT"]},
     ]
+    # every column a head can read by name, beside the tags of tag_column
+    first = rows(corpus["test"])[0]
+    assert first["upos"] == first["tags"] and first["xpos"][:2] == ["PRP", "VBP"] and first["lemma"][2] == "not"
+    assert first["deprel"][:2] == ["nsubj", "aux"] and first["misc"][6] == "SpaceAfter=No"
     xpos = read("conllu", path, path, tag_column="xpos")["train"]["tags"][0]
     assert xpos == ["PRP", "VBP", "RB", "VB", "DT", "NNP", "NN", "."]
     deprel = read("conllu", path, path, tag_column="DEPREL")["train"]["tags"][0]

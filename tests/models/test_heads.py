@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from seqmodels import shapes
-from seqmodels.checkpoints import load_model
+from seqmodels.inference.loading import load_model
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.vocab import PAD, UNK
 from seqmodels.models.encoder import EncoderOutput
@@ -22,7 +22,7 @@ from seqmodels.models.heads import HEADS, TaskHead, register_head
 from seqmodels.models.heads.tagger import TaggingHead
 from seqmodels.models.sequence_model import SequenceModel
 from seqmodels.padding import IGNORE_INDEX
-from seqmodels.predictor import Predictor
+from seqmodels.inference.predictor import Predictor
 
 
 class LengthHead(TaskHead):
@@ -33,7 +33,6 @@ class LengthHead(TaskHead):
     reads = "final"
     column = None
     vocab_name = None
-    target_key = "lengths"
     export_axes = {0: "B"}
     score_axes = "B, K={1}: short or long"
     fields = ("length",)
@@ -80,7 +79,7 @@ VOCAB = {"tokens": [PAD, UNK, *WORDS], "labels": ["negative", "positive"]}
 def examples(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     return [{"token_ids": [rng.randrange(2, len(VOCAB["tokens"])) for _ in range(rng.randint(1, 10))],
-             "label_id": rng.randrange(2)} for _ in range(n)]  # fmt: skip
+             "classifier": rng.randrange(2)} for _ in range(n)]  # fmt: skip
 
 
 def test_a_new_head_trains_evaluates_and_predicts_from_a_checkpoint(length_head, tmp_path):
@@ -112,7 +111,7 @@ def padded(model: SequenceModel, sentences: list[list[str]]) -> tuple[Tensor, Te
 
 
 def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
-    with pytest.raises(ValueError, match="no head is registered as 'lenght'; the registered heads are"):
+    with pytest.raises(ValueError, match="the lenght head: no head type is registered as 'lenght'; the registered"):
         SequenceModel(VOCAB, classifier={}, heads={"lenght": {}})
     with pytest.raises(ValueError, match="the classifier head is configured twice"):
         SequenceModel(VOCAB, classifier={}, heads={"classifier": {}})
@@ -133,7 +132,7 @@ def register():
     ("declares", "message"),
     [
         ({}, "the tagger and deprel heads would both write the prediction field 'tags'; a head writes only its own"),
-        ({"fields": ("deprels",)}, "the tagger and deprel heads would both write CoNLL-U's tag column"),
+        ({"fields": ("deprels",)}, "the tagger and deprel heads would both write the CoNLL-U column 'tags'"),
     ],
     ids=["same-field", "same-conllu-column"],
 )
@@ -154,9 +153,13 @@ def test_two_heads_writing_the_same_field_or_column_are_refused_naming_both(regi
 
 def test_a_head_that_decodes_fields_it_does_not_declare_is_stopped(register):
     """Declared fields are what the collision check trusts: a head that writes others fails at its first decode."""
-    register(type("DeprelHead", (TaggingHead,), {"name": "deprel", "fields": ("deprels",), "conllu": None}))
+    def decode(self, scores, batch):  # the tagger's records, under the tagger's names
+        return [{"tags": record["deprels"]} for record in TaggingHead.decode(self, scores, batch)]
+
+    fields = ("deprels", "deprel_probs", "deprel_crf_path")
+    register(type("DeprelHead", (TaggingHead,), {"name": "deprel", "fields": fields, "conllu": None, "decode": decode}))
     model = SequenceModel({"tokens": [PAD, UNK, *WORDS], "tags": ["NOUN", "VERB"]}, tagger={}, heads={"deprel": {}})
-    with pytest.raises(ValueError, match=r"^the deprel head decodes \['tag_probs', 'tags'\], which its `fields` do"):
+    with pytest.raises(ValueError, match=r"^the deprel head decodes \['tags'\], which its `fields` do"):
         Predictor(model)([WORDS[:3]])
 
 

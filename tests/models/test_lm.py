@@ -75,7 +75,7 @@ def sentences(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         start, length = rng.randrange(len(WORDS)), rng.randint(3, 10)
         ids = [2 + (start + i) % len(WORDS) for i in range(length)]
-        examples.append({"token_ids": ids, "tag_ids": [i % 2 for i in ids]})
+        examples.append({"token_ids": ids, "tagger": [i % 2 for i in ids]})
     return examples
 
 

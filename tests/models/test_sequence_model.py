@@ -23,7 +23,7 @@ class PadFurther(PadCollator):
     def __call__(self, examples):
         batch = super().__call__(examples)
         batch["token_ids"] = torch.nn.functional.pad(batch["token_ids"], (0, self.extra), value=0)
-        batch["tag_ids"] = torch.nn.functional.pad(batch["tag_ids"], (0, self.extra), value=IGNORE_INDEX)
+        batch["targets"]["tagger"] = torch.nn.functional.pad(batch["targets"]["tagger"], (0, self.extra), value=IGNORE_INDEX)
         return batch
 
 
@@ -49,8 +49,8 @@ def test_loss_and_metrics_ignore_padding(make_model):
     with torch.no_grad():
         for ex in examples:
             logits = model(torch.tensor([ex["token_ids"]]), torch.tensor([len(ex["token_ids"])]))["tagger"]
-            correct += (logits[0].argmax(-1) == torch.tensor(ex["tag_ids"])).sum().item()
-            total += len(ex["tag_ids"])
+            correct += (logits[0].argmax(-1) == torch.tensor(ex["tagger"])).sum().item()
+            total += len(ex["tagger"])
     assert results[0]["val/tagger/acc"] == pytest.approx(correct / total, abs=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_single_head_models(make_model):
     assert logits.shape == (4, 2)
     with pytest.raises(ValueError, match="at least one head"):
         SequenceModel(VOCAB, encoder=ENCODER)
-    with pytest.raises(ValueError, match="needs 'tags'"):
+    with pytest.raises(ValueError, match="the tagger head needs its classes"):
         SequenceModel({"tokens": VOCAB["tokens"]}, tagger={})
 
 
@@ -114,7 +114,7 @@ def test_mixed_precision_trains_with_a_crf_and_a_classifier(make_model, precisio
     batch = next(iter(loader))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
         scores = model(batch["token_ids"], batch["lengths"])
-        losses = [head.loss(scores[name], batch[head.target_key]) for name, head in model.heads.items()]
+        losses = [head.loss(scores[name], head.targets(batch)) for name, head in model.heads.items()]
     expected = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
     assert scores["tagger"].dtype == scores["classifier"].dtype == expected
     assert all(loss.dtype == torch.float32 for loss in losses)

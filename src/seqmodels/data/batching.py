@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Sampler
 
-from seqmodels.padding import IGNORE_INDEX
+from seqmodels.data.fields import DEFAULT_FIELDS, Field
 
 
 class PadCollator:
     """Pad a list of encoded examples into one batch.
 
-    Each example has ``token_ids`` (list[int]) and, when the data has them, ``char_ids`` (a list of
-    ids per token), ``case_ids``, ``tag_ids`` (list[int]) and ``label_id`` (int). The batch has
-    ``token_ids`` (B, T), ``lengths`` (B,) on the CPU, ``char_ids`` (B, T, W), ``case_ids`` (B, T),
-    ``tag_ids`` (B, T) padded with ``IGNORE_INDEX`` and ``label_ids`` (B,).
+    Each example has ``token_ids`` (list[int]) and, when the data has them, ``char_ids`` (a list of ids per token),
+    ``case_ids``, and each head's targets under its name (``fields``: by default the ``tagger`` and ``classifier``
+    a data module without a model has). The batch has ``token_ids`` (B, T), ``lengths`` (B,) on the CPU,
+    ``char_ids`` (B, T, W), ``case_ids`` (B, T) and ``targets``: each head's, padded by its field.
     """
 
-    def __init__(self, pad_id: int = 0) -> None:
+    def __init__(self, pad_id: int = 0, fields: Sequence[Field] = DEFAULT_FIELDS) -> None:
         self.pad_id = pad_id
+        self.fields = [field for field in fields if field.column is not None]
 
-    def __call__(self, examples: Sequence[dict]) -> dict[str, Tensor]:
+    def __call__(self, examples: Sequence[dict]) -> dict[str, Any]:
         tokens = [torch.as_tensor(ex["token_ids"], dtype=torch.long) for ex in examples]
-        batch = {
+        batch: dict[str, Any] = {
             "token_ids": pad_sequence(tokens, batch_first=True, padding_value=self.pad_id),  # (B, T)
             "lengths": torch.tensor([len(t) for t in tokens], dtype=torch.long),  # (B,)
         }
@@ -38,11 +40,9 @@ class PadCollator:
         if "case_ids" in examples[0]:
             cases = [torch.as_tensor(ex["case_ids"], dtype=torch.long) for ex in examples]
             batch["case_ids"] = pad_sequence(cases, batch_first=True, padding_value=0)  # (B, T)
-        if "tag_ids" in examples[0]:
-            tags = [torch.as_tensor(ex["tag_ids"], dtype=torch.long) for ex in examples]
-            batch["tag_ids"] = pad_sequence(tags, batch_first=True, padding_value=IGNORE_INDEX)  # (B, T)
-        if "label_id" in examples[0]:
-            batch["label_ids"] = torch.tensor([ex["label_id"] for ex in examples], dtype=torch.long)  # (B,)
+        targets = {f.name: f.pad([ex[f.name] for ex in examples]) for f in self.fields if f.name in examples[0]}
+        if targets:
+            batch["targets"] = targets  # (B, T) or (B,) each
         if "heads" in examples[0]:  # with several corpora: the heads this batch's corpus feeds
             batch["heads"] = examples[0]["heads"]
         return batch

@@ -105,6 +105,11 @@ class Corpus:
             conll = f"tag_column for conll must be a column index, got {self.tag_column!r}"
             raise ValueError(f"{key}tag_column: {error if self.format == 'conllu' else conll}") from None
 
+    def file(self, split: str) -> str:
+        """Where a split comes from, for error messages: its file, or the split's name."""
+        key = {"train": "train_file", "validation": "val_file", "test": "test_file", "predict": "predict_file"}[split]
+        return getattr(self, key) or f"the {split} split"
+
     def reader(self, split: str) -> Corpus:
         """This corpus as the reader of one split sees it, and as its cache is keyed: the options its format reads,
         all others at their defaults (changing those keeps the cached files); whole sentences outside train."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,17 +20,17 @@ from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.embeddings import embedding_matrix, load_vectors
 from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, SequentialBatchSampler
-from seqmodels.data.tasks import assign_heads
-from seqmodels.data.vocab import CASES, Numericalizer, Vocabulary, cached, flat
-from seqmodels.models.heads import HEADS
+from seqmodels.data.fields import Field
+from seqmodels.data.encoding import Numericalizer
+from seqmodels.data.tasks import assign_heads, default_fields, fed_columns, written_columns
+from seqmodels.data.vocab import CASES, Vocabulary, cache_path, cached
 
 CPU_KEYS = ("lengths", "tokens", "heads")  # batch entries that stay on the CPU
-TARGET_COLUMNS = {"tags": "tags", "label": "labels"}  # annotation column -> the vocabulary of its classes
 
 
 @dataclass(eq=False, repr=False)
 class SequenceDataModule(Corpus, L.LightningDataModule):
-    """Sentences with per-token ``tags`` and/or a sentence ``label``, as padded, length-bucketed batches.
+    """Sentences with the annotations the model's heads read (``fields``), as padded, length-bucketed batches.
 
     One corpus is given by the fields of :class:`~seqmodels.data.corpus.Corpus` (``--data.format``, the
     files, the reader options); several by ``corpora`` (``data.corpora.NAME.format`` ...), each feeding its
@@ -47,8 +45,8 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         step: ``one_corpus``: a training step is one batch of one corpus (an epoch: as many steps as the
             corpora have batches); ``every_corpus``: a batch of each corpus, the losses summed (an epoch: as
             many steps as the largest corpus has batches; the others start over when they run out).
-        tasks: the model's heads (linked from the model's config by the CLI); None: every head the data has
-            annotations for.
+        fields: what each head of the model reads, as :class:`~seqmodels.data.fields.Field` arguments (linked from
+            its config by the CLI); None: a tagger of the ``tags`` and a classifier of the ``label`` the data has.
         min_freq: tokens seen fewer times in train map to ``<unk>``.
         lowercase: look tokens up lower-cased, and give the model a case feature instead.
         char_features: give the model each token's characters (for its character CNN).
@@ -66,7 +64,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
     mixing: Mixing = "proportional"
     temperature: float = 2.0
     step: Literal["one_corpus", "every_corpus"] = "one_corpus"
-    tasks: list[str] | None = None
+    fields: dict[str, dict[str, Any]] | None = None
     min_freq: int = 1
     lowercase: bool = False
     char_features: bool = False
@@ -97,25 +95,33 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     @cached_property
     def as_read(self) -> dict[str, DatasetDict]:
-        """Each corpus as its reader gives it: splits of strings, columns ``tokens`` and ``tags`` and/or ``label``."""
+        """Each corpus as its reader gives it: splits of strings, ``tokens`` and the annotation columns."""
         return {name: corpus.read(self.seed, self.cache_dir) for name, corpus in self.sources.items()}
+
+    @cached_property
+    def head_fields(self) -> dict[str, Field]:
+        """The fields of the model's heads, by head name (``fields``, or the default for the data's columns)."""
+        if self.fields is not None:
+            return {name: Field(**spec) for name, spec in self.fields.items()}
+        return default_fields(set().union(*(read["train"].column_names for read in self.as_read.values())))
 
     @cached_property
     def feeds(self) -> dict[str, tuple[str, ...]]:
         """Each corpus's heads (:func:`~seqmodels.data.tasks.assign_heads`)."""
-        columns = {name: set(read["train"].column_names) & set(TARGET_COLUMNS) for name, read in self.as_read.items()}
-        return assign_heads(columns, {name: corpus.heads for name, corpus in self.sources.items()}, self.tasks)
+        columns = {name: set(read["train"].column_names) - {"tokens"} for name, read in self.as_read.items()}
+        return assign_heads(columns, {name: corpus.heads for name, corpus in self.sources.items()}, self.head_fields)
 
     @cached_property
     def raw(self) -> dict[str, DatasetDict]:
-        """Each corpus with the annotations of the heads it feeds only (a corpus feeding the language model alone
-        drops its tags)."""
-        splits = {}
-        for name, corpus in self.as_read.items():
-            fed = {HEADS[head].column for head in self.feeds[name]}
-            unused = [c for c in corpus["train"].column_names if c in TARGET_COLUMNS and c not in fed]
-            splits[name] = DatasetDict({split: data.remove_columns(unused) for split, data in corpus.items()})
-        return splits
+        """Each corpus as ``tokens`` and a column per head it feeds, named after the head (checked:
+        :func:`~seqmodels.data.tasks.fed_columns`); the predict split as ``tokens`` only (it may have no annotations,
+        or classes training never saw)."""
+        fields = {name: [self.head_fields[head] for head in heads] for name, heads in self.feeds.items()}
+        return {name: DatasetDict({split: fed_columns(data, fields[name] if split != "predict" else [],
+                                                      f"{self.sources[name].file(split)} ({name})")
+                                   for split, data in corpus.items()})
+                for name, corpus in self.as_read.items()}  # fmt: skip
+
 
     def _splits(self, split: str) -> dict[str, Any]:
         """Each corpus's ``split``, for the corpora that have it."""
@@ -138,7 +144,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
     @cached_property
     def vocabularies(self) -> dict[str, Vocabulary]:
         """Tokens (+ pretrained words) and chars from every corpus's train split, cases, and each head's classes
-        (``tags``, ``labels``) from its corpus's train split.
+        (a vocabulary named after the head) from its corpus's train split.
 
         Cached as JSON beside the data, keyed on the splits' ``datasets`` fingerprints and the options, so
         that a rerun on unchanged data does not count every token again.
@@ -151,11 +157,11 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         embeddings = self.pretrained_embeddings
         if embeddings is not None and Path(embeddings).is_file():
             embeddings = f"{embeddings}:{Path(embeddings).stat().st_mtime_ns}"
-        options = [self.min_freq, self.lowercase, self.char_features, embeddings]
+        heads = sorted(map(repr, self.head_fields.values()))
+        options = [self.min_freq, self.lowercase, self.char_features, embeddings, heads]
         fingerprints = {f"{name}/{split}": dataset._fingerprint for name, corpus in self.raw.items()
                         for split, dataset in corpus.items()}  # fmt: skip
-        key = hashlib.sha256(json.dumps([fingerprints, options]).encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / "vocabularies" / f"{key}.json"
+        return cache_path(self.cache_dir, [fingerprints, options])
 
     def _build_vocabularies(self) -> dict[str, Vocabulary]:
         trains = list(self._splits("train").values())
@@ -167,14 +173,15 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         if self.lowercase:
             vocabs["cases"] = Vocabulary(CASES)
         for name, corpus in self.raw.items():
-            for column in set(corpus["train"].column_names) & set(TARGET_COLUMNS):
-                vocab = TARGET_COLUMNS[column]
-                vocabs[vocab] = Vocabulary.for_labels(flat(corpus["train"][column]))
-                for split in ("validation", "test"):
+            for field in (self.head_fields[head] for head in self.feeds[name]):
+                if field.kind != "classes" or field.column is None:
+                    continue
+                vocabs[field.name] = field.classes(corpus["train"][field.name])
+                for split in ("validation", "test") if field.unseen == "error" else ():
                     if split in corpus:
-                        file = getattr(self.sources[name], "val_file" if split == "validation" else "test_file")
-                        where = f"{file}: the {split} split's" if file else f"the {split} split's"  # the file to fix
-                        vocabs[vocab].check_known(flat(corpus[split][column]), f"{where} {vocab}")
+                        values = field.classes(corpus[split][field.name]).itos
+                        where = f"{self.sources[name].file(split)}: the {field.name} head's classes"
+                        vocabs[field.name].check_known(values, where)
         return vocabs
 
     @property
@@ -186,10 +193,8 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
     def data_options(self) -> dict[str, Any]:
         """The options that decide what the model reads and what its tags mean, kept in its checkpoint so that
         prediction reads new text as training did and writes the tags back where they came from."""
-        tagging = [self.sources[name] for name, corpus in self.raw.items() if "tags" in corpus["train"].column_names]
-        source = next(iter(tagging), None)
-        tags = {"format": source.format, "column": source.tag_column, "scheme": source.tag_scheme} if source else None
-        return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "tags": tags}
+        columns = written_columns(self.sources, self.feeds, self.head_fields)
+        return {"max_word_length": self.max_word_length, "lowercase": self.lowercase, "columns": columns}
 
     @property
     def initial_embeddings(self) -> Tensor | None:
@@ -198,15 +203,12 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     @cached_property
     def encoded(self) -> dict[str, DatasetDict]:
-        """Every corpus's splits as ids (cached by ``datasets``, keyed on the data and the vocabularies); the
-        predict split without targets (what is predicted may have labels training never saw)."""
-        numericalize = Numericalizer(self.vocab, self.max_word_length)
+        """Every corpus's splits as ids (cached by ``datasets``, keyed on the data and the vocabularies)."""
+        numericalize = Numericalizer(self.vocab, self.max_word_length, list(self.head_fields.values()))
         encoded = {}
         for name, corpus in self.raw.items():
             splits = {}
             for split, dataset in corpus.items():
-                if split == "predict":
-                    dataset = dataset.remove_columns([c for c in dataset.column_names if c != "tokens"])
                 drop = [c for c in dataset.column_names if c != "tokens"]  # tokens: for reports
                 splits[split] = dataset.map(numericalize, batched=True, remove_columns=drop, desc=f"Encoding {split}")
             encoded[name] = DatasetDict(splits)
@@ -258,7 +260,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         return DataLoader(
             Corpora(datasets, heads),
             batch_sampler=batch_sampler,
-            collate_fn=PadCollator(pad_id=self.vocabularies["tokens"].stoi["<pad>"]),
+            collate_fn=PadCollator(self.vocabularies["tokens"].stoi["<pad>"], list(self.head_fields.values())),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=bool(trainer and trainer.strategy.root_device.type == "cuda"),

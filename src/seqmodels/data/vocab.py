@@ -1,4 +1,4 @@
-"""String <-> id mappings for tokens, tags and labels, built from the training split only.
+"""String <-> id mappings for tokens, characters and each head's classes, built from the training split only.
 
 A vocabulary is stored as a plain list of strings (its ``itos``), so that it travels inside a
 checkpoint that ``torch.load(path, weights_only=True)`` can read.
@@ -6,6 +6,7 @@ checkpoint that ``torch.load(path, weights_only=True)`` can read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -86,9 +87,10 @@ class Vocabulary:
             )
 
 
-def flat(values: Iterable[str | list[str]]) -> list[str]:
-    """A column's strings: a label per sentence, or every tag of every sentence."""
-    return [value for item in values for value in (item if isinstance(item, list) else [item])]
+def cache_path(cache_dir: str, key: object) -> Path:
+    """Where the vocabularies built for ``key`` (JSON: the data's fingerprints and the options) are cached."""
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "vocabularies" / f"{digest}.json"
 
 
 def cached(path: Path | None, build: Callable[[], dict[str, Vocabulary]]) -> dict[str, Vocabulary]:
@@ -106,35 +108,7 @@ def cached(path: Path | None, build: Callable[[], dict[str, Vocabulary]]) -> dic
 
 
 def from_lists(vocab: dict[str, list[str]]) -> dict[str, Vocabulary]:
-    """Rebuild vocabularies from their plain-list form (as kept in a checkpoint); tokens and chars have ``<unk>``."""
-    return {name: Vocabulary(itos, unk=UNK if name in ("tokens", "chars") else None) for name, itos in vocab.items()}
-
-
-class Numericalizer:
-    """Strings -> ids for everything the model reads and predicts, from its vocabularies.
-
-    ``vocab`` is the model's (``tokens``, optional ``chars``, ``cases``, ``tags``, ``labels``). A
-    ``cases`` vocabulary means the tokens are looked up lower-cased. Batched: the function that
-    ``datasets.map`` runs, and the one prediction uses on new text.
-    """
-
-    def __init__(self, vocab: dict[str, list[str]], max_word_length: int = 20) -> None:
-        self.vocab = from_lists(vocab)
-        self.lowercase = "cases" in vocab
-        self.max_word_length = max_word_length
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        sentences = batch["tokens"]
-        tokens = self.vocab["tokens"]
-        forms = [[t.lower() for t in s] for s in sentences] if self.lowercase else sentences
-        encoded = {"token_ids": [tokens.encode(s) for s in forms], "length": [len(s) for s in sentences]}
-        if "chars" in self.vocab:
-            chars = self.vocab["chars"]
-            encoded["char_ids"] = [[chars.encode(t[: self.max_word_length]) for t in s] for s in sentences]
-        if "cases" in self.vocab:
-            encoded["case_ids"] = [self.vocab["cases"].encode([case_of(t) for t in s]) for s in sentences]
-        if "tags" in self.vocab and "tags" in batch:
-            encoded["tag_ids"] = [self.vocab["tags"].encode(s) for s in batch["tags"]]
-        if "labels" in self.vocab and "label" in batch:
-            encoded["label_id"] = self.vocab["labels"].encode(batch["label"])
-        return encoded
+    """Rebuild vocabularies from their plain-list form (as kept in a checkpoint); tokens and chars have ``<unk>``,
+    and a head's classes when it reads unseen ones as ``<unk>``."""
+    return {name: Vocabulary(itos, unk=UNK if name in ("tokens", "chars") or UNK in itos else None)
+            for name, itos in vocab.items()}  # fmt: skip

@@ -6,7 +6,8 @@
   (with several corpora, a batch adds the losses of the heads its corpus feeds);
 - language model: ``lm: {...}``, alone or beside the others as an auxiliary loss.
 
-Any registered head (:mod:`seqmodels.models.heads`) can also be given under ``heads: {name: {...}}``.
+Every head can also be given, under a name of its own, as ``heads: {NAME: {type: TYPE, column: COLUMN, ...}}``
+(any registered type, :mod:`seqmodels.models.heads`): several taggers of one corpus, say UPOS, XPOS and FEATS.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from torchmetrics import MeanMetric, MetricCollection
 from seqmodels.checkpoints import KEY, complete_data_options, provenance, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
-from seqmodels.models.heads import HEADS, TaskHead, check_outputs
+from seqmodels.data.fields import Field
+from seqmodels.models.heads import INSTANCE_KEYS, RESERVED, TaskHead, check_outputs, head_field, head_type
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
 
 EVAL_STAGES = ("val", "test")
+NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -40,13 +43,15 @@ class SequenceModel(L.LightningModule):
 
     Args:
         vocab: ``tokens`` (and ``chars`` / ``cases`` when the encoder reads them) and each head's classes
-            (``tags``, ``labels``), as lists of strings (index = id). Kept in the checkpoint's
+            (named after the head), as lists of strings (index = id). Kept in the checkpoint's
             hyperparameters, so a checkpoint alone can predict.
         encoder: the encoder's sizes (see :class:`~seqmodels.models.encoder.EncoderConfig`).
         tagger: the tagging head's settings, or ``None`` for no tagger.
         classifier: the classification head's settings, or ``None`` for no classifier.
         lm: the language-model head's settings (a language model, or an auxiliary loss), or ``None``.
-        heads: other registered heads, by name, with their settings.
+        heads: heads by name: ``type`` (a registered head type; by default the name), ``column`` (the corpus
+            column it reads; by default its type's), ``unseen`` (``error`` or ``unknown``: a class training never
+            had, at evaluation) and its type's settings.
         multitask_score: metrics (``tagger/acc``, ``classifier/acc``, ...) whose mean is logged as
             ``{stage}/multitask/score``, for choosing the best checkpoint of a multitask model.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
@@ -79,6 +84,7 @@ class SequenceModel(L.LightningModule):
         self.vocabularies = from_lists(vocab)
         self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
         configs = head_configs(tagger=tagger, classifier=classifier, lm=lm, heads=heads)
+        self.fields: dict[str, Field] = {name: head_field(name, config) for name, config in configs.items()}
         self.multitask_score = multitask_score
         self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
         self.metrics = nn.ModuleDict({
@@ -112,14 +118,17 @@ class SequenceModel(L.LightningModule):
         )
 
     def _build_head(self, name: str, config: dict[str, Any]) -> TaskHead:
-        """The head registered as ``name``, with its classes from the vocabularies (unless it has its own)."""
-        head = HEADS[name]
-        if head.vocab_name is not None and head.vocab_name not in self.vocabularies:
-            raise ValueError(
-                f"the {name} head needs '{head.vocab_name}' in the vocabularies; the data has {list(self.vocabularies)}"
-            )
-        classes = self.vocabularies[head.vocab_name].itos if head.vocab_name is not None else None
-        return head.from_encoder(self.encoder, classes, **config)
+        """The head instance ``name``: its type's class, with its classes from the vocabularies (the one named after
+        it; a checkpoint of 0.3 names it after the type's ``vocab_name``), unless it has its own."""
+        head, field = head_type(name, config), self.fields[name]
+        wanted = [name, head.vocab_name] if field.column is not None and head.target == "classes" else [head.vocab_name]
+        found = next((vocab for vocab in wanted if vocab in self.vocabularies), None)
+        if found is None and wanted != [None]:
+            raise ValueError(f"the {name} head needs its classes ('{name}') in the vocabularies; the data has "
+                             f"{list(self.vocabularies)}")  # fmt: skip
+        classes = self.vocabularies[found].itos if found is not None else None
+        arguments = {key: value for key, value in config.items() if key not in INSTANCE_KEYS}
+        return head.from_encoder(self.encoder, classes, **arguments).named(name, field.column)
 
     def forward(
         self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
@@ -150,7 +159,7 @@ class SequenceModel(L.LightningModule):
                 if stage in EVAL_STAGES:
                     self.eval_losses[stage][name].update(losses[name].detach(), weight=len(part["lengths"]))
                     preds[name] = head.predict(scores[name], part["lengths"])  # shaped like targets
-                    probs[name] = scores[name].detach().softmax(-1)
+                    probs[name] = head.probabilities(scores[name])
                     head.update_metrics(self.metrics[stage][name], scores[name], preds[name], targets)
         batch_size = sum(len(part["lengths"]) for part in parts)
         loss = sum((self.heads[name].loss_weight * head_loss for name, head_loss in losses.items()),
@@ -264,17 +273,19 @@ class SequenceModel(L.LightningModule):
 
 
 def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[str, Any] | None) -> dict[str, dict]:
-    """The heads to build, by name: the named config keys (``tagger``, ``classifier``) and ``heads``, checked (known,
-    configured once, writing fields of their own)."""
-    configs = {name: dict(config) for name, config in named.items() if config is not None}
+    """The heads to build, by name: ``heads``, and the 0.3 config keys (``tagger``, ``classifier``, ``lm``: heads of
+    that name and type), checked (configured once, a name free for a head, a registered type)."""
+    configs = {name: {"type": name, **config} for name, config in named.items() if config is not None}
     for name, config in (heads or {}).items():
         if name in configs:
             raise ValueError(f"the {name} head is configured twice: under model.{name} and model.heads.{name}")
         configs[name] = dict(config or {})
     if not configs:
-        raise ValueError("the model needs at least one head: set model.tagger and/or model.classifier")
-    unknown = sorted(set(configs) - set(HEADS))
-    if unknown:
-        raise ValueError(f"no head is registered as {unknown[0]!r}; the registered heads are {sorted(HEADS)}")
-    check_outputs({name: HEADS[name] for name in configs})
+        raise ValueError("the model needs at least one head: set model.heads (or model.tagger, model.classifier)")
+    for name, config in configs.items():
+        if name in RESERVED or "/" in name:
+            raise ValueError(f"model.heads.{name}: a head cannot be named {name!r} (the batches and metrics use "
+                             f"{sorted(RESERVED)} and '/')")  # fmt: skip
+        head_type(name, config)
+    check_outputs(configs)
     return configs

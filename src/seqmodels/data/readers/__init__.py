@@ -13,11 +13,11 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from datasets import Dataset, DatasetDict
 from datasets.exceptions import DatasetGenerationError
 
+from seqmodels.data.readers.common import ReaderOptions
 from seqmodels.data.readers.common import DataFormatError, Example, Located, checked, iob1_to_iob2, tokenize
 from seqmodels.data.readers.conll import read_conll, read_conllu
 from seqmodels.data.readers.hub import read_hub
@@ -25,8 +25,6 @@ from seqmodels.data.readers.sst import read_sst_trees
 from seqmodels.data.readers.tables import read_csv, read_jsonl, read_parquet, read_tsv
 from seqmodels.data.readers.text import read_label_text, read_sentences
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 __all__ = ["FORMATS", "FORMAT_OPTIONS", "DataFormatError", "iob1_to_iob2", "read_corpus", "tokenize"]
 
@@ -46,7 +44,7 @@ FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {  # each file format, and the read
     "hub": ("hub_name", "hub_config", *_TABLE),
 }
 FORMATS = tuple(FORMAT_OPTIONS)
-READERS: dict[str, Callable[[str, Corpus], Iterator[Located]]] = {
+READERS: dict[str, Callable[[str, ReaderOptions], Iterator[Located]]] = {
     "conllu": read_conllu,
     "conll": read_conll,
     "label_text": read_label_text,
@@ -62,7 +60,7 @@ SPLITS = {"train": "train_file", "validation": "val_file", "test": "test_file", 
 _SOURCE = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
 
 
-def _generate(path: str, corpus: Corpus, **cache_key: str) -> Iterator[Example]:
+def _generate(path: str, corpus: ReaderOptions, **cache_key: str) -> Iterator[Example]:
     """The checked examples of one file, all of one kind (``cache_key`` only keys the ``datasets`` cache)."""
     columns = None
     for where, example in READERS[corpus.format](path, corpus):
@@ -74,7 +72,7 @@ def _generate(path: str, corpus: Corpus, **cache_key: str) -> Iterator[Example]:
         raise DataFormatError(f"{path}: expected at least one sentence, found none (empty file? wrong --data.format?)")
 
 
-def read_split(corpus: Corpus, split: str, cache_dir: str | None) -> Dataset:
+def read_split(corpus: ReaderOptions, split: str, cache_dir: str | None) -> Dataset:
     """One split's file as a ``Dataset``, cached on the sha256 of the file, the options its format reads and the
     readers' source."""
     path = getattr(corpus, SPLITS[split])
@@ -102,7 +100,7 @@ def _carve_validation(train: Dataset, val_fraction: float, seed: int) -> dict[st
     return {"train": parts["train"], "validation": parts["test"]}
 
 
-def read_corpus(corpus: Corpus, seed: int = 0, cache_dir: str | None = None) -> DatasetDict:
+def read_corpus(corpus: ReaderOptions, seed: int = 0, cache_dir: str | None = None) -> DatasetDict:
     """A file corpus as ``train``, ``validation`` (carved from train with ``val_fraction`` when there is no file),
     and ``test`` and ``predict`` when it has those files. Malformed input raises :class:`DataFormatError`."""
     if corpus.format == "hub":

@@ -7,7 +7,34 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+
+class ReaderOptions(Protocol):
+    """What a reader reads of a corpus: the options :class:`~seqmodels.data.corpus.Corpus` declares (once, there).
+    A protocol, so that the readers, below the corpus, never import it."""
+
+    format: str
+    train_file: str | None
+    val_file: str | None
+    test_file: str | None
+    predict_file: str | None
+    encoding: str
+    tag_column: str | int | None
+    tag_scheme: str
+    text_column: str
+    label_column: str
+    tokens_column: str
+    tags_column: str
+    granularity: str
+    use_subtrees: bool
+    hub_name: str | None
+    hub_config: str | None
+    val_fraction: float
+
+    def reader(self, split: str) -> ReaderOptions:
+        """The options one split's reader sees, as its cache is keyed."""
+        ...
 
 Example = dict[str, Any]  # {"tokens": [...], "tags": [...]} or {"tokens": [...], "label": "..."}
 Located = tuple[str, Example]  # (where it comes from, "file:line"; the example)

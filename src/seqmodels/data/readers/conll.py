@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from seqmodels.data.readers.common import DataFormatError, Located, numbered_lines, sentence_blocks, tokenize
+from seqmodels.data.readers.common import (
+    DataFormatError,
+    Located,
+    ReaderOptions,
+    numbered_lines,
+    sentence_blocks,
+    tokenize,
+)
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 DOCSTART = "-DOCSTART-"  # CoNLL-2003's document separator: not a token
@@ -38,19 +43,19 @@ class ConlluTagField(NamedTuple):
     def get(self, fields: list[str]) -> str:
         if self.key is None:
             return fields[self.column]
-        return _attributes(fields[self.column]).get(self.key, "_")
+        return attributes(fields[self.column]).get(self.key, "_")
 
     def set(self, fields: list[str], tag: str) -> list[str]:
         """``fields`` with the tag written in this column or attribute, and nothing else changed."""
         value = tag
         if self.key is not None:
-            attributes = _attributes(fields[self.column]) | {self.key: tag}
-            value = "|".join(f"{k}={v}" for k, v in attributes.items())
+            pairs = attributes(fields[self.column]) | {self.key: tag}
+            value = "|".join(f"{k}={v}" for k, v in pairs.items())
         return [*fields[: self.column], value, *fields[self.column + 1 :]]
 
 
-def _attributes(column: str) -> dict[str, str]:
-    """``A=1|B=2`` -> {"A": "1", "B": "2"} (``_``: none), in file order."""
+def attributes(column: str) -> dict[str, str]:
+    """``A=1|B=2`` -> {"A": "1", "B": "2"} (``_``: none), in file order: CoNLL-U's FEATS and MISC."""
     pairs = (item.partition("=") for item in column.split("|") if column != "_")
     return {key: value for key, _, value in pairs}
 
@@ -78,18 +83,23 @@ def conll_word(line: str) -> list[str] | None:
     return None if line.startswith(DOCSTART) else tokenize(line)
 
 
-def read_conllu(path: str, corpus: Corpus) -> Iterator[Located]:
-    """CoNLL-U: the FORM of each word, and its tag from ``tag_column`` (UPOS by default)."""
+ANNOTATIONS = ("lemma", "upos", "xpos", "feats", "deprel", "misc")  # the columns a head can read by name
+
+
+def read_conllu(path: str, corpus: ReaderOptions) -> Iterator[Located]:
+    """CoNLL-U: the FORM of each word as ``tokens``, its tag from ``tag_column`` (UPOS by default) as ``tags``, and
+    each column of :data:`ANNOTATIONS` under its name."""
     field = ConlluTagField.parse(corpus.tag_column)
     for block in sentence_blocks(numbered_lines(path, corpus.encoding)):
         lines = [(number, line) for number, line in block if not line.startswith("#")]
         if not lines:
             continue  # comments only
         words = [fields for number, line in lines if (fields := conllu_word(f"{path}:{number}", line)) is not None]
-        yield f"{path}:{lines[0][0]}", {"tokens": [w[1] for w in words], "tags": [field.get(w) for w in words]}
+        columns = {name: [w[CONLLU_FIELDS.index(name)] for w in words] for name in ("form", *ANNOTATIONS)}
+        yield f"{path}:{lines[0][0]}", {"tokens": columns.pop("form"), "tags": [field.get(w) for w in words]} | columns
 
 
-def read_conll(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_conll(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """CoNLL-2000/2003: the token first, the tag in column ``tag_column`` (the last by default); as many columns
     on every line of the file."""
     try:

@@ -7,30 +7,28 @@ Records are read like JSON Lines and parquet tables (:func:`~seqmodels.data.read
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import datasets
 from datasets import Dataset
 
+from seqmodels.data.readers.common import ReaderOptions
 from seqmodels.data.readers.common import DataFormatError, Example, checked
 from seqmodels.data.readers.tables import class_names, table_example
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 logger = logging.getLogger("seqmodels")
 HUB_SPLITS = {"train": "train", "validation": "validation", "dev": "validation", "valid": "validation", "test": "test"}
 
 
 def _hub_example(
-    record: dict, index: int, where: str, names: dict[str, list[str]], corpus: Corpus, **cache_key: str
+    record: dict, index: int, where: str, names: dict[str, list[str]], corpus: ReaderOptions, **cache_key: str
 ) -> Example:
     """``datasets.map`` function: one hub record as a checked example (``cache_key`` only keys the cache)."""
     location = f"{where}, row {index + 1}"
     return checked(location, table_example(location, record, names, corpus), corpus.tag_scheme)
 
 
-def read_hub(corpus: Corpus, cache_dir: str | None, source: str) -> dict[str, Dataset]:
+def read_hub(corpus: ReaderOptions, cache_dir: str | None, source: str) -> dict[str, Dataset]:
     """The train/validation/test splits of ``corpus.hub_name`` as strings (``source``: the readers' hash, which
     keys the cache so that edited readers read again)."""
     name = corpus.hub_name

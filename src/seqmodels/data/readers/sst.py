@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from seqmodels.data.readers.common import DataFormatError, Located, nonblank_lines
+from seqmodels.data.readers.common import DataFormatError, Located, ReaderOptions, nonblank_lines
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 SST_LABELS = {
     "binary": {"0": "negative", "1": "negative", "2": None, "3": "positive", "4": "positive"},
@@ -51,7 +48,7 @@ def _parse_node(tokens: list[str], i: int, nodes: list[tuple[str, list[str]]]) -
     return i + 1
 
 
-def read_sst_trees(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_sst_trees(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """Sentiment Treebank trees, one per line: the root sentences, or with ``use_subtrees`` every distinct phrase."""
     labels, seen = SST_LABELS[corpus.granularity], set()
     for where, line in nonblank_lines(path, corpus.encoding):

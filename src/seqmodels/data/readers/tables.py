@@ -10,19 +10,18 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import ClassLabel, Features
 
+from seqmodels.data.readers.common import ReaderOptions
 from seqmodels.data.readers.common import DataFormatError, Example, Located, nonblank_lines, read_text, tokenize
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 
-def read_delimited(path: str, corpus: Corpus, delimiter: str, quoting: int) -> Iterator[Located]:
+def read_delimited(path: str, corpus: ReaderOptions, delimiter: str, quoting: int) -> Iterator[Located]:
     """CSV/TSV with a header row; the text is tokenized on whitespace."""
     text = io.StringIO(read_text(path, corpus.encoding), newline="")
     reader = csv.DictReader(text, delimiter=delimiter, quoting=quoting)
@@ -43,15 +42,15 @@ def read_delimited(path: str, corpus: Corpus, delimiter: str, quoting: int) -> I
         raise DataFormatError(f"{path}:{reader.line_num}: {error}") from None
 
 
-def read_csv(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_csv(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     return read_delimited(path, corpus, delimiter=",", quoting=csv.QUOTE_MINIMAL)
 
 
-def read_tsv(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_tsv(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     return read_delimited(path, corpus, delimiter="\t", quoting=csv.QUOTE_NONE)
 
 
-def read_jsonl(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_jsonl(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """One JSON object per line, with the columns of :func:`table_example`; ints are kept as ``str(int)``."""
     for where, line in nonblank_lines(path, corpus.encoding):
         try:
@@ -63,7 +62,7 @@ def read_jsonl(path: str, corpus: Corpus) -> Iterator[Located]:
         yield where, table_example(where, record, {}, corpus)
 
 
-def read_parquet(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_parquet(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """A parquet table with the columns of :func:`table_example`; ClassLabel ints (``datasets`` schema) -> names."""
     try:
         table = pq.ParquetFile(path)
@@ -104,7 +103,7 @@ def _string_list(where: str, record: dict, column: str, names: list[str] | None 
     return [_as_string(where, column, value, names) for value in values]
 
 
-def table_example(where: str, record: dict, names: dict[str, list[str]], corpus: Corpus) -> Example:
+def table_example(where: str, record: dict, names: dict[str, list[str]], corpus: ReaderOptions) -> Example:
     """A record as tagging (tokens + the tags column) or classification (tokens or text, + the label column)."""
     c = corpus
     if c.tokens_column in record:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from seqmodels.data.readers.common import DataFormatError, Located, nonblank_lines, tokenize
+from seqmodels.data.readers.common import DataFormatError, Located, ReaderOptions, nonblank_lines, tokenize
 
-if TYPE_CHECKING:
-    from seqmodels.data.corpus import Corpus
 
 _LABEL_AND_TEXT = re.compile(r"([^ \t]+)[ \t]+(.*)")
 
 
-def read_label_text(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_label_text(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """``label<space or tab>text`` lines (SST-2's ``stsa.binary.*``); blank lines are skipped."""
     for where, line in nonblank_lines(path, corpus.encoding):
         match = _LABEL_AND_TEXT.fullmatch(line)
@@ -24,7 +21,7 @@ def read_label_text(path: str, corpus: Corpus) -> Iterator[Located]:
         yield where, {"tokens": tokenize(match[2]), "label": match[1]}
 
 
-def read_sentences(path: str, corpus: Corpus) -> Iterator[Located]:
+def read_sentences(path: str, corpus: ReaderOptions) -> Iterator[Located]:
     """One sentence per non-blank line, tokenized on ASCII whitespace; no annotation (unlabelled text)."""
     for where, line in nonblank_lines(path, corpus.encoding):
         yield where, {"tokens": tokenize(line)}

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
+from seqmodels.data.fields import Field
 from seqmodels.models.heads.base import TaskHead
 
 HEADS: dict[str, type[TaskHead]] = {}
 
 
+RESERVED = {"tokens", "token_ids", "char_ids", "case_ids", "lengths", "heads", "targets", "multitask"}  # batch keys
+INSTANCE_KEYS = ("type", "column", "unseen")  # a head instance's config keys that are not its class's arguments
+
+
 def register_head(head: type[TaskHead]) -> type[TaskHead]:
-    """Make ``head`` buildable by its ``name`` (a class decorator); a name is taken once, and the class sets every
-    class attribute :class:`TaskHead` lists."""
+    """Make ``head`` buildable by its ``name``, the type configs give (a class decorator); a name is taken once,
+    and the class sets every class attribute :class:`TaskHead` lists."""
     missing = [attribute for attribute in TaskHead.__annotations__ if not hasattr(head, attribute)]
     if missing:
         raise TypeError(f"{head.__qualname__} does not set {', '.join(missing)} (class attributes; see TaskHead)")
@@ -27,19 +33,37 @@ def register_head(head: type[TaskHead]) -> type[TaskHead]:
     return head
 
 
-def check_outputs(heads: dict[str, type[TaskHead]]) -> None:
-    """Refuse two heads that would write the same field of the prediction records (one would overwrite the other's
-    in every record) or both fill CoNLL-U's tag column, in one line naming both. Their export outputs are named
-    after them, so those are distinct already."""
+def head_type(name: str, config: dict[str, Any]) -> type[TaskHead]:
+    """The class of the head instance ``name`` (its ``type``, by default its name), or one line listing the types."""
+    kind = config.get("type", name)
+    if kind not in HEADS:
+        raise ValueError(f"the {name} head: no head type is registered as {kind!r}; the registered types are "
+                         f"{sorted(HEADS)}")  # fmt: skip
+    return HEADS[kind]
+
+
+def head_field(name: str, config: dict[str, Any]) -> Field:
+    """What the data path reads for the head instance ``name``: its column (``column``, by default its type's), a
+    value per token or per sentence, encoded as its type's ``target`` says."""
+    head = head_type(name, config)
+    level = "token" if head.reads == "outputs" else "sentence"
+    return Field(name, config.get("column", head.column), level, head.target, config.get("unseen", "error"))
+
+
+def check_outputs(configs: dict[str, dict[str, Any]]) -> None:
+    """Refuse two head instances that would write the same field of the prediction records (one would overwrite the
+    other's in every record) or both fill one CoNLL-U column, in one line naming both. Their export outputs are
+    named after them, so those are distinct already."""
     writers: dict[str, str] = {}
-    for name, head in heads.items():
-        places = [f"the prediction field {field!r}" for field in head.fields]
-        places += ["CoNLL-U's tag column"] if head.conllu == "column" else []
+    for name, config in configs.items():
+        head = head_type(name, config)
+        places = [f"the prediction field {field!r}" for field in head.record_fields(name)]
+        places += [f"the CoNLL-U column {config.get('column', head.column)!r}"] if head.conllu == "column" else []
         for place in places:
             if place in writers:
                 raise ValueError(
                     f"the {writers[place]} and {name} heads would both write {place}; a head writes only its own "
-                    "(give one of them other `fields` or `conllu` in its class)"
+                    "(give each its own name, or its own column)"
                 )
             writers[place] = name
 
@@ -47,4 +71,5 @@ def check_outputs(heads: dict[str, type[TaskHead]]) -> None:
 for _module in pkgutil.iter_modules(__path__):  # each head's module registers it: tagger, classifier, ...
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["HEADS", "TaskHead", "check_outputs", "register_head"]
+__all__ = ["HEADS", "INSTANCE_KEYS", "RESERVED", "TaskHead", "check_outputs", "head_field", "head_type",
+           "register_head"]

@@ -6,8 +6,11 @@ against its targets, the predicted ids, the decoding to JSON-ready fields, its m
 the evaluation report, and the dynamic axes of its scores in an export. ``SequenceModel``, prediction,
 the report, export and ``seqmodels-shapes`` loop over the model's heads and never name a task.
 
-A new task is a subclass in one file under ``seqmodels/models/heads/``, registered with
-:func:`register_head` (see the README, "Add a task").
+A head is configured as an instance with a name (``model.heads: {upos: {type: tagger, column: upos}}``): its
+metrics (``val/upos/acc``), record fields (``"upos"``), export output and vocabulary of classes follow that name,
+and its :class:`~seqmodels.data.fields.Field` tells the data path which column to read and how to encode it.
+A new task is a subclass in one file under ``seqmodels/models/heads/``, registered with :func:`register_head`
+(see the README, "Add a task").
 """
 
 from __future__ import annotations
@@ -27,20 +30,22 @@ class TaskHead(nn.Module):
 
     Class attributes each head sets:
 
-    - ``name``: its config key (``model.<name>``), metric prefix (``val/<name>/acc``) and output name;
-    - ``reads``: ``"outputs"`` or ``"final"``, the encoder result it reads;
-    - ``column``: the corpus column it learns from (``"tags"``, ``"label"``), or None when its targets come
-      from the tokens themselves;
-    - ``vocab_name``: the vocabulary whose strings are its classes (``"tags"``, ``"labels"``, ``"tokens"``), or
-      None for a head that names its own classes;
-    - ``target_key``: where a batch holds its targets (``"tag_ids"`` (B, T), ``"label_ids"`` (B,));
+    - ``name``: its type (``type: tagger`` in a config; the registry's key), and the name of an instance
+      configured without one (``model.tagger``); an instance's ``name`` is its own;
+    - ``reads``: ``"outputs"`` or ``"final"``, the encoder result it reads (a value per token, or per sentence);
+    - ``column``: the corpus column it learns from by default (``"tags"``, ``"label"``; ``column:`` in its config
+      picks another, e.g. ``upos``, ``feats``, ``deprel``), or None when its targets come from the batch itself;
+    - ``target``: how its column's values are encoded: ``"classes"`` (a vocabulary built on the training split,
+      named after the instance) or ``"number"`` (a float);
+    - ``vocab_name``: a vocabulary whose strings are its classes when it reads no column (``"tokens"`` for the
+      language model; for a column head, its 0.3 name, which checkpoints of 0.3 hold), or None;
     - ``export_axes``: the dynamic axes of its scores in an export (``{0: "B", 1: "T"}``);
     - ``score_axes``: what its scores' axes are, for ``seqmodels-shapes`` (formatted with the scores' shape);
-    - ``fields``: the record fields :meth:`decode` writes, its prediction first (``("tags", "tag_probs", ...)``);
-      every head's fields go into one record, so two heads may not share one (checked when a model is built);
-    - ``conllu``: where CoNLL-U output writes its prediction (``fields[0]``): ``"column"`` (a tag per word, in the
-      column the tags came from; one head per model), ``"comment"`` (``# label = ...`` before the sentence's
-      words), or None (JSON Lines only);
+    - ``fields``: the record fields :meth:`decode` writes, its prediction first, for an instance named ``name``
+      (``("tags", "tag_probs", ...)``); another instance writes its own name and ``<name>_<suffix>`` for the
+      others (``upos``, ``upos_probs``): every head's fields go into one record, so two heads may not share one;
+    - ``conllu``: where CoNLL-U output writes its prediction (``fields[0]``): ``"column"`` (a value per word, in the
+      column it came from), ``"comment"`` (``# label = ...`` before the sentence's words), or None (JSON Lines);
     - ``confusion_report``: whether the evaluation report shows its confusion matrix and per-class scores.
 
     Args:
@@ -52,10 +57,10 @@ class TaskHead(nn.Module):
     reads: ClassVar[Literal["outputs", "final"]]
     column: ClassVar[str | None]
     vocab_name: ClassVar[str | None]
-    target_key: ClassVar[str]
     export_axes: ClassVar[dict[int, str]]
     score_axes: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
+    target: ClassVar[Literal["classes", "number"]] = "classes"
     conllu: ClassVar[Literal["column", "comment"] | None] = None
     confusion_report: ClassVar[bool] = True  # a confusion matrix and per-class table (not for thousands of classes)
 
@@ -65,14 +70,35 @@ class TaskHead(nn.Module):
         self.loss_weight = loss_weight
 
     @classmethod
+    def record_fields(cls, name: str) -> tuple[str, ...]:
+        """The record fields of the instance ``name``: ``fields``, renamed after it unless it is named as its type
+        (tags, tag_probs, crf_path -> upos, upos_probs, upos_crf_path)."""
+        if name == cls.name:
+            return cls.fields
+        first, *others = cls.fields
+        stem = first.removesuffix("s") + "_"
+        return (name, *(f"{name}_{other.removeprefix(stem)}" for other in others))
+
+    def named(self, name: str, column: str | None) -> TaskHead:
+        """This head as the instance ``name`` reading ``column`` (see the class attributes)."""
+        self.name, self.column = name, column  # type: ignore[misc]  # per instance from here on
+        self.fields = self.record_fields(name)  # type: ignore[misc]
+        return self
+
+    @classmethod
     def from_encoder(cls, encoder: LSTMEncoder, classes: list[str] | None, **config: Any) -> TaskHead:
         """The head for ``encoder``'s output size, with its classes (None: it names its own) and its
         ``model.<name>`` config."""
         return cls(encoder.output_size, classes, **config)
 
     def targets(self, batch: dict[str, Any]) -> Tensor | None:
-        """The batch's targets for this head, or None when its corpus has none (it then adds no loss)."""
-        return batch.get(self.target_key)
+        """The batch's targets for this head (``batch["targets"][name]``, padded by its field), or None when its
+        corpus has none (it then adds no loss)."""
+        return batch.get("targets", {}).get(self.name)
+
+    def probabilities(self, scores: Tensor) -> Tensor | None:
+        """Its class probabilities for the report (a softmax over the last axis), or None (a regression)."""
+        return scores.detach().softmax(-1)
 
     # -- each head implements -------------------------------------------------------------------------
     def forward(self, encoded: EncoderOutput) -> Tensor:
@@ -96,9 +122,10 @@ class TaskHead(nn.Module):
         """One sentence's fields from those of its chunks (of ``lengths`` tokens), for sentences predicted in pieces."""
         raise NotImplementedError
 
-    def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:
+    def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor | None) -> str:
         """One sentence's gold and predicted values as Markdown, for the report's examples ("" for none).
-        ``gold``/``predicted``: the sentence's row of targets and predicted ids; ``probs``: its class probabilities."""
+        ``gold``/``predicted``: the sentence's row of targets and predictions; ``probs``: its class probabilities
+        (None: :meth:`probabilities` gives none)."""
         raise NotImplementedError
 
     # -- defaults ------------------------------------------------------------------------------------

@@ -36,8 +36,7 @@ class ClassificationHead(TaskHead):
     name = "classifier"
     reads = "final"
     column = "label"
-    vocab_name = "labels"
-    target_key = "label_ids"  # (B,)
+    vocab_name = "labels"  # 0.3's name of its classes
     export_axes = {0: "B"}
     score_axes = "B, K={1}: a score per class"
     fields = ("label", "label_probs")
@@ -79,14 +78,15 @@ class ClassificationHead(TaskHead):
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """The chunks' label probabilities averaged, weighted by the chunks' lengths, and their argmax."""
-        probs = torch.tensor([[part["label_probs"][label] for label in self.classes] for part in parts])  # (N, K)
+        probs = torch.tensor([[part[self.fields[1]][label] for label in self.classes] for part in parts])  # (N, K)
         weights = torch.tensor(lengths, dtype=probs.dtype)  # (N,)
         return self._fields(weights @ probs / weights.sum())
 
     def _fields(self, probs: Tensor) -> dict[str, Any]:
+        label, label_probs = self.fields
         return {
-            "label": self.classes[int(probs.argmax())],
-            "label_probs": {label: round(p, 6) for label, p in zip(self.classes, probs.tolist())},
+            label: self.classes[int(probs.argmax())],
+            label_probs: {name: round(p, 6) for name, p in zip(self.classes, probs.tolist())},
         }
 
     def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:

@@ -43,7 +43,6 @@ class LanguageModelHead(TaskHead):
     reads = "outputs"
     column = None  # tokens only
     vocab_name = "tokens"
-    target_key = "token_ids"
     export_axes = {0: "B", 1: "T"}
     score_axes = "B, T, D={2}, V={3}: the next word's scores (forward), the previous word's (backward)"
     fields = ("perplexity",)
@@ -113,13 +112,15 @@ class LanguageModelHead(TaskHead):
         nll = F.cross_entropy(scores.float().movedim(-1, 1), targets, ignore_index=IGNORE_INDEX, reduction="none")
         counts = (targets != IGNORE_INDEX).sum((1, 2))  # (B,): a one-word sentence has nothing to predict
         means = nll.sum((1, 2)) / counts.clamp(min=1)  # (B,)
-        return [{"perplexity": round(math.exp(m), 4) if c else None} for m, c in zip(means.tolist(), counts.tolist())]
+        (field,) = self.fields
+        return [{field: round(math.exp(m), 4) if c else None} for m, c in zip(means.tolist(), counts.tolist())]
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """The chunks' perplexities combined as one: the exponential of their length-weighted mean log."""
-        known = [(math.log(p["perplexity"]), n) for p, n in zip(parts, lengths) if p["perplexity"] is not None]
+        (field,) = self.fields
+        known = [(math.log(p[field]), n) for p, n in zip(parts, lengths) if p[field] is not None]
         total = sum(n for _, n in known)
-        return {"perplexity": round(math.exp(sum(log * n for log, n in known) / total), 4) if total else None}
+        return {field: round(math.exp(sum(log * n for log, n in known) / total), 4) if total else None}
 
     def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:
         return ""  # a perplexity says little about one sentence

@@ -44,8 +44,7 @@ class TaggingHead(TaskHead):
     name = "tagger"
     reads = "outputs"
     column = "tags"
-    vocab_name = "tags"
-    target_key = "tag_ids"  # (B, T), IGNORE_INDEX at padding
+    vocab_name = "tags"  # 0.3's name of its classes
     export_axes = {0: "B", 1: "T"}
     score_axes = "B, T, C={2}: a score per tag per token"
     fields = ("tags", "tag_probs", "crf_path")
@@ -81,19 +80,20 @@ class TaggingHead(TaskHead):
         lengths = batch["lengths"]
         tag_ids = self.predict(scores, lengths)  # (B, T)
         sentences = [ids[:n] for ids, n in zip(tag_ids.tolist(), lengths.tolist())]
+        tags, probs_field, crf_path = self.fields
         if self.crf is not None:
-            return [{"tags": [self.classes[i] for i in ids], "crf_path": True} for ids in sentences]
+            return [{tags: [self.classes[i] for i in ids], crf_path: True} for ids in sentences]
         chosen = scores.softmax(-1).gather(-1, tag_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
         return [
-            {"tags": [self.classes[i] for i in ids], "tag_probs": [round(p, 6) for p in probs[: len(ids)]]}
+            {tags: [self.classes[i] for i in ids], probs_field: [round(p, 6) for p in probs[: len(ids)]]}
             for ids, probs in zip(sentences, chosen.tolist())
         ]
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """The chunks' tags (and probabilities) one after the other."""
-        keys = [key for key in ("tags", "tag_probs") if key in parts[0]]
-        merged = {key: [value for part in parts for value in part[key]] for key in keys}
-        return merged | ({"crf_path": True} if "crf_path" in parts[0] else {})
+        tags, probs, crf_path = self.fields
+        merged = {key: [value for part in parts for value in part[key]] for key in (tags, probs) if key in parts[0]}
+        return merged | ({crf_path: True} if crf_path in parts[0] else {})
 
     def decode_state(self) -> dict[str, Tensor]:
         """The CRF's start, transition and end scores (Viterbi decoding runs outside an exported graph)."""

@@ -1,6 +1,6 @@
-"""The FastAPI application: ``/predict`` through the :class:`~seqmodels.serving.batcher.Batcher`, health,
-readiness, metrics, the model's ``/info`` and the demo page. The model loads in the background, in the thread
-it will run in, so that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
+"""The FastAPI application: ``/predict`` through the :class:`~.batcher.Batcher`, health, readiness, metrics,
+the model's ``/info`` and the demo page. The model loads in the background, in the thread it will run in, so
+that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
 
 from __future__ import annotations
 
@@ -23,18 +23,18 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
-from seqmodels.backends import load_predictor
 from seqmodels.checkpoints import package_version
 from seqmodels.data.readers.common import token_problem
-from seqmodels.predictor import TOKENIZERS, Predictor
-from seqmodels.serving.batcher import Batcher, QueueFull, model_thread
-from seqmodels.serving.drain import CloseWhileDraining, Drain
-from seqmodels.serving.errors import RequestLimits, add_error_handlers, error_response
-from seqmodels.serving.metrics import Metrics, PredictMetrics
+from seqmodels.inference.backends import load_predictor
+from seqmodels.inference.predictor import TOKENIZERS, Predictor
+from seqmodels.inference.server.batcher import Batcher, QueueFull, model_thread
+from seqmodels.inference.server.drain import CloseWhileDraining, Drain
+from seqmodels.inference.server.errors import RequestLimits, add_error_handlers, error_response
+from seqmodels.inference.server.metrics import Metrics, PredictMetrics
 
-STATIC = Path(__file__).parents[1] / "static"
+STATIC = Path(__file__).parent / "static"  # the demo page
 SETTINGS_ENV = "SEQMODELS_SERVE"  # how the settings reach each uvicorn worker process
-logger = logging.getLogger("seqmodels.server")
+logger = logging.getLogger("seqmodels.inference.server")
 
 
 @dataclass
@@ -157,29 +157,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def add_routes(app: FastAPI, serving: ServingState) -> None:
-    settings, tokenize = serving.settings, TOKENIZERS[serving.settings.tokenizer]
+def request_sentences(request: PredictRequest, settings: Settings) -> list[list[str]]:
+    """The request's sentences as token lists; an :class:`HTTPException` (422 for the schema or a token the model
+    cannot read, 413 past the limits) naming what is wrong. Checked here, not in the batch: a bad request fails
+    alone."""
+    given = [name for name in ("text", "tokens", "sentences") if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise HTTPException(422, f"give exactly one of text, tokens or sentences (got {', '.join(given) or 'none'})")
+    items = request.sentences if request.sentences is not None else [getattr(request, given[0])]
+    if not items:
+        raise HTTPException(422, "sentences: expected at least one sentence, got an empty list")
+    if len(items) > settings.max_sentences:
+        raise HTTPException(413, f"{len(items)} sentences; a request may have at most {settings.max_sentences}")
+    tokenize = TOKENIZERS[settings.tokenizer]
+    sentences = [tokenize(item) if isinstance(item, str) else item for item in items]
+    names = [f"sentences.{i}" for i in range(len(items))] if request.sentences is not None else given
+    for name, tokens in zip(names, sentences):
+        if problem := token_problem(tokens):
+            raise HTTPException(422, f"{name}: {problem}")
+    longest = max(len(s) for s in sentences)
+    if longest > settings.max_sentence_tokens:
+        raise HTTPException(413, f"a sentence of {longest} tokens; at most {settings.max_sentence_tokens}")
+    return sentences
 
+
+def add_routes(app: FastAPI, serving: ServingState) -> None:
     @app.post("/predict")
     async def predict(request: PredictRequest) -> JSONResponse:
         """The records ``seqmodels-predict`` writes: one for ``text`` or ``tokens``, a list for ``sentences``."""
-        given = [name for name in ("text", "tokens", "sentences") if getattr(request, name) is not None]
-        if len(given) != 1:
-            got = ", ".join(given) or "none"
-            raise HTTPException(422, f"give exactly one of text, tokens or sentences (got {got})")
-        items = request.sentences if request.sentences is not None else [getattr(request, given[0])]
-        if not items:
-            raise HTTPException(422, "sentences: expected at least one sentence, got an empty list")
-        if len(items) > settings.max_sentences:
-            raise HTTPException(413, f"{len(items)} sentences; a request may have at most {settings.max_sentences}")
-        sentences = [tokenize(item) if isinstance(item, str) else item for item in items]
-        names = [f"sentences.{i}" for i in range(len(items))] if request.sentences is not None else given
-        for name, tokens in zip(names, sentences):  # here, not in the batch: a bad request fails alone
-            if problem := token_problem(tokens):
-                raise HTTPException(422, f"{name}: {problem}")
-        longest = max(len(s) for s in sentences)
-        if longest > settings.max_sentence_tokens:
-            raise HTTPException(413, f"a sentence of {longest} tokens; at most {settings.max_sentence_tokens}")
+        sentences = request_sentences(request, serving.settings)
         records = [{"tokens": s, **r} for s, r in zip(sentences, await serving.predict(sentences))]
         # already JSON-ready: a JSONResponse skips FastAPI's jsonable_encoder, which walks every probability
         return JSONResponse(records if request.sentences is not None else records[0])

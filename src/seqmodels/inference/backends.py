@@ -2,7 +2,7 @@
 (ONNX Runtime, TorchScript) made once and cached beside the checkpoint, keyed on the checkpoint's hash.
 
 Whatever the backend, the model's own heads decode the scores, so every backend writes the same records
-(:class:`~seqmodels.predictor.Predictor`); the exports are verified against the model when made.
+(:class:`~seqmodels.inference.predictor.Predictor`); the exports are verified against the model when made.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqmodels.checkpoints import load_model
-from seqmodels.export import EXPORTERS, SUFFIXES, ExportableModel
+from seqmodels.inference.export import EXPORTERS, SUFFIXES, ExportableModel
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.onnx_runtime import ExportedScorer, onnx_runner, torchscript_runner
+from seqmodels.inference.predictor import Predictor
 from seqmodels.models.masked_lstm import ExportError
-from seqmodels.predictor import Predictor
-from seqmodels.runtime import ExportedScorer, onnx_runner, torchscript_runner
 
 BACKENDS = ("torch", "torch-int8", "onnx", "torchscript")
 RUNNERS = {"onnx": onnx_runner, "torchscript": torchscript_runner}

@@ -11,12 +11,11 @@
   their fields, tag and label sets, the model's settings, the version), ``GET /stats``, ``GET /docs`` (OpenAPI,
   offline), and the demo page at ``/``.
 
-Concurrent requests' sentences are batched (:mod:`seqmodels.serving.batcher`): at most ``--max-batch-size``
-sentences and ``--max-batch-tokens`` tokens per forward pass, a large request cut into several batches that
-alternate with the others', in a thread of the model's own. Every error is ``{"error": "one line"}``
-(:mod:`seqmodels.serving.errors`). SIGTERM drains (:mod:`seqmodels.serving.drain`): readiness turns 503, new
-connections are refused, every request received is answered (a 503 past ``--drain-timeout``), then the process
-exits 0.
+Concurrent requests' sentences are batched (:mod:`.batcher`): at most ``--max-batch-size`` sentences and
+``--max-batch-tokens`` tokens per forward pass, a large request cut into several batches that alternate with the
+others', in a thread of the model's own. Every error is ``{"error": "one line"}`` (:mod:`.errors`). SIGTERM
+drains (:mod:`.drain`): readiness turns 503, new connections are refused, every request received is answered (a
+503 past ``--drain-timeout``), then the process exits 0.
 """
 
 from __future__ import annotations
@@ -36,14 +35,12 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
 from seqmodels.arguments import NON_NEGATIVE, POSITIVE_INT
-from seqmodels.backends import BACKENDS, load_predictor
 from seqmodels.checkpoints import CheckpointError
-from seqmodels.predictor import TOKENIZERS
-from seqmodels.serving.app import SETTINGS_ENV, Settings, create_app
-from seqmodels.serving.batcher import Batcher
-from seqmodels.serving.drain import DrainingH11Protocol, DrainingServer
+from seqmodels.inference.backends import BACKENDS, load_predictor
+from seqmodels.inference.predictor import TOKENIZERS
+from seqmodels.inference.server.app import SETTINGS_ENV, Settings
+from seqmodels.inference.server.drain import DrainingH11Protocol, DrainingServer
 
-__all__ = ["Batcher", "Settings", "create_app", "main", "parse_args"]
 DRAIN_MARGIN_S = 5.0  # past --drain-timeout, the time the 503s have to go out before uvicorn cancels what is left
 
 
@@ -99,9 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     log_config = copy.deepcopy(LOGGING_CONFIG)  # uvicorn's, with the start-up line and the drain's warnings
     log_config["loggers"]["seqmodels"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     graceful_s = math.ceil(settings.drain_timeout_s + DRAIN_MARGIN_S)
-    config = uvicorn.Config("seqmodels.server:create_app", factory=True, host=settings.host, port=settings.port,
-                            workers=settings.workers, http=DrainingH11Protocol, log_config=log_config,
-                            log_level="warning", timeout_graceful_shutdown=graceful_s)  # fmt: skip
+    config = uvicorn.Config("seqmodels.inference.server.app:create_app", factory=True, host=settings.host,
+                            port=settings.port, workers=settings.workers, http=DrainingH11Protocol,
+                            log_config=log_config, log_level="warning",
+                            timeout_graceful_shutdown=graceful_s)  # fmt: skip
     if settings.workers > 1:  # uvicorn's supervisor, with uvicorn's server in each worker (see DrainingServer)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:

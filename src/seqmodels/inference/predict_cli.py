@@ -34,112 +34,32 @@ import contextlib
 import functools
 import io
 import itertools
-import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
-from seqmodels.backends import BACKENDS, load_predictor
-from seqmodels.data.readers.conll import ConlluTagField, conll_word, conllu_word
-from seqmodels.data.readers.common import sentence_blocks, token_problem
+from seqmodels.data.readers.conll import ConlluTagField
+from seqmodels.inference.backends import BACKENDS, load_predictor
+from seqmodels.inference.formats import (
+    FORMATS,
+    InputError,
+    Sentence,
+    Writer,
+    format_conll,
+    format_conllu,
+    format_jsonl,
+    read_blocks,
+    read_text,
+)
+from seqmodels.inference.predictor import TOKENIZERS, Predictor
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.predictor import TOKENIZERS, Predictor
 
 UNKNOWN_WARNING = 0.3  # warn when more of the input's tokens than this are unknown to the model
 INPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".txt": "text", "": "text"}
 OUTPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".jsonl": "jsonl", ".json": "jsonl"}
-
-
-class InputError(ValueError):
-    """Input that cannot be read as the chosen format, or an output format the model cannot fill."""
-
-
-@dataclass
-class Sentence:
-    """One input sentence: its tokens, and for CoNLL input the lines it came from (written back with the tags)."""
-
-    tokens: list[str]
-    lines: list[str] = field(default_factory=list)
-    where: str = ""  # "input:line", for warnings
-
-
-def _checked(sentence: Sentence) -> Sentence:
-    """The sentence, if the model can read its tokens (:func:`token_problem`; arguments come through Python's
-    ``surrogateescape``); else :class:`InputError` naming it."""
-    if problem := token_problem(sentence.tokens, escaped=sentence.where.startswith("argument:")):
-        raise InputError(f"{sentence.where}: {problem}")
-    return sentence
-
-
-def read_text(lines: Iterable[str], tokenizer: Callable[[str], list[str]], name: str) -> Iterator[Sentence]:
-    """One sentence per line."""
-    for number, line in enumerate(lines, start=1):
-        yield _checked(Sentence(tokenizer(line), where=f"{name}:{number}"))
-
-
-def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[Sentence]:
-    """CoNLL-U / CoNLL: a sentence per block of lines, its tokens from the word lines (the readers' own parsing)."""
-    numbered = enumerate((line.rstrip("\r\n") for line in lines), start=1)
-    for block in sentence_blocks(numbered):
-        words = (_word(input_format, f"{name}:{number}", line) for number, line in block)
-        tokens = [fields[1] if input_format == "conllu" else fields[0] for fields in words if fields]
-        yield _checked(Sentence(tokens, [line for _, line in block], where=f"{name}:{block[0][0]}"))
-
-
-def _word(input_format: str, where: str, line: str) -> list[str] | None:
-    """A word line's fields, None for a line that is not a word (comments, ranges, ``-DOCSTART-``)."""
-    return conllu_word(where, line) if input_format == "conllu" else conll_word(line)
-
-
-def _tag_lines(lines: list[str], tags: list[str], input_format: str, tag_line: Callable[[list[str], str], str]) -> str:
-    """The block with ``tag_line(fields, tag)`` in place of each word line, in order, and a blank line after it."""
-    tag_iter = iter(tags)
-    out = (tag_line(fields, next(tag_iter)) if (fields := _word(input_format, "", line)) else line for line in lines)
-    return "".join(f"{line}\n" for line in out) + "\n"
-
-
-def format_jsonl(sentence: Sentence, prediction: dict[str, Any]) -> str:
-    return json.dumps({"tokens": sentence.tokens, **prediction}, ensure_ascii=False) + "\n"
-
-
-def _with_comments(lines: list[str], comments: dict[str, str]) -> list[str]:
-    """The block's lines with a ``# KEY = VALUE`` comment for each of ``comments`` after its leading comments, in
-    place of any ``# KEY = ...`` it had."""
-    kept = [line for line in lines if not line.startswith(tuple(f"# {key} =" for key in comments))]
-    words = next((i for i, line in enumerate(kept) if not line.startswith("#")), len(kept))
-    return [*kept[:words], *(f"# {key} = {value}" for key, value in comments.items()), *kept[words:]]
-
-
-def format_conllu(
-    sentence: Sentence, prediction: dict[str, Any], field: ConlluTagField, column: str, comments: list[str]
-) -> str:
-    """The CoNLL-U block with ``prediction[column]`` (the tags) in the column (or FEATS/MISC attribute) the model's
-    tags came from, and each field of ``comments`` (``label``) as a comment (``# label = positive``)."""
-    lines = _with_comments(sentence.lines, {key: prediction[key] for key in comments if key in prediction})
-    return _tag_lines(lines, prediction.get(column, []), "conllu", lambda f, tag: "\t".join(field.set(f, tag)))
-
-
-def format_conll(sentence: Sentence, prediction: dict[str, Any], column: str) -> str:
-    """The CoNLL block with the tag (``prediction[column]``) appended as a new last column (the line's own
-    separator); text gets ``TOKEN<TAB>TAG`` lines."""
-    tags = prediction.get(column, [])
-    if not sentence.lines:
-        return "".join(f"{token}\t{tag}\n" for token, tag in zip(sentence.tokens, tags)) + "\n"
-    lines = iter(line for line in sentence.lines if conll_word(line))  # the word lines, to keep their separator
-
-    def append_column(fields: list[str], tag: str) -> str:
-        line = next(lines)
-        return line + ("\t" if "\t" in line else " ") + tag
-
-    return _tag_lines(sentence.lines, tags, "conll", append_column)
-
-
-Writer = Callable[[Sentence, dict[str, Any]], str]
-FORMATS = ("jsonl", "conllu", "conll")
 
 
 def _batched(items: Iterable[Sentence], size: int) -> Iterator[list[Sentence]]:
@@ -213,37 +133,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def tag_column(model: SequenceModel) -> str:
-    """The CoNLL-U column (or FEATS/MISC attribute) the model's tags came from in training, where they go back."""
-    tags = model.hparams.data_options["tags"]
-    if tags is None or tags["format"] == "synthetic":  # the embedded corpus's tags are UPOS; so were 0.2.0's
+def conllu_column(model: SequenceModel, head: str) -> str:
+    """The CoNLL-U column (or FEATS/MISC attribute) a head's values came from in training, where they go back."""
+    source = model.hparams.data_options["columns"].get(head)
+    if source is None or source["format"] == "synthetic":  # the embedded corpus's tags are UPOS; so were 0.2.0's
         return "upos"
-    if tags["format"] != "conllu":
+    if source["format"] != "conllu":
         raise InputError(
-            f"this model's tags come from a {tags['format']} corpus, not from a CoNLL-U column, so CoNLL-U output "
-            "cannot say where they go; write --format jsonl or conll"
+            f"the {head} head's values come from a {source['format']} corpus, not from a CoNLL-U column, so CoNLL-U "
+            "output cannot say where they go; write --format jsonl or conll"
         )
-    return tags["column"] or "upos"
+    return source["column"] or "upos"
 
 
 def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
     """What writes a record in ``args.format``, or :class:`InputError` naming the fix for output that cannot be
-    right. CoNLL writes the field of the head with ``conllu = "column"`` (the tags), CoNLL-U also the field of each
-    head with ``conllu = "comment"`` (a classifier's ``label``)."""
-    heads = model.heads.values()
-    column = next((head.fields[0] for head in heads if head.conllu == "column"), None)  # one at most: check_outputs
-    if args.format != "jsonl" and column is None:
+    right. CoNLL writes the field of each head with ``conllu = "column"`` (a tagger's), CoNLL-U also the field of
+    each head with ``conllu = "comment"`` (a classifier's ``label``)."""
+    heads = model.heads.items()
+    columns = [(name, head.fields[0]) for name, head in heads if head.conllu == "column"]
+    if args.format != "jsonl" and not columns:
         raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
     if args.format == "conllu" and args.input_format == "text":
         raise InputError(
-            "CoNLL-U output is the CoNLL-U input with the predicted column filled in; for text input "
+            "CoNLL-U output is the CoNLL-U input with the predicted columns filled in; for text input "
             "write JSON Lines (--format jsonl, or an --output ending in .jsonl)"
         )
     if args.format != "conllu":
-        return functools.partial(format_conll, column=column) if args.format == "conll" else format_jsonl
-    comments = [head.fields[0] for head in heads if head.conllu == "comment"]
-    return functools.partial(format_conllu, field=ConlluTagField.parse(tag_column(model)), column=column,
-                             comments=comments)  # fmt: skip
+        keys = [key for _, key in columns]
+        return functools.partial(format_conll, columns=keys) if args.format == "conll" else format_jsonl
+    comments = [head.fields[0] for _, head in heads if head.conllu == "comment"]
+    fields = [(ConlluTagField.parse(conllu_column(model, name)), key) for name, key in columns]
+    return functools.partial(format_conllu, columns=fields, comments=comments)
 
 
 def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, output: TextIO) -> None:

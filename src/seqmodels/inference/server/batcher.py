@@ -1,11 +1,15 @@
 """Dynamic batching with bounded work per forward pass, fair across requests, run off the event loop's thread.
 
-A request's sentences join a queue as one :class:`Job`. Each batch takes sentences from the jobs in turn: as
-many of the first job's as fit (at most ``max_batch_size`` sentences and ``max_batch_tokens`` tokens), then the
-next job's, and a job with sentences left goes to the back of the queue. A new request goes ahead of those that
-have had a batch already, and its batch is not topped up with their sentences. So a 2 MB request is cut into
-batches that alternate with the other requests', and a one-sentence request that arrives meanwhile waits for the
-batch running, then runs in a batch of the new requests.
+A request's sentences join a queue as one :class:`Job`, and each batch holds at most ``max_batch_size``
+sentences and ``max_batch_tokens`` tokens, taken from the jobs in turn. A request that fits in one batch (a
+*short* one) goes ahead of those that need several (*long* ones), since that batch answers it; the long ones
+take turns, one batch each, to the back of the queue after theirs. Batches of short jobs are not
+topped up with a long job's sentences, which would make them as slow as a long batch; long batches are topped up
+with short jobs' sentences. Short jobs never pass the waiting long jobs twice in a row, so a stream of small
+requests cannot starve a large one: under load, short and long batches alternate.
+
+So a 2 MB request is cut into batches that alternate with the other requests', and a one-sentence request that
+arrives meanwhile waits for the batch running (at most one long batch), then runs in a short batch.
 
 The forward pass runs in one worker thread (the model's), not the event loop's: torch releases the GIL inside
 its kernels, so probes, new requests and signals are served between and during batches.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +41,7 @@ class Job:
     sentences: list[list[str]]
     future: asyncio.Future[Records]
     arrived: float  # loop time
+    short: bool  # it fits in one batch
     records: list[dict[str, Any]] = field(default_factory=list)
     taken: int = 0  # sentences [0, taken) are in a batch already
 
@@ -72,13 +77,14 @@ class Batcher:
         self.max_batch_tokens, self.max_queue = max_batch_tokens, max_queue
         self.executor = executor or model_thread()
         self.on_batch = on_batch or (lambda sentences, tokens, seconds: None)
-        self.jobs: deque[Job] = deque()
+        self.jobs: list[Job] = []
         self.arrival = asyncio.Event()
         self.batch_sizes: Counter[int] = Counter()
         self.requests = self.sentences = 0
         self.in_flight = 0  # requests received and not yet answered
         self.busy_s = 0.0  # time spent in the predictor: how busy batching keeps the model
         self.running: list[Job] = []  # the jobs whose sentences are in the batch being run
+        self.short_passed_long = False  # the last batch was of short jobs while long ones waited
 
     @property
     def queued(self) -> int:
@@ -91,9 +97,9 @@ class Batcher:
         if self.queued + len(sentences) > self.max_queue:
             raise QueueFull(f"the queue holds {self.queued} sentences; at most {self.max_queue} (--max-queue)")
         loop = asyncio.get_running_loop()
-        job = Job(sentences, loop.create_future(), loop.time())
-        # ahead of the requests that have had a batch already: a new one waits at most for the batch running
-        self.jobs.insert(next((i for i, queued in enumerate(self.jobs) if queued.taken), len(self.jobs)), job)
+        short = len(sentences) <= self.max_batch_size and sum(map(len, sentences)) <= self.max_batch_tokens
+        job = Job(sentences, loop.create_future(), loop.time(), short)
+        self.jobs.append(job)
         self.arrival.set()
         self.in_flight += 1
         try:
@@ -149,33 +155,31 @@ class Batcher:
                 await self.arrival.wait()
 
     def _take(self) -> list[tuple[Job, int, int]]:
-        """The next batch, as (job, first sentence, end) pieces: each job in turn gives what fits."""
+        """The next batch, as (job, first sentence, end) pieces (see the module for the order)."""
+        # a job answered already (its deadline passed) is dropped, with its sentences not run yet
+        waiting = [job for job in self.jobs if not job.future.done()]
+        short = [job for job in waiting if job.short]
+        long = [job for job in waiting if not job.short]
+        if short and (not long or not self.short_passed_long):
+            order, self.short_passed_long = short, bool(long)
+        else:
+            order, self.short_passed_long = long + short, False
         pieces: list[tuple[Job, int, int]] = []
-        skipped: list[Job] = []  # their next sentence does not fit: they keep their place for the next batch
         size = tokens = 0
-        for _ in range(len(self.jobs)):
-            if size >= self.max_batch_size or tokens >= self.max_batch_tokens:
-                break
-            job = self.jobs.popleft()
-            if job.future.done():  # answered already (its deadline passed): its sentences are dropped
-                continue
-            if pieces and pieces[0][1] == 0 and job.taken:  # new requests' batch: not topped up with a
-                self.jobs.appendleft(job)  # large request's sentences, which would make it as slow as theirs
-                break
+        for job in order:
             stop = job.taken
             while stop < len(job.sentences) and size < self.max_batch_size:
                 length = len(job.sentences[stop])
                 if size and tokens + length > self.max_batch_tokens:  # a longer sentence than that goes alone
                     break
                 size, tokens, stop = size + 1, tokens + length, stop + 1
-            if stop == job.taken:
-                skipped.append(job)
-                continue
-            pieces.append((job, job.taken, stop))
-            job.taken = stop
-            if job.left:
-                self.jobs.append(job)  # to the back: the other requests' turn
-        self.jobs.extendleft(reversed(skipped))
+            if stop > job.taken:
+                pieces.append((job, job.taken, stop))
+                job.taken = stop
+            if size >= self.max_batch_size or tokens >= self.max_batch_tokens:
+                break
+        ran = {job for job, _, _ in pieces}  # to the back of the queue: the other requests' turn
+        self.jobs = [job for job in waiting if job not in ran] + [job for job, _, _ in pieces if job.left]
         return pieces
 
     def _count(self, pieces: list[tuple[Job, int, int]], flat: list[list[str]], seconds: float) -> None:

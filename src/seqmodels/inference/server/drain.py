@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 IDLE_GRACE_S = 1.0  # an idle connection's last chance to deliver a request already sent, once draining starts
-logger = logging.getLogger("seqmodels.server")
+logger = logging.getLogger("seqmodels.inference.server")
 
 
 class Drain:

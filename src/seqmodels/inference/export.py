@@ -13,7 +13,7 @@ and returns what :meth:`SequenceModel.forward` returns in eval mode, one output 
 runtime needs besides the graph goes with the file as ``seqmodels.json`` (TorchScript extra file, ONNX
 metadata property): the input and output names, the vocabularies, the data options (lower-casing,
 characters per word) and the model's settings, with what decoding needs besides the scores (a CRF's
-transitions), so that :class:`seqmodels.runtime.OnnxPredictor` predicts from the file alone.
+transitions), so that :class:`seqmodels.inference.onnx_runtime.OnnxPredictor` predicts from the file alone.
 
 Before the file is written, the export runs it on padded batches of three shapes and compares every output
 with the PyTorch model's (:func:`verify`); a mismatch, a graph that cannot run, or a recurrent layer the
@@ -38,11 +38,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqmodels.checkpoints import CheckpointError, load_model
+from seqmodels.checkpoints import CheckpointError
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.onnx_runtime import METADATA, Runner, onnx_runner, torchscript_runner
 from seqmodels.models.encoder import EncoderOutput
 from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
 from seqmodels.models.sequence_model import SequenceModel
-from seqmodels.runtime import METADATA, Runner, onnx_runner, torchscript_runner
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_AXES = {"token_ids": {0: "B", 1: "T"}, "lengths": {0: "B"}, "char_ids": {0: "B", 1: "T", 2: "W"},

@@ -1,2 +1,0 @@
-"""``seqmodels-serve``'s parts: the application (``app``), its batcher, error shape, drain and metrics. The
-command itself is :mod:`seqmodels.server`."""
