@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from seqmodels.data.batching import BucketBatchSampler, PadCollator
+from seqmodels.data.batching import BucketBatchSampler, PadCollator, pad_chars
 from seqmodels.padding import IGNORE_INDEX
 
 
@@ -101,3 +101,17 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="rank"):
         BucketBatchSampler([1, 2], 2, num_replicas=2, rank=2)
     assert torch.is_tensor(BucketBatchSampler([1, 2], 2).lengths)
+
+
+def test_pad_chars_puts_each_words_characters_at_its_place_and_zeros_elsewhere():
+    """The vectorised padding against the plain definition, on random sentences of random words."""
+    rng = random.Random(0)
+    for _ in range(30):
+        sentences = [[[rng.randint(1, 50) for _ in range(rng.randint(1, 9))] for _ in range(rng.randint(1, 12))]
+                     for _ in range(rng.randint(1, 8))]  # fmt: skip
+        expected = torch.zeros(len(sentences), max(map(len, sentences)),
+                               max(len(w) for s in sentences for w in s), dtype=torch.long)  # fmt: skip
+        for i, sentence in enumerate(sentences):
+            for j, word in enumerate(sentence):
+                expected[i, j, : len(word)] = torch.tensor(word)
+        assert torch.equal(pad_chars(sentences), expected)

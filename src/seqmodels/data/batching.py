@@ -49,13 +49,18 @@ class PadCollator:
 
 
 def pad_chars(sentences: Sequence[Sequence[Sequence[int]]]) -> Tensor:
-    """Character ids per token per sentence -> (B, T, W), 0-padded (W = the longest word in the batch)."""
-    max_len = max(len(s) for s in sentences)
-    word_len = max(len(word) for s in sentences for word in s)
-    char_ids = torch.zeros(len(sentences), max_len, word_len, dtype=torch.long)
-    for i, sentence in enumerate(sentences):
-        for j, word in enumerate(sentence):
-            char_ids[i, j, : len(word)] = torch.as_tensor(word, dtype=torch.long)
+    """Character ids per token per sentence -> (B, T, W), 0-padded (W = the longest word in the batch). Built from
+    one flat tensor of every character (no Python loop per word: this runs for every batch)."""
+    sentence_lengths = torch.tensor([len(s) for s in sentences])  # (B,)
+    word_lengths = torch.tensor([len(word) for s in sentences for word in s])  # (N,): N = the batch's words
+    flat = torch.tensor([c for s in sentences for word in s for c in word], dtype=torch.long)  # (C,) characters
+    word_of = torch.repeat_interleave(torch.arange(len(word_lengths)), word_lengths)  # (C,)
+    position = torch.arange(len(flat)) - (word_lengths.cumsum(0) - word_lengths)[word_of]  # (C,) within its word
+    words = flat.new_zeros(len(word_lengths), int(word_lengths.max()))  # (N, W)
+    words[word_of, position] = flat
+    real = torch.arange(int(sentence_lengths.max())) < sentence_lengths[:, None]  # (B, T)
+    char_ids = words.new_zeros(*real.shape, words.size(1))  # (B, T, W)
+    char_ids[real] = words
     return char_ids
 
 
