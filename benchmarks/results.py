@@ -57,8 +57,12 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
     for corpus, args in (("ud", ud), ("sst", sst)):
         multitask += [arg.replace("--data.", f"--data.corpora.{corpus}.") for arg in args if "_file=" in arg]
+    joint = ["--config", "configs/ud_joint.yaml", *[arg for arg in ud if "_file=" in arg]]
+    regression = ["--config", "configs/sst_fine_regression.yaml", *[arg for arg in sst if "_file=" in arg]]
     tagger, classifier = "test/tagger/acc", "test/classifier/acc"
     return {
+        "ud_joint": ("test/upos/acc", joint),  # and test/xpos/acc, test/feats/acc in its metrics_fit.json
+        "sst_fine_regression": ("test/score/pearson", regression),
         "ud_upos": (tagger, ud),
         "ud_upos_2000": (tagger, small + NO_WARMUP),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32 + NO_WARMUP),

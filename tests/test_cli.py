@@ -294,3 +294,13 @@ def test_a_run_prints_no_warning_the_user_cannot_act_on(tmp_path):
         outputs += (result.stdout + result.stderr).splitlines()
     words = ("leafspec", "litlogger", "deprecat", "current_model_state", "weightaveraging", "dirpath", "batch sampler")
     assert not [line for line in outputs if any(word in line.lower() for word in words)]
+
+
+def test_a_step_budget_without_an_epoch_cap_validates_and_tests(tmp_path, monkeypatch):
+    """``max_epochs: null`` with ``max_steps`` (how ud_upos.yaml and ud_joint.yaml set their budget) is no limit on
+    epochs, not a setting that stops validation."""
+    monkeypatch.chdir(tmp_path)
+    cli = main(["fit", "--config", str(CONFIGS / "tagger.yaml"), *TINY, "--trainer.enable_progress_bar", "false",
+                "--trainer.max_epochs", "null", "--trainer.max_steps", "4"], config_dir=CONFIGS)  # fmt: skip
+    assert cli.trainer.global_step == 4 and Path(cli.trainer.checkpoint_callback.best_model_path).is_file()
+    assert "test/tagger/acc" in cli.trainer.callback_metrics  # validated, so it had a best checkpoint to test

@@ -41,12 +41,12 @@ def check_precision(trainer: Trainer) -> None:
 def no_validation(trainer: Trainer) -> str | None:
     """The setting by which a fit ends before its first validation, or None: no validation batches, no epoch, or
     fewer epochs than validation waits for (``max_steps`` can end it sooner still, but only the data's size tells)."""
-    every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs  # max_epochs -1: no limit
+    every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs  # max_epochs -1 or None: no limit
     if trainer.limit_val_batches == 0:
         return "trainer.limit_val_batches is 0"
     if epochs == 0:
         return "trainer.max_epochs is 0"
-    if every is not None and 0 < epochs < every:
+    if every is not None and epochs is not None and 0 < epochs < every:
         return f"trainer.max_epochs is {epochs}, fewer than trainer.check_val_every_n_epoch ({every})"
     return None
 
