@@ -1,15 +1,25 @@
-"""Heads as named instances that own their column: three taggers of one CoNLL-U corpus (UPOS, XPOS, DEPREL), a
-sentence regressor, and bad wiring as one line naming the head and the corpus."""
+"""Heads as named instances that own their column: three taggers of one CoNLL-U corpus (UPOS, XPOS, DEPREL) and a
+sentence regressor, each trained, evaluated, predicted, exported with parity, served and shown by seqmodels-shapes;
+bad wiring as one line naming the head and the corpus."""
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
 
+from fastapi.testclient import TestClient
+
 from seqmodels.cli import main
+from seqmodels.inference.export import export_onnx
 from seqmodels.inference.loading import load_model
+from seqmodels.inference.onnx_runtime import OnnxPredictor
+from seqmodels.inference.predict_cli import main as predict_main
 from seqmodels.inference.predictor import Predictor
+from seqmodels.inference.server.app import Settings, create_app
+from seqmodels.shapes import parse_args as shapes_args
+from seqmodels.shapes import shape_rows
 
 SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8", "--trainer.enable_progress_bar",
          "false", "--trainer.enable_model_summary", "false", "--trainer.max_epochs", "2"]  # fmt: skip
@@ -26,8 +36,9 @@ def conllu(path: Path, n: int, seed: int, feats: bool = True) -> Path:
     blocks = []
     for _ in range(n):
         words = [rng.choice(list(WORDS)) for _ in range(rng.randint(2, 6))]
-        lines = [f"{i}\t{w}\t{w}\t{WORDS[w][0]}\t{WORDS[w][1]}\t{WORDS[w][3] if feats else '_'}\t0\t{WORDS[w][2]}\t_\t_\n"
-                 for i, w in enumerate(words, 1)]  # fmt: skip
+        upos, xpos, deprel, morphology = zip(*(WORDS[w] for w in words))
+        lines = [f"{i}\t{w}\t{w}\t{upos[i - 1]}\t{xpos[i - 1]}\t{morphology[i - 1] if feats else '_'}\t0\t"
+                 f"{deprel[i - 1]}\t_\t_\n" for i, w in enumerate(words, 1)]  # fmt: skip
         blocks.append("".join(lines))
     path.write_text("\n".join(blocks) + "\n", encoding="utf-8")
     return path
@@ -60,8 +71,8 @@ def fit(root: Path, *args: str):
 @pytest.fixture(scope="module")
 def three_taggers(tmp_path_factory):
     root = tmp_path_factory.mktemp("three")
-    cli = fit(root, *files(root), "--model.tagger", "null", "--model.heads", THREE_TAGGERS, "--trainer.max_epochs", "40",
-              "--model.optimizer.init_args.lr", "0.02")
+    cli = fit(root, *files(root), "--model.tagger", "null", "--model.heads", THREE_TAGGERS,
+              "--trainer.max_epochs", "40", "--model.optimizer.init_args.lr", "0.02")
     (metrics,) = root.glob("logs/*/version_0/metrics_fit.json")
     return root, cli, json.loads(metrics.read_text())
 
@@ -78,20 +89,67 @@ def test_three_taggers_of_one_corpus_train_evaluate_and_predict_by_their_names(t
     assert len(record["upos"]) == len(record["xpos"]) == len(record["deprel"]) == 4
 
 
-def test_a_regressor_learns_a_number_per_sentence(tmp_path):
-    data = [f"--data.{key}={scored(tmp_path / f'{split}.jsonl', n, seed)}"
+@pytest.fixture(scope="module")
+def regressor(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regressor")
+    data = [f"--data.{key}={scored(root / f'{split}.jsonl', n, seed)}"
             for key, split, n, seed in (("train_file", "train", 80, 0), ("val_file", "dev", 20, 1),
                                         ("test_file", "test", 20, 2))]  # fmt: skip
     cli = main(["fit", "--config", str(Path(__file__).parents[1] / "configs" / "classifier.yaml"), "--data.format",
                 "jsonl", *SMALL, "--trainer.max_epochs", "40", "--model.classifier", "null", "--model.heads",
-                "{score: {type: regressor, column: label, dropout: 0.0}}", f"--data.cache_dir={tmp_path / 'cache'}",
-                f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}", *data])  # fmt: skip
-    (metrics,) = tmp_path.glob("logs/*/version_0/metrics_fit.json")
-    test = json.loads(metrics.read_text())
+                "{score: {type: regressor, column: label, dropout: 0.0}}", f"--data.cache_dir={root / 'cache'}",
+                f"--trainer.logger.init_args.save_dir={root / 'logs'}", *data])  # fmt: skip
+    (metrics,) = root.glob("logs/*/version_0/metrics_fit.json")
+    return root, cli, json.loads(metrics.read_text())
+
+
+def test_a_regressor_learns_a_number_per_sentence(regressor):
+    root, cli, test = regressor
     assert {"test/score/pearson", "test/score/spearman", "test/score/mae"} <= set(test)
     assert test["test/score/pearson"] > 0.5, test
     (record,) = Predictor(load_model(cli.trainer.checkpoint_callback.best_model_path))([["great", "great", "film"]])
     assert set(record) == {"score"} and isinstance(record["score"], float)
+
+
+@pytest.mark.parametrize("trained", ["three_taggers", "regressor"])
+def test_the_new_tasks_export_with_parity_and_serve_every_head(trained, request, tmp_path):
+    """ONNX export predicts what the checkpoint does; the server answers each head's fields and lists the heads."""
+    pytest.importorskip("onnxruntime")
+    _, cli, _ = request.getfixturevalue(trained)
+    checkpoint = cli.trainer.checkpoint_callback.best_model_path
+    model = load_model(checkpoint)
+    sentences = [["the", "films", "is", "great"], ["great", "film"]]
+    export_onnx(model, tmp_path / "model.onnx")
+    expected, exported = Predictor(model)(sentences), OnnxPredictor(tmp_path / "model.onnx")(sentences)
+    for mine, theirs in zip(expected, exported):
+        assert mine.keys() == theirs.keys()
+        for key, value in mine.items():
+            assert theirs[key] == (pytest.approx(value, abs=1e-4) if "probs" in key or key == "score" else value)
+    with TestClient(create_app(Settings(checkpoint))) as session:
+        until_ready(session)
+        answer = session.post("/predict", json={"tokens": sentences[0]}).json()
+        heads = session.get("/info").json()["heads"]
+    assert list(heads) == list(model.heads) and {"tokens", *expected[0]} == set(answer)
+    assert all(heads[name]["fields"] == list(head.fields) for name, head in model.heads.items())
+
+
+def until_ready(session: TestClient) -> None:
+    for _ in range(600):
+        if session.get("/health/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server did not load the model")
+
+
+def test_shapes_reads_the_new_configs():
+    """seqmodels-shapes on ud_joint.yaml and sst_fine_regression.yaml: a row per head, named after it."""
+    configs = Path(__file__).parents[1] / "configs"
+    joint = {row.name: row.shape for row in shape_rows(**shapes_args(["--config", str(configs / "ud_joint.yaml")]))}
+    assert {"upos scores", "xpos scores", "feats scores"} <= set(joint)
+    assert joint["upos scores"][:2] == joint["feats scores"][:2]  # (B, T, classes of its own)
+    regression = shape_rows(**shapes_args(["--config", str(configs / "sst_fine_regression.yaml")]))
+    (score,) = [row for row in regression if row.name == "score scores"]
+    assert len(score.shape) == 1  # (B,): a number per sentence
 
 
 def one_line_error(capsys, run) -> str:
@@ -128,7 +186,34 @@ def test_a_regression_target_that_is_not_a_number_names_the_file_and_the_sentenc
     train = scored(tmp_path / "train.jsonl", 20, 0, bad_line=7)
     line = one_line_error(capsys, lambda: main([
         "fit", "--config", str(Path(__file__).parents[1] / "configs" / "classifier.yaml"), "--data.format", "jsonl",
-        *SMALL, "--model.classifier", "null", "--model.heads", "{score: {type: regressor}}", f"--data.train_file={train}",
-        f"--data.cache_dir={tmp_path / 'cache'}", f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]))
+        *SMALL, "--model.classifier", "null", "--model.heads", "{score: {type: regressor}}",
+        f"--data.train_file={train}", f"--data.cache_dir={tmp_path / 'cache'}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]))
     bad = json.loads(train.read_text().splitlines()[6])["text"]
     assert f"{train} (data): the score head expected a number, found 'lots' (sentence '{bad}')" in line, line
+
+
+def test_conllu_output_fills_each_taggers_column_and_no_other(three_taggers, tmp_path):
+    """seqmodels-predict --input x.conllu --output y.conllu: UPOS, XPOS and DEPREL get the predictions; every other
+    column (and every comment) is the input's."""
+    root, cli, _ = three_taggers
+    checkpoint = cli.trainer.checkpoint_callback.best_model_path
+    source = conllu(tmp_path / "x.conllu", 5, 7)
+    blank = "\n".join("\t".join([*line.split("\t")[:3], "_", "_", *line.split("\t")[5:7], "_", *line.split("\t")[8:]])
+                      if line else line for line in source.read_text(encoding="utf-8").split("\n"))  # fmt: skip
+    source.write_text("# sent_id = 1\n" + blank, encoding="utf-8")
+    predict_main([checkpoint, "--input", str(source), "--output", str(tmp_path / "y.conllu")])
+    records = Predictor(load_model(checkpoint))
+    read, written = (path.read_text(encoding="utf-8").strip().split("\n\n") for path in (source, tmp_path / "y.conllu"))
+    assert len(read) == len(written) == 5
+    for before, after in zip(read, written):
+        before_words = [line.split("\t") for line in before.splitlines() if not line.startswith("#")]
+        after_words = [line.split("\t") for line in after.splitlines() if not line.startswith("#")]
+        (record,) = records([[word[1] for word in before_words]])
+        assert [word[3] for word in after_words] == record["upos"]
+        assert [word[4] for word in after_words] == record["xpos"]
+        assert [word[7] for word in after_words] == record["deprel"]
+        for old, new in zip(before_words, after_words):
+            assert [old[i] for i in (0, 1, 2, 5, 6, 8, 9)] == [new[i] for i in (0, 1, 2, 5, 6, 8, 9)]
+        assert [line for line in before.splitlines() if line.startswith("#")] == \
+            [line for line in after.splitlines() if line.startswith("#")]  # fmt: skip
