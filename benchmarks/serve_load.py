@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -58,7 +59,8 @@ def read_sentences(path: Path) -> list[list[str]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     if path.suffix == ".conllu":
         numbered = enumerate(lines, start=1)
-        return [[f[1] for n, line in block if (f := conllu_word(f"{path}:{n}", line))] for block in sentence_blocks(numbered)]
+        blocks = sentence_blocks(numbered)
+        return [[f[1] for n, line in block if (f := conllu_word(f"{path}:{n}", line))] for block in blocks]
     return [tokenize(line)[1:] if path.name.startswith("stsa.") else tokenize(line) for line in lines if line.strip()]
 
 
@@ -247,11 +249,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(checkpoint: str, options: list[str]) -> tuple[subprocess.Popen, str]:
-    """``seqmodels-serve`` on a free loopback port, once ready."""
+def start_server(
+    checkpoint: str | Path, options: Sequence[str] = (), log: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``seqmodels-serve CHECKPOINT OPTIONS`` on a free loopback port, once ready; its stderr in ``log`` when given
+    (tests/test_server_faults.py starts its servers with this too)."""
     port = free_port()
-    command = ["seqmodels-serve", checkpoint, "--host", "127.0.0.1", "--port", str(port), *options]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "seqmodels.inference.server.cli", str(checkpoint), "--host", "127.0.0.1",
+               "--port", str(port), *options]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w") if log else None, env=env)
     base = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         try:
@@ -260,7 +266,8 @@ def start_server(checkpoint: str, options: list[str]) -> tuple[subprocess.Popen,
         except httpx.HTTPError:
             time.sleep(0.1)
     server.kill()
-    raise SystemExit("serve_load.py: error: the server was not ready within 2 minutes")
+    said = log.read_text() if log else ""
+    raise SystemExit(f"serve_load.py: error: the server was not ready within 2 minutes {said}")
 
 
 def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: dict, offline_wall: float) -> list[dict]:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+import serve_load
 from test_server import ROOT, trained_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -28,26 +28,9 @@ def checkpoint(tmp_path_factory) -> Path:
     return trained_checkpoint(tmp_path_factory)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(checkpoint: Path, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
-    """``seqmodels-serve CHECKPOINT OPTIONS`` on a free port, its log in ``log``, once ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "seqmodels.inference.server.cli", str(checkpoint), "--port", str(port), *options]
-    server = subprocess.Popen(command, stderr=log.open("w"), env=os.environ | {"OMP_NUM_THREADS": "1"})
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                return server, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"the server did not start: {log.read_text()}")
+    """``seqmodels-serve CHECKPOINT OPTIONS`` on a free port, one torch thread, its log in ``log``, once ready."""
+    return serve_load.start_server(checkpoint, options, log, env=os.environ | {"OMP_NUM_THREADS": "1"})
 
 
 LARGE = {"sentences": [" ".join(["the film was dull"] * 75)] * 64}  # 64 sentences of 300 tokens: 8 batches of 8
