@@ -18,6 +18,8 @@ from seqmodels.inference.onnx_runtime import OnnxPredictor
 from seqmodels.inference.predict_cli import main as predict_main
 from seqmodels.inference.predictor import Predictor
 from seqmodels.inference.server.app import Settings, create_app
+from seqmodels.models.heads import HEADS, register_head
+from seqmodels.models.heads.tagger import TaggingHead
 from seqmodels.shapes import parse_args as shapes_args
 from seqmodels.shapes import shape_rows
 
@@ -217,3 +219,20 @@ def test_conllu_output_fills_each_taggers_column_and_no_other(three_taggers, tmp
             assert [old[i] for i in (0, 1, 2, 5, 6, 8, 9)] == [new[i] for i in (0, 1, 2, 5, 6, 8, 9)]
         assert [line for line in before.splitlines() if line.startswith("#")] == \
             [line for line in after.splitlines() if line.startswith("#")]  # fmt: skip
+
+
+def test_a_head_type_from_outside_the_package_reads_a_column_of_its_own(tmp_path):
+    """As README's "Add a task" says: a head class registered by the user's own code, whose ``column`` names a
+    column no built-in head reads (the lemma), learns from it with nothing else changed."""
+
+    class LemmaHead(TaggingHead):
+        name, column, fields = "lemmatizer", "lemma", ("lemmas", "lemma_probs", "lemma_crf_path")
+
+    register_head(LemmaHead)
+    try:
+        cli = fit(tmp_path, *files(tmp_path), "--model.tagger", "null", "--model.heads", "{lemmatizer: {}}")
+    finally:
+        HEADS.pop("lemmatizer")
+    assert cli.model.heads["lemmatizer"].classes == sorted(WORDS)  # the sample's lemmas are its words
+    metrics = json.loads(next(tmp_path.glob("logs/*/version_0/metrics_fit.json")).read_text())
+    assert "test/lemmatizer/acc" in metrics
