@@ -2,8 +2,10 @@
 alternate with the others', and the backends predict what the model does."""
 
 import asyncio
+import contextlib
 import shutil
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +31,17 @@ def echo(batches: list):
         return [{"tokens": sentence} for sentence in sentences]
 
     return predictor
+
+
+@contextlib.asynccontextmanager
+async def running_batcher(predictor, **options) -> AsyncIterator[Batcher]:
+    """A Batcher (batches wait at most 1 ms to fill) forming batches in the running loop until the block ends."""
+    batcher = Batcher(predictor, timeout=0.001, **options)
+    task = asyncio.create_task(batcher.run())
+    try:
+        yield batcher
+    finally:
+        task.cancel()
 
 
 async def answers(batcher: Batcher, requests: list[list[list[str]]]) -> list:
@@ -74,18 +87,16 @@ def test_a_small_request_waits_for_the_batch_running_not_for_a_large_requests_ot
         return echo(batches)(sentences)
 
     async def scenario():
-        batcher = Batcher(predictor, max_batch_size=4, timeout=0.001)
-        task = asyncio.create_task(batcher.run())
-        large = asyncio.create_task(batcher.predict([["large"]] * 20))
-        await asyncio.to_thread(running.wait, 30)  # the large request's first batch is in the model
-        small = asyncio.create_task(batcher.predict([["small"]]))
-        await asyncio.sleep(0)  # it is queued (the model is held)
-        go.set()
-        await small
-        done_first = not large.done()
-        await large
-        task.cancel()
-        return done_first
+        async with running_batcher(predictor, max_batch_size=4) as batcher:
+            large = asyncio.create_task(batcher.predict([["large"]] * 20))
+            await asyncio.to_thread(running.wait, 30)  # the large request's first batch is in the model
+            small = asyncio.create_task(batcher.predict([["small"]]))
+            await asyncio.sleep(0)  # it is queued (the model is held)
+            go.set()
+            await small
+            done_first = not large.done()
+            await large
+            return done_first
 
     assert asyncio.run(scenario())  # the small request was answered first
     assert batches[:3] == [["large"] * 4, ["small"], ["large"] * 4]
@@ -111,17 +122,15 @@ def test_a_small_request_goes_ahead_of_a_large_request_that_arrived_before_it():
     predictor, running, go = held_model(batches)
 
     async def scenario():
-        batcher = Batcher(predictor, max_batch_size=4, timeout=0.001)
-        task = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(batcher.predict([["first"]] * 8))
-        await asyncio.to_thread(running.acquire, timeout=30)  # its first batch is in the model
-        second = asyncio.create_task(batcher.predict([["second"]] * 8))
-        small = asyncio.create_task(batcher.predict([["small"]]))
-        await asyncio.sleep(0.01)  # both are queued (the model is held)
-        for _ in range(5):
-            go.release()
-        await asyncio.gather(first, second, small)
-        task.cancel()
+        async with running_batcher(predictor, max_batch_size=4) as batcher:
+            first = asyncio.create_task(batcher.predict([["first"]] * 8))
+            await asyncio.to_thread(running.acquire, timeout=30)  # its first batch is in the model
+            second = asyncio.create_task(batcher.predict([["second"]] * 8))
+            small = asyncio.create_task(batcher.predict([["small"]]))
+            await asyncio.sleep(0.01)  # both are queued (the model is held)
+            for _ in range(5):
+                go.release()
+            await asyncio.gather(first, second, small)
 
     asyncio.run(scenario())
     assert batches[:2] == [["first"] * 4, ["small"]]
@@ -133,17 +142,15 @@ def test_a_stream_of_small_requests_does_not_starve_a_large_one():
     predictor, running, go = held_model(batches)
 
     async def scenario():
-        batcher = Batcher(predictor, max_batch_size=2, timeout=0.001)
-        task = asyncio.create_task(batcher.run())
-        large = asyncio.create_task(batcher.predict([["large"]] * 6))
-        small = [asyncio.create_task(batcher.predict([["small"]])) for _ in range(12)]
-        for _ in range(9):  # 3 large batches and 6 small ones
-            await asyncio.to_thread(running.acquire, timeout=30)
-            go.release()
-        await large
-        task.cancel()
-        for request in small:
-            request.cancel()
+        async with running_batcher(predictor, max_batch_size=2) as batcher:
+            large = asyncio.create_task(batcher.predict([["large"]] * 6))
+            small = [asyncio.create_task(batcher.predict([["small"]])) for _ in range(12)]
+            for _ in range(9):  # 3 large batches and 6 small ones
+                await asyncio.to_thread(running.acquire, timeout=30)
+                go.release()
+            await large
+            for request in small:
+                request.cancel()
 
     asyncio.run(scenario())
     assert batches[:6] == [["small"] * 2, ["large"] * 2] * 3
