@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from throughput import ROOT, count, data_module, new_model, project_loop
 
 from seqmodels.inference.loading import load_model
@@ -58,10 +59,10 @@ def plain_loop(model, loader, steps: int, device: torch.device, precision: str) 
     start = time.perf_counter()
     for _, batch in zip(range(steps), loader):
         lengths = batch["lengths"]
-        inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("lengths", "tokens")}
+        inputs = move_data_to_device({k: v for k, v in batch.items() if k not in ("lengths", "tokens")}, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             scores = model(inputs["token_ids"], lengths, inputs.get("char_ids"), inputs.get("case_ids"))
-            loss = sum(head.loss(scores[name], inputs[head.target_key]) for name, head in model.heads.items())
+            loss = sum(head.loss(scores[name], head.targets(inputs)) for name, head in model.heads.items())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

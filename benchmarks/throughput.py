@@ -68,7 +68,7 @@ def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps:
     start = time.perf_counter()
     for _, batch in zip(range(steps), loader):
         scores = model(batch["token_ids"], batch["lengths"], batch.get("char_ids"), batch.get("case_ids"))
-        loss = sum(head.loss(scores[name], batch[head.target_key]) for name, head in model.heads.items())
+        loss = sum(head.loss(scores[name], head.targets(batch)) for name, head in model.heads.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)

@@ -62,8 +62,8 @@ class Field:
 
     def classes(self, train: Sequence[Any]) -> Vocabulary:
         """The class vocabulary of the training split's values (sorted; ``<unk>`` last with ``unseen: unknown``)."""
-        found = sorted({value for item in train for value in (item if self.level == "token" else [item])})
-        return Vocabulary([*found, UNK], unk=UNK) if self.unseen == "unknown" else Vocabulary(found)
+        found = Vocabulary.for_labels(value for item in train for value in (item if self.level == "token" else [item]))
+        return Vocabulary([*found.itos, UNK], unk=UNK) if self.unseen == "unknown" else found
 
     def encode(self, values: list[Any], classes: Vocabulary | None) -> list[Any]:
         """A batch of raw values as ids or floats (``datasets.map``'s batched form)."""
