@@ -10,7 +10,7 @@ process (`client_cpu_share` in each phase's JSON line: the CPU they take from th
 - `load`, per number of `--clients`: `--requests` requests, single sentences and batches of 2-8 from the UD and
   SST test files (or `--inputs`: CoNLL-U, or a sentence per line), `--malformed` of them broken. Each answer must
   equal the offline record (`Predictor`, what `seqmodels-predict` writes; probabilities within 1e-5), each broken
-  one get a 4xx; throughput against the offline predictor's.
+  one get a 4xx; throughput against the offline predictor's, timed just before and just after the phase.
 - `mixed`: `--large-clients` send 2 MB requests (256 sentences of 1,000 tokens) back to back beside 8 clients of
   `--requests` single sentences and a `/health` probe every 50 ms: their latency, also in units of one large
   batch's forward pass (`large_batch_ms`: `--max-batch-tokens` // 1,000 sentences, timed on the server first).
@@ -270,12 +270,23 @@ def start_server(
     raise SystemExit(f"serve_load.py: error: the server was not ready within 2 minutes {said}")
 
 
-def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: dict, offline_wall: float) -> list[dict]:
-    """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline."""
+def offline_pass(predictor: Predictor, sentences: list[list[str]]) -> tuple[list[dict], float]:
+    """The records of ``sentences`` predicted in batches of 32 in their order, as the server's batches come, and
+    the tokens per second."""
+    start = time.perf_counter()
+    records = [record for i in range(0, len(sentences), 32) for record in predictor(sentences[i : i + 32])]
+    return records, sum(map(len, sentences)) / (time.perf_counter() - start)
+
+
+def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: dict, predictor: Predictor) -> list[dict]:
+    """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline: to the
+    mean of the offline speeds measured just before and just after the phase, since this machine's speed drifts
+    (offline passes a few minutes apart differ by up to 30% on a shared 2-core VM)."""
     warmup = requests_for(sentences, args.requests, 0.0, seed=-1)  # untimed: the server's kernels warm up too
     asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
-    tokens, rows = sum(map(len, sentences)), []
+    rows = []
     for clients in args.clients:
+        offline_before = offline_pass(predictor, sentences)[1]
         before = httpx.get(f"{base}/stats").json()
         result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
                                    clients, offline, args.seconds))  # fmt: skip
@@ -285,7 +296,9 @@ def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: d
         formed = {size: n for size, n in counts.items() if n}
         result["batch_sizes"] = formed
         result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
-        result["ratio_to_offline"] = round(result["tokens_per_s"] * offline_wall / tokens, 3)
+        offline_speeds = [offline_before, offline_pass(predictor, sentences)[1]]
+        result["offline_tokens_per_s"] = [round(speed) for speed in offline_speeds]  # before and after
+        result["ratio_to_offline"] = round(result["tokens_per_s"] / statistics.mean(offline_speeds), 3)
         print(json.dumps(result), flush=True)
         rows.append(result)
     return rows
@@ -309,21 +322,15 @@ def main() -> None:
     inputs = args.inputs or [data / "ud_english_ewt" / "en_ewt-ud-test.conllu", data / "sst2" / "stsa.binary.test"]
     sentences = [s for path in inputs for s in read_sentences(path) if s]
 
-    predictor = Predictor(load_model(args.checkpoint))  # the offline reference, and its speed on these sentences
-    for _ in range(2):  # the first pass warms up oneDNN, which builds its LSTM kernels for each new shape once
-        start = time.perf_counter()
-        records = [record for i in range(0, len(sentences), 32) for record in predictor(sentences[i : i + 32])]
-        offline_wall = time.perf_counter() - start
+    predictor = Predictor(load_model(args.checkpoint))  # the offline reference
+    records = offline_pass(predictor, sentences)[0]  # also warms up oneDNN, which builds its kernels once per shape
     offline = {tuple(s): r for s, r in zip(sentences, records)}
-    tokens = sum(map(len, sentences))
-    print(json.dumps({"offline": True, "sentences": len(sentences), "tokens": tokens,
-                      "tokens_per_s": round(tokens / offline_wall)}), flush=True)  # fmt: skip
 
     server, base = start_server(args.checkpoint, args.server)
     rows, failed = [], False
     try:
         if "load" in args.phases:
-            rows = load_phases(base, args, sentences, offline, offline_wall)
+            rows = load_phases(base, args, sentences, offline, predictor)
             failed = any(r["lost"] or r["differing"] or r["wrongly_accepted"] for r in rows)
         if "mixed" in args.phases:
             mixed = asyncio.run(mixed_phase(base, sentences, args.requests, args.large_clients))
