@@ -9,7 +9,7 @@
 - :class:`AtomicCheckpointIO` writes ``<name>.partial`` beside the target, fsyncs it and renames it over
   the target, so a kill during a write leaves the previous checkpoint whole.
 - :func:`provenance` is what every checkpoint records under ``"seqmodels"``: the package version, the
-  checkpoint format, the config it was trained with and the random number generators' states, which
+  checkpoint format, the config it was trained with, the hardware and the random number generators' states, which
   :func:`restore_rng` puts back when training resumes, so a resumed run equals an uninterrupted one.
 
 The model imports this module (to record provenance), so it never imports the model: rebuilding a model from a
@@ -19,6 +19,7 @@ checkpoint is :func:`seqmodels.inference.loading.load_model`.
 from __future__ import annotations
 
 import os
+import platform
 import random
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -51,7 +52,18 @@ def package_version() -> str:
 
 def provenance(config: str | None) -> dict[str, Any]:
     """The ``"seqmodels"`` record of a checkpoint (plain types and tensors only: ``weights_only`` loads it)."""
-    return {"version": package_version(), "format": FORMAT, "config": config, "rng": rng_states()}
+    return {"version": package_version(), "format": FORMAT, "config": config, "rng": rng_states(),
+            "hardware": hardware()}  # fmt: skip
+
+
+def hardware() -> str:
+    """What trains: the GPU's name, or the CPU's (from /proc/cpuinfo on Linux) and its cores, for model cards."""
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name()}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
+    return f"CPU: {names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def rng_states() -> dict[str, Any]:
@@ -99,9 +111,10 @@ def complete_data_options(options: dict[str, Any] | None, vocab: dict[str, list[
     return DEFAULT_DATA_OPTIONS | {"lowercase": "cases" in vocab} | options
 
 
-def check_fits(checkpoint: dict[str, Any], model: nn.Module, path: str | Path) -> None:
-    """Fail with one line when the checkpoint's weights are not this model's (another task, sizes or vocabulary)."""
-    theirs, ours = checkpoint["state_dict"], model.state_dict()
+def check_fits(state_dict: dict[str, torch.Tensor], model: nn.Module, path: str | Path) -> None:
+    """Fail with one line when the weights read from ``path`` are not this model's (another task, sizes or
+    vocabulary)."""
+    theirs, ours = state_dict, model.state_dict()
     for name, tensor in ours.items():
         if name not in theirs:
             raise CheckpointError(f"{path} is for another model: it has no '{name}' (another task or config?)")

@@ -151,7 +151,7 @@ class SeqModelsCLI(LightningCLI):
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
-            check_fits(checkpoint, self.model, config.ckpt_path)
+            check_fits(checkpoint["state_dict"], self.model, config.ckpt_path)
             check_same_data(checkpoint, self.model.hparams["vocab"], config.ckpt_path)
 
     before_validate = before_test = before_fit

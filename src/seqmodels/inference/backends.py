@@ -1,5 +1,6 @@
 """Where prediction's scores come from: the PyTorch model, its dynamic int8 quantisation, or an export of it
-(ONNX Runtime, TorchScript) made once and cached beside the checkpoint, keyed on the checkpoint's hash.
+(ONNX Runtime, TorchScript) made once and cached beside the checkpoint (or in the model folder), keyed on
+its hash.
 
 Whatever the backend, the model's own heads decode the scores, so every backend writes the same records
 (:class:`~seqmodels.inference.predictor.Predictor`); the exports are verified against the model when made.
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from seqmodels.inference.export import EXPORTERS, SUFFIXES, ExportableModel
+from seqmodels.inference.folder import CONFIG, VOCAB, WEIGHTS, resolve
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.onnx_runtime import ExportedScorer, onnx_runner, torchscript_runner
 from seqmodels.inference.predictor import Predictor
@@ -23,14 +25,17 @@ BACKENDS = ("torch", "torch-int8", "onnx", "torchscript")
 RUNNERS = {"onnx": onnx_runner, "torchscript": torchscript_runner}
 
 
-def cached_export(checkpoint: str | Path, format: str) -> Path:
-    """The checkpoint's export in ``format``, beside it as ``NAME.<sha256 prefix>.onnx`` (or ``.pt``): made and
-    verified the first time, reused after; a changed checkpoint has another hash, hence a new export."""
-    checkpoint = Path(checkpoint)
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
-    path = checkpoint.with_name(f"{checkpoint.stem}.{digest}{SUFFIXES[format]}")
+def cached_export(source: str | Path, format: str) -> Path:
+    """The model's export in ``format``, beside its checkpoint as ``NAME.<sha256 prefix>.onnx`` (or ``.pt``), or
+    in its model folder as ``model.<prefix>.onnx``: made and verified the first time, reused after; a changed
+    model has another hash, hence a new export."""
+    source = resolve(source)
+    files = [source / name for name in (CONFIG, VOCAB, WEIGHTS)] if source.is_dir() else [source]
+    digest = hashlib.sha256(b"".join(file.read_bytes() for file in files)).hexdigest()[:12]
+    stem = source / "model" if source.is_dir() else source.with_suffix("")
+    path = stem.with_name(f"{stem.name}.{digest}{SUFFIXES[format]}")
     if not path.is_file():
-        EXPORTERS[format](load_model(checkpoint), path)
+        EXPORTERS[format](load_model(source), path)
     return path
 
 
@@ -42,6 +47,7 @@ def load_predictor(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "torch" and device != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU; --device {device} needs --backend torch")
+    checkpoint = resolve(checkpoint)  # a Hub repository id is fetched once, here
     model = load_model(checkpoint, device)
     if backend == "torch":
         return Predictor(model, batch_size, max_tokens)

@@ -1,6 +1,7 @@
 """Export a checkpoint's model to TorchScript or ONNX: padded ids in, each head's scores out; verified.
 
-``seqmodels-export CHECKPOINT --format onnx|torchscript [--output PATH]``
+``seqmodels-export CHECKPOINT --format onnx|torchscript [--output PATH]`` (CHECKPOINT may also be a model folder
+or a Hub repository id); ``--format hub`` writes a model folder to share instead (:mod:`.publish`).
 
 The exported graph takes, with B = batch and T = padded length (both dynamic):
 
@@ -39,7 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from seqmodels.checkpoints import CheckpointError
+from seqmodels.inference.folder import resolve
 from seqmodels.inference.loading import load_model
+from seqmodels.inference.publish import add_arguments, publish
 from seqmodels.inference.onnx_runtime import METADATA, Runner, onnx_runner, torchscript_runner
 from seqmodels.models.encoder import EncoderOutput
 from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
@@ -219,14 +222,21 @@ def main(argv: list[str] | None = None) -> None:
     """The console script; a checkpoint or model it cannot export ends it with one line, ``seqmodels-export: error``."""
     parser = argparse.ArgumentParser(prog="seqmodels-export", description="Export a seqmodels checkpoint's model.",
                                      allow_abbrev=False)  # fmt: skip
-    parser.add_argument("checkpoint", help="a seqmodels .ckpt (the file alone is enough)")
-    parser.add_argument("--format", choices=EXPORTERS, required=True)
-    parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt")
+    parser.add_argument("checkpoint", help="a seqmodels .ckpt (the file alone is enough), or a model folder or Hub "
+                        "repository id for onnx and torchscript")  # fmt: skip
+    parser.add_argument("--format", choices=[*EXPORTERS, "hub"], required=True)
+    parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt, or the "
+                        "folder's model.onnx / model.pt; for hub, the checkpoint's path without .ckpt")  # fmt: skip
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    output = args.output or Path(args.checkpoint).with_suffix(SUFFIXES[args.format])
-    output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        wrapper = EXPORTERS[args.format](load_model(args.checkpoint), output)
+        source = resolve(args.checkpoint)
+        if args.format == "hub":
+            print(publish(source, args.output or source.with_suffix(""), args))
+            return
+        output = args.output or (source / "model" if source.is_dir() else source).with_suffix(SUFFIXES[args.format])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        wrapper = EXPORTERS[args.format](load_model(source), output)
     except (CheckpointError, ExportError) as error:
         raise SystemExit(f"seqmodels-export: error: {error}") from None
     print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)} "

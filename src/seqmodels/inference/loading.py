@@ -1,4 +1,5 @@
-"""A model rebuilt from a checkpoint alone, with the data options it was trained with.
+"""A model rebuilt from a checkpoint alone, or from a model folder (:mod:`.folder`: a local one or a Hub
+repository id), with the data options it was trained with.
 
 Above the model, unlike :mod:`seqmodels.checkpoints` (reading, checking, writing, provenance), which the model
 imports to record its provenance.
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.checkpoints import CheckpointError, check_fits, complete_data_options, read_checkpoint
+from seqmodels.inference.folder import WEIGHTS, read_folder, resolve
 from seqmodels.models.sequence_model import SequenceModel
 
 
@@ -24,10 +26,16 @@ def data_options(hparams: dict[str, Any], path: str | Path) -> dict[str, Any]:
     return options
 
 
-def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
-    """The model of a seqmodels checkpoint, in eval mode, rebuilt from the file alone (``weights_only``)."""
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
+def load_model(source: str | Path, device: str = "cpu") -> SequenceModel:
+    """The model of a seqmodels checkpoint (``weights_only``) or model folder (safetensors and JSON), or of a Hub
+    repository id, in eval mode, rebuilt from that alone."""
+    path = resolve(source)
+    if path.is_dir():
+        hparams, state_dict = read_folder(path)
+        weights: Path = path / WEIGHTS  # what a weight that does not fit is named after
+    else:
+        checkpoint = read_checkpoint(path)
+        hparams, state_dict, weights = checkpoint["hyper_parameters"], checkpoint["state_dict"], path
     hparams["data_options"] = data_options(hparams, path)
     # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
     # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
@@ -37,6 +45,6 @@ def load_model(path: str | Path, device: str = "cpu") -> SequenceModel:
     except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
         lines = str(error).strip().splitlines() or [""]
         raise CheckpointError(f"cannot rebuild the model from {path} ({type(error).__name__}: {lines[0]})") from None
-    check_fits(checkpoint, model, path)  # names the first weight that does not fit (load_state_dict: many lines)
-    model.load_state_dict(checkpoint["state_dict"])
+    check_fits(state_dict, model, weights)  # names the first weight that does not fit (load_state_dict: many lines)
+    model.load_state_dict(state_dict)
     return model.to(device).eval()

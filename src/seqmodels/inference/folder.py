@@ -1,0 +1,110 @@
+"""A model folder, the form a trained model is shared in (a Hugging Face Hub model repository): safetensors
+weights and JSON, no pickle anywhere.
+
+- ``config.json``: the model's hyperparameters without the vocabularies (their sizes are in the weights), its
+  data options, the package version that wrote it and the folder format;
+- ``vocab.json``: every vocabulary, the heads' label sets among them (``tags``, ``labels``, ...);
+- ``model.safetensors``: the weights only (no optimizer state, no random number generators);
+- ``README.md``: the model card (:mod:`.model_card`), which loading never reads.
+
+:func:`resolve` turns a folder, a checkpoint or a Hub repository id into a local path; :func:`read_folder` reads
+a folder back with every file checked, failing in one line that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from seqmodels.checkpoints import CheckpointError, package_version
+
+FOLDER_FORMAT = 1
+CONFIG, VOCAB, WEIGHTS, CARD = "config.json", "vocab.json", "model.safetensors", "README.md"
+
+
+def write_folder(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor], card: str, output: Path) -> None:
+    """Write the folder as ``<output>.partial`` beside ``output``, then rename it over ``output`` (as checkpoints
+    are written), so an interrupted export never leaves a folder that looks whole."""
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    config = {key: value for key, value in hparams.items() if key != "vocab" and not key.startswith("_")}
+    config["seqmodels"] = {"version": package_version(), "format": FOLDER_FORMAT}
+    (partial / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (partial / VOCAB).write_text(json.dumps(hparams["vocab"], ensure_ascii=False) + "\n", encoding="utf-8")
+    save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, partial / WEIGHTS,
+              metadata={"format": "pt"})  # fmt: skip
+    (partial / WEIGHTS).chmod(0o644)  # safetensors writes it readable by its owner only, unlike the others
+    (partial / CARD).write_text(card, encoding="utf-8")
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(partial, output)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a seqmodels model folder has {CONFIG}, {VOCAB} and {WEIGHTS}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The hyperparameters (with the vocabularies) and the weights of a model folder; :class:`CheckpointError`
+    naming the file when one is missing, corrupt or from a newer format."""
+    config = _read_json(folder / CONFIG)
+    record = config.pop("seqmodels", None)
+    if not isinstance(record, dict) or not isinstance(record.get("format"), int):
+        raise CheckpointError(f"{folder / CONFIG} is not a seqmodels model config (no 'seqmodels' format record)")
+    if record["format"] > FOLDER_FORMAT:
+        raise CheckpointError(
+            f"{folder} was written by seqmodels {record.get('version')} (folder format {record['format']}); this is "
+            f"seqmodels {package_version()}, which reads folder formats up to {FOLDER_FORMAT}: upgrade seqmodels"
+        )
+    vocab = _read_json(folder / VOCAB)
+    if "tokens" not in vocab or not all(isinstance(items, list) for items in vocab.values()):
+        raise CheckpointError(f"{folder / VOCAB}: expected lists of strings under 'tokens' and each vocabulary's name")
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: a seqmodels model folder has {CONFIG}, {VOCAB} and {WEIGHTS}")
+    try:
+        state_dict = load_file(weights)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights}: not a readable safetensors file (truncated or corrupt: {error})") from None
+    return config | {"vocab": vocab}, state_dict
+
+
+def resolve(source: str | Path) -> Path:
+    """A local checkpoint file or model folder as it is; otherwise a Hub repository id (``org/name``), fetched
+    with ``huggingface_hub.snapshot_download`` into its cache (which ``HF_HUB_OFFLINE=1`` reads without the
+    network). :class:`CheckpointError` when it is neither."""
+    path = Path(source)
+    if path.exists():
+        return path
+    name = str(source)
+    if path.suffix in (".ckpt", ".pt"):  # a checkpoint's name: model.ckpt, runs/last.ckpt
+        raise CheckpointError(f"checkpoint not found: {source}")
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise CheckpointError(f"checkpoint not found: {source} (neither a file, a model folder nor a Hub repository "
+                              "id such as org/name)")  # fmt: skip
+    from huggingface_hub import snapshot_download  # imported here: it is slow to import, and most runs are local
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, allow_patterns=[CONFIG, VOCAB, WEIGHTS, CARD]))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"cannot fetch the Hub repository {name}: {first}") from None
