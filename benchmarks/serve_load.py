@@ -278,7 +278,9 @@ def offline_pass(predictor: Predictor, sentences: list[list[str]]) -> tuple[list
     return records, sum(map(len, sentences)) / (time.perf_counter() - start)
 
 
-def load_phases(base: str, args: argparse.Namespace, sentences: list, offline: dict, predictor: Predictor) -> list[dict]:
+def load_phases(
+    base: str, args: argparse.Namespace, sentences: list, offline: dict, predictor: Predictor
+) -> list[dict]:
     """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline: to the
     mean of the offline speeds measured just before and just after the phase, since this machine's speed drifts
     (offline passes a few minutes apart differ by up to 30% on a shared 2-core VM)."""

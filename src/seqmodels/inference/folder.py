@@ -54,7 +54,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+        where = f"line {error.lineno}, column {error.colno}"
+        raise CheckpointError(f"{path}: not valid JSON ({where}: {error.msg})") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path}: not UTF-8 text") from None
     if not isinstance(value, dict):

@@ -115,7 +115,7 @@ def describe(model: SequenceModel) -> str:
     for name, head in model.heads.items():
         column = model.hparams.data_options["columns"].get(name, {}).get("column", "")
         classes = getattr(head, "classes", None) or []
-        listed = ", ".join(f"`{c}`" for c in classes[:60]) + (f" ... ({len(classes)} in all)" if len(classes) > 60 else "")
+        listed = ", ".join(f"`{c}`" for c in classes[:60]) + (f" ... ({len(classes)} in all)" * (len(classes) > 60))
         lines.append(f"- **{name}** ({type(head).name}{f', column {column}' if column else ''}): "
                      + (f"{len(classes)} classes: {listed}" if classes else "a number"))  # fmt: skip
     return "\n".join(lines)
@@ -153,10 +153,11 @@ def build_card(model: SequenceModel, checkpoint: dict[str, Any], path: Path, rep
                               pipeline_tag="token-classification" if token_level else "text-classification",
                               eval_results=eval_results(model, metrics, dataset) or None)  # fmt: skip
     hours = wall_hours(run)
+    cased = "lower-cased, " if model.hparams.data_options["lowercase"] else ""
     trained = (f"{checkpoint.get('epoch', 0) + 1} epochs ({checkpoint.get('global_step', '?')} optimizer steps)"
                + (f" in {hours:.2f} h of wall time" if hours is not None else "")
                + f", on {record.get('hardware', 'hardware the checkpoint does not record')}")  # fmt: skip
-    figures = metrics_table(metrics, seeds) if metrics else f"No metrics: {path} is not in a run folder with a metrics_fit.json."
+    figures = metrics_table(metrics, seeds) if metrics else f"None: {path} is not in a run folder with its metrics."
     body = f"""# {repo}
 
 {describe(model)}
@@ -187,6 +188,7 @@ The run's metrics (percent, losses as they are), read from its log: the validati
 
 - It knows the domain and the language of its training data only; text of another kind gets more unknown words.
 - Unknown words (no embedding of their own): {unknown_rate(model, data)}.
-- It expects tokens as its training data had them ({'lower-cased, ' if model.hparams.data_options['lowercase'] else ''}split off punctuation, PTB-style for English): give token lists, CoNLL-U, or text with `--tokenizer simple`.
+- It expects tokens as its training data had them ({cased}split off punctuation, PTB-style for English): give
+  token lists, CoNLL-U, or text with `--tokenizer simple`.
 """
     return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

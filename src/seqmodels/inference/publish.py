@@ -38,7 +38,8 @@ def publish(checkpoint: Path, output: Path, args: argparse.Namespace) -> str:
     card = build_card(model, stored, checkpoint, repo, options)
     write_folder(dict(model.hparams), model.state_dict(), card, output)
     size = sum(file.stat().st_size for file in output.iterdir())
-    said = f"{output}: a model folder of {size / 2**20:.1f} MiB (the checkpoint: {checkpoint.stat().st_size / 2**20:.1f} MiB)"
+    mib = 2**20
+    said = f"{output}: a model folder of {size / mib:.1f} MiB (the checkpoint: {checkpoint.stat().st_size / mib:.1f})"
     if args.push_to:
         from huggingface_hub import create_repo, upload_folder
 
