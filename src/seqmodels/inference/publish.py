@@ -39,7 +39,8 @@ def publish(checkpoint: Path, output: Path, args: argparse.Namespace) -> str:
     write_folder(dict(model.hparams), model.state_dict(), card, output)
     size = sum(file.stat().st_size for file in output.iterdir())
     mib = 2**20
-    said = f"{output}: a model folder of {size / mib:.1f} MiB (the checkpoint: {checkpoint.stat().st_size / mib:.1f})"
+    sizes = f"{size / mib:.1f} MiB; the checkpoint: {checkpoint.stat().st_size / mib:.1f} MiB"
+    said = f"{output}: a model folder of {sizes}"
     if args.push_to:
         from huggingface_hub import create_repo, upload_folder
 
