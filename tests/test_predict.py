@@ -140,6 +140,24 @@ def test_a_long_sentence_is_predicted_in_chunks_with_a_warning(checkpoints, caps
     assert whole["label_probs"] == pytest.approx(average, abs=1e-5)
 
 
+def test_batches_are_formed_by_length_and_the_records_come_back_in_input_order(checkpoints):
+    predictor = Predictor(load_model(checkpoints["multitask"]), batch_size=4)
+    rng = random.Random(0)
+    sentences = [rng.choices(WORDS, k=rng.randint(1, 30)) for _ in range(23)]
+    batches = []
+    decode = predictor._decode
+    predictor._decode = lambda chunks: batches.append([len(c) for c in chunks]) or decode(chunks)
+    together = predictor(sentences)
+    lengths = [n for batch in batches for n in batch]
+    assert lengths == sorted(map(len, sentences), reverse=True) and max(map(len, batches)) == 4
+    alone = [record for sentence in sentences for record in Predictor(predictor.model)([sentence])]
+    assert [len(record["tags"]) for record in together] == list(map(len, sentences))
+    for a, b in zip(together, alone, strict=True):  # the same record, up to float rounding in other batches
+        assert a["tags"] == b["tags"] and a["label"] == b["label"]
+        assert a["label_probs"] == pytest.approx(b["label_probs"], abs=1e-5)
+        assert all(x == pytest.approx(y, abs=1e-5) for x, y in zip(a["tag_probs"], b["tag_probs"]))
+
+
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [

@@ -58,6 +58,7 @@ from seqmodels.inference.predictor import TOKENIZERS, Predictor
 from seqmodels.models.sequence_model import SequenceModel
 
 UNKNOWN_WARNING = 0.3  # warn when more of the input's tokens than this are unknown to the model
+WINDOW_BATCHES = 64  # batches' worth of input sorted by length at once
 INPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".txt": "text", "": "text"}
 OUTPUT_SUFFIXES = {".conllu": "conllu", ".conll": "conll", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -168,10 +169,12 @@ def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
 
 
 def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, output: TextIO) -> None:
-    """Predict batch by batch, writing each batch as soon as it is done; a bar on stderr when it is a terminal."""
+    """Predict a window of ``WINDOW_BATCHES`` batches at a time (the predictor batches each window's sentences by
+    length), writing each window as soon as it is done: memory stays bounded on a stream. A bar on stderr when it
+    is a terminal."""
     max_tokens = predictor.max_tokens
     progress = tqdm(sentences, unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty())
-    for batch in _batched(progress, predictor.batch_size):
+    for batch in _batched(progress, predictor.batch_size * WINDOW_BATCHES):
         for sentence in (s for s in batch if len(s.tokens) > max_tokens):
             n, chunks = len(sentence.tokens), -(-len(sentence.tokens) // max_tokens)  # ceil
             message = f"{n} tokens > --max-tokens {max_tokens}; predicted as {chunks} separate chunks"

@@ -53,7 +53,8 @@ class Predictor:
     """Batched prediction: lists of tokens in, one JSON-ready record per sentence out (``{}`` for no tokens).
 
     Sentences longer than ``max_tokens`` are cut into chunks, and at most ``batch_size`` chunks go through
-    the model at once, so memory is bounded whatever the input; each head merges a sentence's chunks (tags
+    the model at once, so memory is bounded whatever the input; the chunks are batched by length (the records
+    come back in input order), so that batches are not mostly padding; each head merges a sentence's chunks (tags
     one after the other, label probabilities averaged by chunk length). ``scorer`` replaces the model's own
     forward pass (e.g. an ONNX Runtime session); decoding is always the model's heads'. ``seen`` and
     ``unknown`` count the input tokens and those the model has no embedding for. A token it cannot read (empty,
@@ -81,9 +82,13 @@ class Predictor:
             starts = range(0, len(tokens), self.max_tokens)
             spans.append(range(len(chunks), len(chunks) + len(starts)))
             chunks += [tokens[start : start + self.max_tokens] for start in starts]
-        decoded: list[dict[str, Any]] = []
+        # batches of chunks of similar lengths (longest first), so that little of each batch is padding
+        by_length = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))
+        decoded: list[dict[str, Any]] = [{}] * len(chunks)
         for start in range(0, len(chunks), self.batch_size):
-            decoded += self._decode(chunks[start : start + self.batch_size])
+            batch = by_length[start : start + self.batch_size]
+            for i, fields in zip(batch, self._decode([chunks[i] for i in batch])):
+                decoded[i] = fields
         return [self._merge([decoded[i] for i in span], [len(chunks[i]) for i in span]) for span in spans]
 
     @torch.inference_mode()
