@@ -5,6 +5,7 @@ bad folder."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_the_trained_folder_is_smaller_and_predicts_what_the_checkpoint_does(tra
 def test_the_model_cards_metadata_parses_and_its_metrics_are_the_runs(trained, folder):
     card = ModelCard.load(folder / "README.md")
     logged = json.loads((trained.parents[1] / "metrics_fit.json").read_text())
-    expected = {key: value for key, value in logged.items() if key.startswith("test/") and not key.endswith("loss")}
+    expected = {key: round(value, 4) for key, value in logged.items() if key.startswith("test/") and "loss" not in key}
     assert {result.metric_name: result.metric_value for result in card.data.eval_results} == expected
     assert {result.task_type for result in card.data.eval_results} == {"token-classification", "text-classification"}
     assert (card.data.library_name, card.data.license, card.data.language) == ("seqmodels", "mit", ["en"])
@@ -83,15 +84,40 @@ def test_the_model_cards_metadata_parses_and_its_metrics_are_the_runs(trained, f
     assert "seed_everything" in card.text  # the full config
 
 
-def test_with_seeds_from_the_card_gives_mean_and_std(trained, tmp_path):
+def test_with_seeds_from_the_card_gives_mean_and_std_of_runs_of_its_config_only(trained, tmp_path):
     runs = []
     for seed, accuracy in enumerate([0.80, 0.90]):
         run = tmp_path / f"version_{seed}"
         run.mkdir()
         (run / "metrics_fit.json").write_text(json.dumps({"test/tagger/acc": accuracy}))
+        (run / "config.yaml").write_text((trained.parents[1] / "config.yaml").read_text())
         runs.append(str(run))
     card = ModelCard.load(publish(trained, tmp_path / "model", "--seeds-from", *runs) / "README.md")
     assert "mean ± std of 2 runs" in card.text and "| 85.00 ± 7.07 |" in card.text
+    other = tmp_path / "version_1" / "config.yaml"
+    other.write_text(re.sub(r"hidden_size: \d+", "hidden_size: 7", other.read_text()))
+    for runs_given, message in [(runs, "trained with another config"), (runs[:1] * 2, "two distinct run folders"),
+                                ([runs[0], str(tmp_path)], "not a finished run folder")]:  # fmt: skip
+        with pytest.raises(SystemExit, match=message):
+            publish(trained, tmp_path / "refused", "--seeds-from", *runs_given)
+    assert not (tmp_path / "refused").exists()
+
+
+def test_what_an_export_would_destroy_or_cannot_use_is_refused_in_one_line(trained, folder, tmp_path):
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("precious")
+    afile = tmp_path / "afile"
+    afile.write_text("precious")
+    for output, message in [(kept, "exists and is not a seqmodels model folder"), (afile, "exists and is not"),
+                            (Path("."), "expected the path of the folder to write")]:  # fmt: skip
+        with pytest.raises(SystemExit, match=message):
+            publish(trained, output)
+    assert (kept / "notes.txt").read_text() == afile.read_text() == "precious"
+    assert not list(tmp_path.glob("*.partial"))
+    with pytest.raises(SystemExit, match="is a model folder already"):
+        publish(folder, tmp_path / "again")
+    publish(trained, folder)  # an earlier model folder is replaced
 
 
 def hub_cache(folder: Path, cache: Path) -> Path:
@@ -148,6 +174,11 @@ def corrupt(folder: Path, how: str) -> str:
     if how == "edited json":
         (folder / VOCAB).write_text((folder / VOCAB).read_text()[:-20])
         return VOCAB
+    if how == "vocabulary without <unk>":
+        vocab = json.loads((folder / VOCAB).read_text())
+        vocab["tokens"].remove("<unk>")
+        (folder / VOCAB).write_text(json.dumps(vocab))
+        return f"{VOCAB}: 'tokens' must start with '<pad>' and '<unk>'"
     if how == "missing vocabulary":
         (folder / VOCAB).unlink()
         return VOCAB
@@ -167,8 +198,8 @@ def corrupt(folder: Path, how: str) -> str:
     return f"'{name}' is (3, 3) there"
 
 
-@pytest.mark.parametrize("how", ["truncated weights", "edited json", "missing vocabulary", "newer format",
-                                 "unknown head type", "wrong shape"])  # fmt: skip
+@pytest.mark.parametrize("how", ["truncated weights", "edited json", "vocabulary without <unk>", "missing vocabulary",
+                                 "newer format", "unknown head type", "wrong shape"])  # fmt: skip
 def test_a_bad_folder_fails_in_one_line_that_names_the_file(folder, how, tmp_path):
     copy = tmp_path / "model"
     copy.mkdir()
@@ -194,6 +225,11 @@ def test_the_docs_hub_export_commands_as_written_and_push_to_uploads(trained, tm
         assert ModelCard.load(output / "README.md").data.library_name == "seqmodels"
     import huggingface_hub
 
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(SystemExit, match="not logged in"):  # checked before anything is written
+        publish(trained, tmp_path / "pushed", "--push-to", REPO)
+    assert not (tmp_path / "pushed").exists()
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_token")
     calls = []
     monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo, exist_ok: calls.append(("create", repo)))
     monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: calls.append(("upload", kwargs)))

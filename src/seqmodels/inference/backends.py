@@ -1,6 +1,6 @@
 """Where prediction's scores come from: the PyTorch model, its dynamic int8 quantisation, or an export of it
-(ONNX Runtime, TorchScript) made once and cached beside the checkpoint (or in the model folder), keyed on
-its hash.
+(ONNX Runtime, TorchScript) made once and cached beside the checkpoint (a model folder's, in the user's cache),
+keyed on its hash.
 
 Whatever the backend, the model's own heads decode the scores, so every backend writes the same records
 (:class:`~seqmodels.inference.predictor.Predictor`); the exports are verified against the model when made.
@@ -9,6 +9,7 @@ Whatever the backend, the model's own heads decode the scores, so every backend 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -26,14 +27,19 @@ RUNNERS = {"onnx": onnx_runner, "torchscript": torchscript_runner}
 
 
 def cached_export(source: str | Path, format: str) -> Path:
-    """The model's export in ``format``, beside its checkpoint as ``NAME.<sha256 prefix>.onnx`` (or ``.pt``), or
-    in its model folder as ``model.<prefix>.onnx``: made and verified the first time, reused after; a changed
-    model has another hash, hence a new export."""
+    """The model's export in ``format``, beside its checkpoint as ``NAME.<sha256 prefix>.onnx`` (or ``.pt``), or,
+    for a model folder (which may be a Hub cache's snapshot, or about to be uploaded), in the user's cache
+    (``$XDG_CACHE_HOME/seqmodels/exports``, else ``~/.cache/...``): made and verified the first time, reused
+    after; a changed model has another hash, hence a new export."""
     source = resolve(source)
     files = [source / name for name in (CONFIG, VOCAB, WEIGHTS)] if source.is_dir() else [source]
     digest = hashlib.sha256(b"".join(file.read_bytes() for file in files)).hexdigest()[:12]
-    stem = source / "model" if source.is_dir() else source.with_suffix("")
-    path = stem.with_name(f"{stem.name}.{digest}{SUFFIXES[format]}")
+    if source.is_dir():
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seqmodels" / "exports"
+        cache.mkdir(parents=True, exist_ok=True)
+        path = cache / f"model.{digest}{SUFFIXES[format]}"
+    else:
+        path = source.with_name(f"{source.stem}.{digest}{SUFFIXES[format]}")
     if not path.is_file():
         EXPORTERS[format](load_model(source), path)
     return path

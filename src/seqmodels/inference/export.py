@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", help="a seqmodels .ckpt (the file alone is enough), or a model folder or Hub "
                         "repository id for onnx and torchscript")  # fmt: skip
     parser.add_argument("--format", choices=[*EXPORTERS, "hub"], required=True)
-    parser.add_argument("--output", type=Path, help="default: the checkpoint's path with .onnx / .pt, or the "
-                        "folder's model.onnx / model.pt; for hub, the checkpoint's path without .ckpt")  # fmt: skip
+    parser.add_argument("--output", type=Path, help="default: the checkpoint's or the folder's path with .onnx / "
+                        ".pt (NAME.onnx here for a repository id); for hub, the checkpoint's path without .ckpt")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -234,11 +234,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.format == "hub":
             print(publish(source, args.output or source.with_suffix(""), args))
             return
-        output = args.output or (source / "model" if source.is_dir() else source).with_suffix(SUFFIXES[args.format])
+        # by default beside the checkpoint or folder; for a repository id, NAME.onnx in the current folder
+        named = Path(args.checkpoint) if Path(args.checkpoint).exists() else Path(Path(args.checkpoint).name)
+        output = args.output or named.with_suffix(SUFFIXES[args.format])
         output.parent.mkdir(parents=True, exist_ok=True)
         wrapper = EXPORTERS[args.format](load_model(source), output)
     except (CheckpointError, ExportError) as error:
         raise SystemExit(f"seqmodels-export: error: {error}") from None
+    except OSError as error:  # an output that cannot be written
+        raise SystemExit(f"seqmodels-export: error: {error.filename or ''}: {error.strerror or error}") from None
     print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)} "
           f"(checked against the model on {len(VERIFY_SHAPES)} padded batches)")  # fmt: skip
 

@@ -24,16 +24,47 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from seqmodels.checkpoints import CheckpointError, package_version
+from seqmodels.data.vocab import PAD, UNK
 
 FOLDER_FORMAT = 1
 CONFIG, VOCAB, WEIGHTS, CARD = "config.json", "vocab.json", "model.safetensors", "README.md"
 
 
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder this module wrote (its config.json has the ``seqmodels`` record)."""
+    try:
+        return "seqmodels" in json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(output: Path) -> None:
+    """Refuse an ``output`` that writing would destroy: anything but a new path, an empty folder or an earlier
+    model folder (which is replaced)."""
+    if not output.name or output.name in (".", ".."):
+        raise CheckpointError(f"--output {output}: expected the path of the folder to write, e.g. my-tagger")
+    if output.exists() and not (output.is_dir() and (not any(output.iterdir()) or is_model_folder(output))):
+        raise CheckpointError(f"--output {output} exists and is not a seqmodels model folder: refusing to replace it")
+
+
 def write_folder(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor], card: str, output: Path) -> None:
     """Write the folder as ``<output>.partial`` beside ``output``, then rename it over ``output`` (as checkpoints
-    are written), so an interrupted export never leaves a folder that looks whole."""
+    are written), so an interrupted export never leaves a folder that looks whole; an earlier model folder there is
+    replaced (see :func:`check_output`). A failure removes the partial folder."""
+    check_output(output)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write_files(hparams, state_dict, card, partial)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(partial, output)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointError(f"cannot write {output}: {error.strerror or error}") from None
+
+
+def _write_files(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor], card: str, partial: Path) -> None:
     partial.mkdir(parents=True)
     config = {key: value for key, value in hparams.items() if key != "vocab" and not key.startswith("_")}
     config["seqmodels"] = {"version": package_version(), "format": FOLDER_FORMAT}
@@ -43,9 +74,6 @@ def write_folder(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor], c
               metadata={"format": "pt"})  # fmt: skip
     (partial / WEIGHTS).chmod(0o644)  # safetensors writes it readable by its owner only, unlike the others
     (partial / CARD).write_text(card, encoding="utf-8")
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(partial, output)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -63,6 +91,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def check_vocab(vocab: dict[str, Any], path: Path) -> None:
+    """One line naming ``path`` unless every vocabulary is a list of distinct strings and the word and character
+    vocabularies have their padding and unknown entries first, as they were built."""
+    for name, items in vocab.items():
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise CheckpointError(f"{path}: '{name}' must be a list of strings")
+        if len(set(items)) != len(items):
+            raise CheckpointError(f"{path}: '{name}' lists a string twice")
+    for name in ("tokens", "chars"):
+        if (name in vocab or name == "tokens") and vocab.get(name, [])[:2] != [PAD, UNK]:
+            raise CheckpointError(f"{path}: '{name}' must start with {PAD!r} and {UNK!r}")
+
+
 def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The hyperparameters (with the vocabularies) and the weights of a model folder; :class:`CheckpointError`
     naming the file when one is missing, corrupt or from a newer format."""
@@ -76,8 +117,7 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             f"seqmodels {package_version()}, which reads folder formats up to {FOLDER_FORMAT}: upgrade seqmodels"
         )
     vocab = _read_json(folder / VOCAB)
-    if "tokens" not in vocab or not all(isinstance(items, list) for items in vocab.values()):
-        raise CheckpointError(f"{folder / VOCAB}: expected lists of strings under 'tokens' and each vocabulary's name")
+    check_vocab(vocab, folder / VOCAB)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing: a seqmodels model folder has {CONFIG}, {VOCAB} and {WEIGHTS}")

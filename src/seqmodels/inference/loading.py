@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.checkpoints import CheckpointError, check_fits, complete_data_options, read_checkpoint
-from seqmodels.inference.folder import WEIGHTS, read_folder, resolve
+from seqmodels.inference.folder import CONFIG, WEIGHTS, read_folder, resolve
 from seqmodels.models.sequence_model import SequenceModel
 
 
@@ -44,7 +44,8 @@ def load_model(source: str | Path, device: str = "cpu") -> SequenceModel:
         model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
     except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
         lines = str(error).strip().splitlines() or [""]
-        raise CheckpointError(f"cannot rebuild the model from {path} ({type(error).__name__}: {lines[0]})") from None
+        config = path / CONFIG if path.is_dir() else path
+        raise CheckpointError(f"cannot rebuild the model from {config} ({type(error).__name__}: {lines[0]})") from None
     check_fits(state_dict, model, weights)  # names the first weight that does not fit (load_state_dict: many lines)
     model.load_state_dict(state_dict)
     return model.to(device).eval()

@@ -8,13 +8,16 @@ writes); with several runs of one config (``--seeds-from``), the body also gives
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+from datasets import disable_progress_bars, enable_progress_bars
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from seqmodels.data.corpus import Corpus
@@ -60,14 +63,26 @@ def unknown_rate(model: SequenceModel, data: dict[str, Any]) -> str:
     """The share of the config's test file's tokens the model has no embedding for, or why it is not known."""
     known = {field.name for field in fields(Corpus)}
     corpus = Corpus(**{key: value for key, value in data.items() if key in known})
+    if corpus.format == "synthetic":
+        return "not measured (the embedded synthetic corpus)"
     if not corpus.test_file or not Path(corpus.test_file).is_file():
         return f"not measured: the test file ({corpus.test_file or 'none'}) is not on this machine"
-    sentences = read_split(corpus, "test", None)["tokens"]
+    with without_progress_bars():
+        sentences = read_split(corpus, "test", None)["tokens"]
     numericalize = Numericalizer(model.hparams.vocab, model.hparams.data_options["max_word_length"])
     ids = numericalize({"tokens": sentences})["token_ids"]
     unk = numericalize.vocab["tokens"].unk_id
     total = sum(map(len, ids))
     return f"{100 * sum(sentence.count(unk) for sentence in ids) / max(1, total):.2f}% of {total:,} test tokens"
+
+
+@contextlib.contextmanager
+def without_progress_bars() -> Iterator[None]:
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
 
 
 def eval_results(model: SequenceModel, metrics: dict[str, float], dataset: str) -> list[EvalResult]:
@@ -81,17 +96,21 @@ def eval_results(model: SequenceModel, metrics: dict[str, float], dataset: str) 
             if split == "test" and head_name == name and metric != "loss":
                 results.append(EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset,
                                           dataset_split="test", metric_type=METRIC_TYPES.get(metric, metric),
-                                          metric_name=key, metric_value=value))  # fmt: skip
+                                          metric_name=key, metric_value=round(value, 4)))  # fmt: skip
     return results
 
 
+RAW_METRICS = ("loss", "mae", "perplexity")  # shown as they are; the others (accuracy, F1, correlations) in percent
+
+
+def shown(key: str, value: float) -> float:
+    return value if key.endswith(RAW_METRICS) else 100 * value
+
+
 def metrics_table(metrics: dict[str, float], seeds: list[dict[str, float]]) -> str:
-    """Validation and test metrics in percent (losses as they are), with the mean ± std of ``seeds`` if given."""
+    """Validation and test metrics (see :func:`shown`), with the mean ± std of ``seeds`` if given."""
     header = ["metric", "this model", *([f"mean ± std of {len(seeds)} runs"] if seeds else [])]
     rows = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-
-    def shown(key: str, value: float) -> float:
-        return value if key.endswith(("loss", "mae", "perplexity")) else 100 * value
 
     for key, value in metrics.items():
         if key.startswith(("val/", "test/")):
@@ -121,6 +140,11 @@ def describe(model: SequenceModel) -> str:
     return "\n".join(lines)
 
 
+def duration(hours: float) -> str:
+    seconds = round(hours * 3600)
+    return f"{hours:.2f} h" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60} s"
+
+
 def usage(repo: str) -> str:
     return f"""With seqmodels installed (`pip install -e .` in a clone of its repository):
 
@@ -146,7 +170,9 @@ def build_card(model: SequenceModel, checkpoint: dict[str, Any], path: Path, rep
     run = run_folder(path)
     metrics = run_metrics(run)
     seeds = [run_metrics(folder) for folder in options.seeds_from or []]
-    dataset = (options.datasets or [Path(data.get("train_file") or "unknown").stem])[0]
+    train_file = Path(data.get("train_file") or "")
+    corpus = "the embedded synthetic corpus" if data.get("format", "synthetic") == "synthetic" else train_file.name
+    dataset = (options.datasets or [train_file.parent.name if data.get("train_file") else "synthetic"])[0]
     token_level = any(head.reads == "outputs" and type(head).name != "lm" for head in model.heads.values())
     card_data = ModelCardData(library_name="seqmodels", license=options.license, language=options.language,
                               datasets=options.datasets, model_name=repo, tags=["lstm", "seqmodels", "pytorch"],
@@ -154,10 +180,13 @@ def build_card(model: SequenceModel, checkpoint: dict[str, Any], path: Path, rep
                               eval_results=eval_results(model, metrics, dataset) or None)  # fmt: skip
     hours = wall_hours(run)
     cased = "lower-cased, " if model.hparams.data_options["lowercase"] else ""
-    trained = (f"{checkpoint.get('epoch', 0) + 1} epochs ({checkpoint.get('global_step', '?')} optimizer steps)"
-               + (f" in {hours:.2f} h of wall time" if hours is not None else "")
+    trained = (f"{checkpoint.get('global_step', '?')} optimizer steps, to epoch {checkpoint.get('epoch', 0) + 1}"
+               + (f", in {duration(hours)} of wall time" if hours is not None else "")
                + f", on {record.get('hardware', 'hardware the checkpoint does not record')}")  # fmt: skip
-    figures = metrics_table(metrics, seeds) if metrics else f"None: {path} is not in a run folder with its metrics."
+    figures = (f"The run's metrics, read from its log ({', '.join(RAW_METRICS)} as they are, the others in percent); "
+               f"the validation metrics chose the checkpoint.\n\n{metrics_table(metrics, seeds)}" if metrics else
+               "Not known: the checkpoint was exported from outside its run folder (logs/NAME/version_N, where "
+               "train.py writes metrics_fit.json).")  # fmt: skip
     body = f"""# {repo}
 
 {describe(model)}
@@ -165,7 +194,7 @@ def build_card(model: SequenceModel, checkpoint: dict[str, Any], path: Path, rep
 ## Training
 
 Trained with seqmodels {record.get('version', '?')} (`python train.py fit --config config.yaml`, with the config
-below): {trained}. Training data: `{data.get('train_file') or 'see the config'}`.
+below): {trained}. Training data: {', '.join(options.datasets or []) or corpus or 'see the config'}.
 
 <details><summary>The full config</summary>
 
@@ -175,8 +204,6 @@ below): {trained}. Training data: `{data.get('train_file') or 'see the config'}`
 </details>
 
 ## Metrics
-
-The run's metrics (percent, losses as they are), read from its log: the validation metrics chose the checkpoint.
 
 {figures}
 
