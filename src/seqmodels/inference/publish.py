@@ -50,8 +50,8 @@ def seed_runs(runs: list[Path] | None, config: str | None) -> list[Path]:
                                   "config.yaml; expected logs/NAME/version_N)")  # fmt: skip
         theirs = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if any(theirs.get(key) != ours.get(key) for key in ("model", "data")):
-            raise CheckpointError(f"--seeds-from {run}: trained with another config than the checkpoint (its model "
-                                  "or data section differs): its metrics are not another seed of this model")  # fmt: skip
+            raise CheckpointError(f"--seeds-from {run}: trained with another config than the checkpoint (its "
+                                  "model or data section differs): not another seed of this model")  # fmt: skip
     return runs
 
 
