@@ -3,7 +3,10 @@ sentence regressor, each trained, evaluated, predicted, exported with parity, se
 bad wiring as one line naming the head and the corpus."""
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from seqmodels.inference.onnx_runtime import OnnxPredictor
 from seqmodels.inference.predict_cli import main as predict_main
 from seqmodels.inference.predictor import Predictor
 from seqmodels.inference.server.app import Settings, create_app
-from seqmodels.models.heads import HEADS, register_head
+from seqmodels.models.heads import HEADS
 from seqmodels.models.heads.tagger import TaggingHead
 from seqmodels.shapes import parse_args as shapes_args
 from seqmodels.shapes import shape_rows
@@ -221,18 +224,25 @@ def test_conllu_output_fills_each_taggers_column_and_no_other(three_taggers, tmp
             [line for line in after.splitlines() if line.startswith("#")]  # fmt: skip
 
 
-def test_a_head_type_from_outside_the_package_reads_a_column_of_its_own(tmp_path):
-    """As README's "Add a task" says: a head class registered by the user's own code, whose ``column`` names a
-    column no built-in head reads (the lemma), learns from it with nothing else changed."""
-
-    class LemmaHead(TaggingHead):
-        name, column, fields = "lemmatizer", "lemma", ("lemmas", "lemma_probs", "lemma_crf_path")
-
-    register_head(LemmaHead)
+def test_a_head_type_from_outside_the_package_reads_a_column_of_its_own(tmp_path, monkeypatch):
+    """As README's "Add a task" says: a head class in the user's own module, configured by its import path, whose
+    ``column`` names a column no built-in head reads (the lemma), learns from it with nothing else changed; a new
+    process (``seqmodels-predict``) imports it from the checkpoint's config."""
+    (tmp_path / "my_heads.py").write_text(
+        "from seqmodels.models.heads.tagger import TaggingHead\n\n\nclass LemmaHead(TaggingHead):\n"
+        "    name, column, fields = 'lemmatizer', 'lemma', ('lemmas', 'lemma_probs', 'lemma_crf_path')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        cli = fit(tmp_path, *files(tmp_path), "--model.tagger", "null", "--model.heads", "{lemmatizer: {}}")
+        cli = fit(tmp_path, *files(tmp_path), "--model.tagger", "null", "--model.heads",
+                  "{lemmatizer: {type: my_heads.LemmaHead}}")  # fmt: skip
     finally:
-        HEADS.pop("lemmatizer")
+        HEADS.pop("my_heads.LemmaHead", None)
     assert cli.model.heads["lemmatizer"].classes == sorted(WORDS)  # the sample's lemmas are its words
     metrics = json.loads(next(tmp_path.glob("logs/*/version_0/metrics_fit.json")).read_text())
     assert "test/lemmatizer/acc" in metrics
+    checkpoint = next(tmp_path.glob("logs/*/version_0/checkpoints/last.ckpt"))
+    done = subprocess.run([sys.executable, "-m", "seqmodels.inference.predict_cli", str(checkpoint), "film was dull"],
+                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(tmp_path)},
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["lemmas"]) == 3

@@ -13,6 +13,7 @@ from helpers import CONLLU
 
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.readers import DataFormatError, iob1_to_iob2, read_corpus, tokenize
+from seqmodels.data.readers.conll import ConlluTagField
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -442,3 +443,23 @@ def test_sst_trees_counts_and_agreement_with_sst2(real):
     phrases = real("sst_trees", "sst_trees", files, use_subtrees=True)
     assert counts(phrases, "label")["train"] == {"negative": 34_944, "positive": 42_672}  # distinct non-neutral phrases
     assert [len(phrases[s]) for s in ("validation", "test")] == [872, 1_821]
+
+
+@pytest.mark.parametrize(
+    ("column", "before", "tag", "after"),
+    [
+        ("feats:Number", "Case=Nom|Number=Plur|Person=3", "Sing", "Case=Nom|Number=Sing|Person=3"),
+        ("feats:Number", "Case=Nom|Number=Plur", "_", "Case=Nom"),  # "_": the word has no such feature
+        ("feats:Number", "_", "_", "_"),
+        ("feats:Number", "Mood=Ind|VerbForm=Fin", "Sing", "Mood=Ind|Number=Sing|VerbForm=Fin"),  # sorted, as CoNLL-U
+        ("misc:NE", "SpaceAfter=No", "B-PER", "SpaceAfter=No|NE=B-PER"),  # MISC keeps its order
+        ("upos", "_", "NOUN", "NOUN"),
+    ],
+)
+def test_a_tag_is_written_into_its_column_or_attribute_as_conllu_wants(column, before, tag, after):
+    field = ConlluTagField.parse(column)
+    fields = ["1", "dogs", "dog", "_", "_", "_", "0", "root", "_", "_"]
+    fields[field.column] = before
+    written = field.set(fields, tag)
+    assert written[field.column] == after and written[: field.column] == fields[: field.column]
+    assert written[field.column + 1 :] == fields[field.column + 1 :]

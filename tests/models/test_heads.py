@@ -111,8 +111,15 @@ def padded(model: SequenceModel, sentences: list[list[str]]) -> tuple[Tensor, Te
 
 
 def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
-    with pytest.raises(ValueError, match="the lenght head: no head type is registered as 'lenght'; the registered"):
+    with pytest.raises(ValueError, match=r"the lenght head: no head type is registered as 'lenght' \(the head gives "
+                       r"no type, so its name is taken for one\); the registered types are \['classifier', "):
         SequenceModel(VOCAB, classifier={}, heads={"lenght": {}})
+    with pytest.raises(ValueError, match="the upos head: unknown key 'colum' for a tagger head .it takes column, crf, "):
+        SequenceModel(VOCAB, heads={"upos": {"type": "tagger", "colum": "upos"}})
+    with pytest.raises(ValueError, match="the mine head: cannot import its type no_such_package.Head"):
+        SequenceModel(VOCAB, heads={"mine": {"type": "no_such_package.Head"}})
+    with pytest.raises(ValueError, match="the mine head: seqmodels.models.heads.base.IGNORE_INDEX is not a TaskHead"):
+        SequenceModel(VOCAB, heads={"mine": {"type": "seqmodels.models.heads.base.IGNORE_INDEX"}})
     with pytest.raises(ValueError, match="the classifier head is configured twice"):
         SequenceModel(VOCAB, classifier={}, heads={"classifier": {}})
     with pytest.raises(ValueError, match="a head named 'classifier' is already registered"):

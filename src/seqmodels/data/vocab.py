@@ -77,13 +77,14 @@ class Vocabulary:
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
 
-    def check_known(self, items: Iterable[str], where: str) -> None:
-        """Stop with a clear error naming the strings of a closed set that training never saw."""
+    def check_known(self, items: Iterable[str], where: str, remedy: str = "") -> None:
+        """Stop with a clear error naming the strings of a closed set that training never saw (and ``remedy``)."""
         unseen = sorted(set(items) - set(self.stoi))
         if unseen:
             raise ValueError(
                 f"{where} include {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
-                "A model cannot predict a class it was not trained on; fix the data or add examples to train."
+                "A model cannot predict a class it was not trained on; fix the data or add examples to train"
+                f"{remedy}."
             )
 
 

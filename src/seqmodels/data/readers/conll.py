@@ -21,6 +21,7 @@ from seqmodels.data.readers.common import (
 
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+FEATS = CONLLU_FIELDS.index("feats")
 DOCSTART = "-DOCSTART-"  # CoNLL-2003's document separator: not a token
 
 
@@ -46,11 +47,15 @@ class ConlluTagField(NamedTuple):
         return attributes(fields[self.column]).get(self.key, "_")
 
     def set(self, fields: list[str], tag: str) -> list[str]:
-        """``fields`` with the tag written in this column or attribute, and nothing else changed."""
+        """``fields`` with the tag written in this column or attribute, and nothing else changed. An attribute
+        tagged ``_`` is left out (the word has none); FEATS stays sorted by name, as CoNLL-U requires."""
         value = tag
         if self.key is not None:
             pairs = attributes(fields[self.column]) | {self.key: tag}
-            value = "|".join(f"{k}={v}" for k, v in pairs.items())
+            if tag == "_":
+                del pairs[self.key]
+            items = sorted(pairs.items(), key=lambda pair: pair[0].lower()) if self.column == FEATS else pairs.items()
+            value = "|".join(f"{k}={v}" for k, v in items) or "_"
         return [*fields[: self.column], value, *fields[self.column + 1 :]]
 
 

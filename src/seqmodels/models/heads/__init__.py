@@ -8,6 +8,7 @@ registers the same way once imported.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Any
 
@@ -34,12 +35,34 @@ def register_head(head: type[TaskHead]) -> type[TaskHead]:
 
 
 def head_type(name: str, config: dict[str, Any]) -> type[TaskHead]:
-    """The class of the head instance ``name`` (its ``type``, by default its name), or one line listing the types."""
+    """The class of the head instance ``name``: its ``type`` (by default its name), a registered type or the
+    import path of a :class:`TaskHead` (``my_package.heads.LengthHead``, imported here, so that every command
+    builds it); one line listing the types otherwise, or naming a key the type does not take."""
     kind = config.get("type", name)
+    if kind not in HEADS and "." in str(kind):
+        importable(name, str(kind))
     if kind not in HEADS:
-        raise ValueError(f"the {name} head: no head type is registered as {kind!r}; the registered types are "
-                         f"{sorted(HEADS)}")  # fmt: skip
-    return HEADS[kind]
+        missing = "" if "type" in config else " (the head gives no type, so its name is taken for one)"
+        raise ValueError(f"the {name} head: no head type is registered as {kind!r}{missing}; the registered types "
+                         f"are {sorted(HEADS)}, or give a TaskHead's import path (package.module.Class)")  # fmt: skip
+    head = HEADS[kind]
+    taken = set(inspect.signature(head.__init__).parameters) - {"self", "input_size", "classes"} | set(INSTANCE_KEYS)
+    if "kwargs" not in taken and (unknown := sorted(set(config) - taken)):
+        raise ValueError(f"the {name} head: unknown key {unknown[0]!r} for a {head.name} head (it takes "
+                         f"{', '.join(sorted(taken))})")  # fmt: skip
+    return head
+
+
+def importable(name: str, path: str) -> None:
+    """Import the module of the head class at ``path`` and register the class under ``path``."""
+    module, _, attribute = path.rpartition(".")
+    try:
+        head = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"the {name} head: cannot import its type {path} ({error})") from None
+    if not (isinstance(head, type) and issubclass(head, TaskHead)):
+        raise ValueError(f"the {name} head: {path} is not a TaskHead")
+    HEADS.setdefault(path, head)
 
 
 def head_field(name: str, config: dict[str, Any]) -> Field:
@@ -61,10 +84,9 @@ def check_outputs(configs: dict[str, dict[str, Any]]) -> None:
         places += [f"the CoNLL-U column {config.get('column', head.column)!r}"] if head.conllu == "column" else []
         for place in places:
             if place in writers:
-                raise ValueError(
-                    f"the {writers[place]} and {name} heads would both write {place}; a head writes only its own "
-                    "(give each its own name, or its own column)"
-                )
+                remedy = "its own column" if "CoNLL-U" in place else "its own name"
+                raise ValueError(f"the {writers[place]} and {name} heads would both write {place}; a head writes "
+                                 f"only its own (give each {remedy})")  # fmt: skip
             writers[place] = name
 
 
