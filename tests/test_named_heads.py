@@ -22,7 +22,6 @@ from seqmodels.inference.predict_cli import main as predict_main
 from seqmodels.inference.predictor import Predictor
 from seqmodels.inference.server.app import Settings, create_app
 from seqmodels.models.heads import HEADS
-from seqmodels.models.heads.tagger import TaggingHead
 from seqmodels.shapes import parse_args as shapes_args
 from seqmodels.shapes import shape_rows
 

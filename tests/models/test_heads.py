@@ -114,7 +114,7 @@ def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
     with pytest.raises(ValueError, match=r"the lenght head: no head type is registered as 'lenght' \(the head gives "
                        r"no type, so its name is taken for one\); the registered types are \['classifier', "):
         SequenceModel(VOCAB, classifier={}, heads={"lenght": {}})
-    with pytest.raises(ValueError, match="the upos head: unknown key 'colum' for a tagger head .it takes column, crf, "):
+    with pytest.raises(ValueError, match="the upos head: unknown key 'colum' for a tagger head .it takes column, "):
         SequenceModel(VOCAB, heads={"upos": {"type": "tagger", "colum": "upos"}})
     with pytest.raises(ValueError, match="the mine head: cannot import its type no_such_package.Head"):
         SequenceModel(VOCAB, heads={"mine": {"type": "no_such_package.Head"}})
