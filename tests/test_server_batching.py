@@ -156,43 +156,6 @@ def test_a_stream_of_small_requests_does_not_starve_a_large_one():
     assert batches[:6] == [["small"] * 2, ["large"] * 2] * 3
 
 
-def test_a_full_batch_waiting_is_queued_in_the_models_thread_while_one_runs_and_a_partial_one_is_not():
-    """Under load the model goes from batch to batch: a full batch of short requests is handed to the model's
-    thread while the batch before it runs. A partial one is formed only once the model is free, with what arrived
-    meanwhile."""
-    batches = []
-    predictor, running, go = held_model(batches)
-
-    async def until(condition) -> None:
-        for _ in range(3000):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("not within 30 s")
-
-    async def scenario():
-        async with running_batcher(predictor, max_batch_size=2) as batcher:
-            requests = [asyncio.create_task(batcher.predict([[name]])) for name in ("a", "b")]
-            await asyncio.to_thread(running.acquire, timeout=30)  # [a, b] is in the model
-            requests += [asyncio.create_task(batcher.predict([[name]])) for name in ("c", "d")]
-            await until(lambda: batcher.in_model == 2)  # [c, d] waits in the model's thread behind it
-            requests.append(asyncio.create_task(batcher.predict([["e"]])))
-            await asyncio.sleep(0.05)
-            assert batcher.in_model == 2 and batcher.queued == 1  # e waits in the queue: at most 2 in the model
-            go.release()
-            await until(lambda: batcher.in_model == 1)  # [c, d] runs; e alone is not a full batch: it waits
-            await asyncio.sleep(0.05)
-            assert batcher.in_model == 1 and batcher.queued == 1
-            requests.append(asyncio.create_task(batcher.predict([["f"]])))
-            for _ in range(3):
-                go.release()
-            return await asyncio.gather(*requests)
-
-    answered = asyncio.run(scenario())
-    assert [record[0]["tokens"] for record in answered] == [[name] for name in "abcdef"]
-    assert batches == [["a", "b"], ["c", "d"], ["e", "f"]]
-
-
 @pytest.mark.parametrize("backend", ["onnx", "torchscript", "torch-int8"])
 def test_the_other_backends_predict_what_the_model_does(checkpoint, tmp_path, backend):
     """Exports are made once, beside the checkpoint (copied here), keyed on its hash; int8 stays close."""

@@ -12,18 +12,13 @@ So a 2 MB request is cut into batches that alternate with the other requests', a
 arrives meanwhile waits for the batch running (at most one long batch), then runs in a short batch.
 
 The forward pass runs in one worker thread (the model's), not the event loop's: torch releases the GIL inside
-its kernels, so probes, new requests and signals are served between and during batches. When a full batch of
-short requests is waiting, it is formed while the batch before it runs and queued behind it in the model's
-thread, so under load the model goes from batch to batch without waiting for the event loop's thread (busy with
-HTTP between batches: a 15% gap at 32 clients on 2 cores); otherwise the next batch is formed when the model is
-free, so that it takes whatever arrived meanwhile.
+its kernels, so probes, new requests and signals are served between and during batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,23 +42,12 @@ class Job:
     future: asyncio.Future[Records]
     arrived: float  # loop time
     short: bool  # it fits in one batch
-    records: list[dict[str, Any]] = field(default_factory=list)  # sentence i's record at i, once predicted
+    records: list[dict[str, Any]] = field(default_factory=list)
     taken: int = 0  # sentences [0, taken) are in a batch already
-    answered: int = 0  # how many sentences have their record
-
-    def __post_init__(self) -> None:
-        self.records = [{}] * len(self.sentences)
 
     @property
     def left(self) -> int:
         return len(self.sentences) - self.taken
-
-
-def timed(predictor: Callable[[list[list[str]]], Records], sentences: list[list[str]]) -> tuple[Records, float]:
-    """The records and the seconds the predictor took, timed in the model's thread."""
-    start = time.perf_counter()
-    records = predictor(sentences)
-    return records, time.perf_counter() - start
 
 
 def model_thread(threads: int = 0) -> ThreadPoolExecutor:
@@ -99,8 +83,7 @@ class Batcher:
         self.requests = self.sentences = 0
         self.in_flight = 0  # requests received and not yet answered
         self.busy_s = 0.0  # time spent in the predictor: how busy batching keeps the model
-        self.running: set[Job] = set()  # the jobs whose sentences are in a batch in the model's thread
-        self.in_model = 0  # batches in the model's thread: the one running, and at most one queued behind it
+        self.running: list[Job] = []  # the jobs whose sentences are in the batch being run
         self.short_passed_long = False  # the last batch was of short jobs while long ones waited
 
     @property
@@ -133,60 +116,43 @@ class Batcher:
         return len(waiting)
 
     async def run(self) -> None:
-        """Form batches and hand them to the model's thread until cancelled (see the module for when)."""
+        """Form and run batches until cancelled; a failing batch fails its requests, not the server."""
         loop = asyncio.get_running_loop()
-        batches: set[asyncio.Task] = set()
-        try:
-            while True:
-                await self._gather(loop)
-                if pieces := self._take():
-                    self.in_model += 1  # now, not when the task starts: the next _gather must see it
-                    self.running |= {job for job, _, _ in pieces}  # and fail_pending, these jobs
-                    task = asyncio.create_task(self._run_batch(loop, pieces))
-                    batches.add(task)
-                    task.add_done_callback(batches.discard)
-        finally:
-            for task in batches:
-                task.cancel()
-
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, pieces: list[tuple[Job, int, int]]) -> None:
-        """Run one batch in the model's thread (``run`` counted it in ``in_model`` and ``running``) and answer its
-        requests; a failing batch fails its requests, not the server."""
-        flat = [sentence for job, start, stop in pieces for sentence in job.sentences[start:stop]]
-        jobs = {job for job, _, _ in pieces}
-        try:
-            records, seconds = await loop.run_in_executor(self.executor, timed, self.predictor, flat)
-        except Exception as error:  # noqa: BLE001  (reported to each waiting request)
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
-        finally:
-            self.running -= jobs
-            self.in_model -= 1
-            self.arrival.set()  # the model has room: the next batch may form
-        self.busy_s += seconds
-        self._count(pieces, flat, seconds)
-        self._answer(pieces, records)
+        while True:
+            await self._gather(loop)
+            pieces = self._take()
+            if not pieces:
+                continue
+            flat = [sentence for job, start, stop in pieces for sentence in job.sentences[start:stop]]
+            self.running = [job for job, _, _ in pieces]
+            started = loop.time()
+            try:
+                records = await loop.run_in_executor(self.executor, self.predictor, flat)
+            except Exception as error:  # noqa: BLE001  (reported to each waiting request)
+                for job in self.running:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            finally:
+                seconds, self.running = loop.time() - started, []
+                self.busy_s += seconds
+            self._count(pieces, flat, seconds)
+            self._answer(pieces, records)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until the next batch should be formed: a full batch of short requests is queued and the model's
-        thread holds at most the batch running, or the model is free and either a full batch is queued or the
-        oldest queued sentence has waited ``timeout``."""
+        """Wait until a full batch is queued, or the oldest queued sentence has waited ``timeout``."""
         while True:
             waiting = [job for job in self.jobs if not job.future.done()]
             self.arrival.clear()
-            if waiting and self.in_model < 2:
-                full_of_short = sum(job.left for job in waiting if job.short) >= self.max_batch_size
-                full = full_of_short or sum(job.left for job in waiting) >= self.max_batch_size
+            if waiting:
+                full = sum(job.left for job in waiting) >= self.max_batch_size
                 left = min(job.arrived for job in waiting) + self.timeout - loop.time()
-                if full_of_short or (not self.in_model and (full or left <= 0)):
+                if full or left <= 0:
                     return
-                if not self.in_model:  # wait for more sentences, at most until the oldest has waited `timeout`
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.arrival.wait(), left)
-                    continue
-            await self.arrival.wait()  # a new request, or a batch done
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrival.wait(), left)
+            else:
+                await self.arrival.wait()
 
     def _take(self) -> list[tuple[Job, int, int]]:
         """The next batch, as (job, first sentence, end) pieces (see the module for the order)."""
@@ -226,8 +192,7 @@ class Batcher:
     def _answer(pieces: list[tuple[Job, int, int]], records: Records) -> None:
         start = 0
         for job, first, stop in pieces:
-            job.records[first:stop] = records[start : start + stop - first]
-            job.answered += stop - first
+            job.records += records[start : start + stop - first]
             start += stop - first
-            if job.answered == len(job.sentences) and not job.future.done():
+            if len(job.records) == len(job.sentences) and not job.future.done():
                 job.future.set_result(job.records)
