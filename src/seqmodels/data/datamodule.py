@@ -181,8 +181,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
                     if split in corpus:
                         values = field.classes(corpus[split][field.name]).itos
                         where = f"{self.sources[name].file(split)}: the {field.name} head's classes"
-                        remedy = f", or score them as errors: unseen: unknown in the {field.name} head's config"
-                        vocabs[field.name].check_known(values, where, remedy)
+                        vocabs[field.name].check_known(values, where)
         return vocabs
 
     @property

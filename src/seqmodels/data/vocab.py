@@ -77,14 +77,14 @@ class Vocabulary:
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
 
-    def check_known(self, items: Iterable[str], where: str, remedy: str = "") -> None:
-        """Stop with a clear error naming the strings of a closed set that training never saw (and ``remedy``)."""
+    def check_known(self, items: Iterable[str], where: str) -> None:
+        """Stop with a clear error naming a head's classes that training never saw, and the remedies."""
         unseen = sorted(set(items) - set(self.stoi))
         if unseen:
             raise ValueError(
                 f"{where} include {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
-                "A model cannot predict a class it was not trained on; fix the data or add examples to train"
-                f"{remedy}."
+                "A model cannot predict a class it was not trained on; fix the data, add examples to train, or "
+                "give the head unseen: unknown (they then count as its errors)."
             )
 
 
