@@ -54,8 +54,8 @@ def wall_hours(run: Path | None) -> float | None:
     """Hours from the run's first TensorBoard event to its last, or None without event files."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    times = [event.wall_time for path in sorted((run or Path("/nonexistent")).glob("events.out.tfevents.*"))
-             for event in EventFileLoader(str(path)).Load()]  # fmt: skip
+    paths = sorted(run.glob("events.out.tfevents.*")) if run else []
+    times = [event.wall_time for path in paths for event in EventFileLoader(str(path)).Load()]
     return (max(times) - min(times)) / 3600 if times else None
 
 
