@@ -13,9 +13,10 @@ column (CoNLL: ``-DOCSTART-`` lines are not words), read by the same functions a
 Output, one record per sentence, in the format ``--format`` or ``--output``'s suffix names (else JSON Lines
 for text input, the input's format for CoNLL input):
 
-- ``jsonl``: ``{"tokens", "tags", "tag_probs" or "crf_path": true, "label", "label_probs"}``, as the heads give;
-- ``conllu``: the input lines with the tags in the column they came from in training (UPOS, XPOS, or a
-  ``feats:KEY`` / ``misc:KEY`` attribute), and each sentence-level prediction (a classifier's label) as a
+- ``jsonl``: ``"tokens"`` and each head's fields, named after it (``"upos", "upos_probs"`` for a head named
+  ``upos``; ``"tags", "tag_probs"`` or ``"crf_path": true`` for ``tagger``; ``"label", "label_probs"``);
+- ``conllu``: the input lines with each tagger's tags in the column they came from in training (UPOS, XPOS,
+  DEPREL, ..., or a ``feats:KEY`` / ``misc:KEY`` attribute), and each sentence-level prediction as a
   ``# label = ...`` comment after the sentence's own comments (replacing one of that name), nothing else changed;
 - ``conll``: the input lines with the tag appended as a new last column.
 
