@@ -76,9 +76,13 @@ def _write_files(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor], c
     (partial / CARD).write_text(card, encoding="utf-8")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def check_present(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: a seqmodels model folder has {CONFIG}, {VOCAB} and {WEIGHTS}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    check_present(path)
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -119,8 +123,7 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     vocab = _read_json(folder / VOCAB)
     check_vocab(vocab, folder / VOCAB)
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing: a seqmodels model folder has {CONFIG}, {VOCAB} and {WEIGHTS}")
+    check_present(weights)
     try:
         state_dict = load_file(weights)
     except (SafetensorError, OSError) as error:

@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from seqmodels.checkpoints import CheckpointError, check_fits, complete_data_options, read_checkpoint
 from seqmodels.inference.folder import CONFIG, WEIGHTS, read_folder, resolve
 from seqmodels.models.sequence_model import SequenceModel
@@ -32,11 +34,17 @@ def load_model(source: str | Path, device: str = "cpu") -> SequenceModel:
     path = resolve(source)
     if path.is_dir():
         hparams, state_dict = read_folder(path)
-        weights: Path = path / WEIGHTS  # what a weight that does not fit is named after
-    else:
-        checkpoint = read_checkpoint(path)
-        hparams, state_dict, weights = checkpoint["hyper_parameters"], checkpoint["state_dict"], path
-    hparams["data_options"] = data_options(hparams, path)
+        return build_model(hparams, state_dict, path / CONFIG, path / WEIGHTS).to(device)
+    checkpoint = read_checkpoint(path)
+    return build_model(checkpoint["hyper_parameters"], checkpoint["state_dict"], path, path).to(device)
+
+
+def build_model(
+    hparams: dict[str, Any], state_dict: dict[str, Tensor], config: Path, weights: Path
+) -> SequenceModel:
+    """The model of ``hparams`` with ``state_dict``'s weights, in eval mode; the errors name ``config`` (what the
+    hyperparameters were read from) or ``weights``."""
+    hparams["data_options"] = data_options(hparams, config)
     # Built directly rather than by load_from_checkpoint: a checkpoint that still holds LightningCLI's
     # `_instantiator` (older ones; SequenceModel now drops it) would go through jsonargparse, whose checks
     # take a minute on a 10,000-word vocabulary.
@@ -44,8 +52,7 @@ def load_model(source: str | Path, device: str = "cpu") -> SequenceModel:
         model = SequenceModel(**{key: value for key, value in hparams.items() if not key.startswith("_")})
     except (TypeError, ValueError, RuntimeError) as error:  # hyperparameters this version cannot build
         lines = str(error).strip().splitlines() or [""]
-        config = path / CONFIG if path.is_dir() else path
         raise CheckpointError(f"cannot rebuild the model from {config} ({type(error).__name__}: {lines[0]})") from None
     check_fits(state_dict, model, weights)  # names the first weight that does not fit (load_state_dict: many lines)
     model.load_state_dict(state_dict)
-    return model.to(device).eval()
+    return model.eval()

@@ -15,7 +15,7 @@ import yaml
 
 from seqmodels.checkpoints import CheckpointError, read_checkpoint
 from seqmodels.inference.folder import write_folder
-from seqmodels.inference.loading import load_model
+from seqmodels.inference.loading import build_model
 from seqmodels.inference.model_card import CardOptions, build_card
 
 
@@ -88,8 +88,8 @@ def publish(checkpoint: Path, output: Path, args: argparse.Namespace) -> str:
         raise CheckpointError(f"--format hub makes a model folder from a checkpoint (.ckpt); {checkpoint} is a model "
                               "folder already")  # fmt: skip
     check_push(args.push_to)
-    model = load_model(checkpoint)  # checked here first: a checkpoint that cannot be loaded is never published
-    stored = read_checkpoint(checkpoint)
+    stored = read_checkpoint(checkpoint)  # read once, for the model and its card
+    model = build_model(stored["hyper_parameters"], stored["state_dict"], checkpoint, checkpoint)  # it must load
     runs = seed_runs(args.seeds_from, stored.get("seqmodels", {}).get("config"))
     options = CardOptions(args.license, args.language, args.datasets, runs)
     repo = args.push_to or args.repo_id or output.name
