@@ -46,8 +46,10 @@ def head_type(name: str, config: dict[str, Any]) -> type[TaskHead]:
         raise ValueError(f"the {name} head: no head type is registered as {kind!r}{missing}; the registered types "
                          f"are {sorted(HEADS)}, or give a TaskHead's import path (package.module.Class)")  # fmt: skip
     head = HEADS[kind]
-    taken = set(inspect.signature(head.__init__).parameters) - {"self", "input_size", "classes"} | set(INSTANCE_KEYS)
-    if "kwargs" not in taken and (unknown := sorted(set(config) - taken)):
+    parameters = inspect.signature(head.__init__).parameters
+    taken = set(parameters) - {"self", "input_size", "classes"} | set(INSTANCE_KEYS)
+    open_ended = any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values())  # **options
+    if not open_ended and (unknown := sorted(set(config) - taken)):
         raise ValueError(f"the {name} head: unknown key {unknown[0]!r} for a {head.name} head (it takes "
                          f"{', '.join(sorted(taken))})")  # fmt: skip
     return head
