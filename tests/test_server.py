@@ -18,6 +18,7 @@ from seqmodels.cli import main
 from seqmodels.inference.backends import load_predictor
 from seqmodels.inference.server.app import Settings, create_app
 from seqmodels.inference.server.cli import parse_args
+from seqmodels.inference.server.worker import ModelProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["the plot was not dull .", "i do n't think that the cast played well .", "great !"]
@@ -209,8 +210,9 @@ def test_an_option_out_of_range_is_a_usage_error(args, env, message, monkeypatch
 
 
 def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, monkeypatch):
-    gate = Gate(lambda args: load_predictor(*args))
-    monkeypatch.setattr("seqmodels.inference.server.app.load_predictor", lambda *args: gate(args))
+    gate = Gate(lambda args: load(*args))
+    load = ModelProcess.load
+    monkeypatch.setattr(ModelProcess, "load", lambda *args: gate(args))
     with TestClient(create_app(Settings(str(checkpoint)))) as session:
         until(lambda: gate.batches, "loading did not start")
         assert session.get("/health/live").json() == {"status": "ok"}

@@ -20,12 +20,16 @@ class CharCNN(nn.Module):
 
     def forward(self, char_ids: Tensor) -> Tensor:
         batch_size, max_len, word_len = char_ids.shape
-        chars = self.embedding(char_ids.view(-1, word_len))  # (B*T, W, C)
-        features = self.conv(chars.transpose(1, 2))  # (B*T, F, W)
-        padding = (char_ids.view(-1, 1, word_len) == 0)  # (B*T, 1, W)
-        features = features.masked_fill(padding, float("-inf")).amax(-1)  # (B*T, F)
-        features = features.masked_fill(features.isinf(), 0.0)  # padded words have no characters
-        return features.view(batch_size, max_len, -1)  # (B, T, F)
+        words = char_ids.view(-1, word_len)  # (B*T, W)
+        real = words[:, 0] != 0  # (B*T,) padding words have no characters
+        # only the real words go through the CNN: its cost follows the tokens, not the padded batch's B*T
+        chars = self.embedding(words[real])  # (N, W, C)
+        features = self.conv(chars.transpose(1, 2))  # (N, F, W)
+        padding = (words[real] == 0).unsqueeze(1)  # (N, 1, W)
+        features = features.masked_fill(padding, float("-inf")).amax(-1)  # (N, F)
+        out = features.new_zeros(batch_size * max_len, self.output_size)  # (B*T, F), padding words: 0
+        out[real] = features
+        return out.view(batch_size, max_len, -1)  # (B, T, F)
 
 
 class LockedDropout(nn.Module):

@@ -1,6 +1,6 @@
 """The FastAPI application: ``/predict`` through the :class:`~.batcher.Batcher`, health, readiness, metrics,
-the model's ``/info`` and the demo page. The model loads in the background, in the thread it will run in, so
-that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
+the model's ``/info`` and the demo page. The model loads in the background, in the process it will run in
+(:mod:`.worker`), so that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,12 +24,12 @@ from pydantic import BaseModel, ConfigDict
 
 from seqmodels.checkpoints import package_version
 from seqmodels.data.readers.common import token_problem
-from seqmodels.inference.backends import load_predictor
-from seqmodels.inference.predictor import TOKENIZERS, Predictor
+from seqmodels.inference.predictor import TOKENIZERS
 from seqmodels.inference.server.batcher import Batcher, QueueFull, model_thread
 from seqmodels.inference.server.drain import CloseWhileDraining, Drain
 from seqmodels.inference.server.errors import RequestLimits, add_error_handlers, error_response
 from seqmodels.inference.server.metrics import Metrics, PredictMetrics
+from seqmodels.inference.server.worker import ModelProcess, ModelStopped
 
 STATIC = Path(__file__).parent / "static"  # the demo page
 SETTINGS_ENV = "SEQMODELS_SERVE"  # how the settings reach each uvicorn worker process
@@ -75,27 +74,28 @@ class ServingState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.executor = model_thread(settings.threads)
+        self.model = ModelProcess(settings.threads)
+        self.executor = model_thread()  # where the batcher waits for the model's process
         self.batcher: Batcher | None = None
         self.info: dict[str, Any] = {}
         self.drain = Drain(settings.drain_timeout_s, self.answer_unanswered)
-        self.load_error: str | None = None
+        self.failure: str | None = None  # why the model cannot serve: it failed to load, or its process stopped
 
     async def run(self) -> None:
-        """Load the model in its thread, log the start-up line (or why loading failed), then batch until cancelled."""
+        """Load the model in its process, log the start-up line (or why loading failed), then batch until
+        cancelled."""
         s, started, loop = self.settings, time.perf_counter(), asyncio.get_running_loop()
         try:
-            predictor = await loop.run_in_executor(self.executor, load_predictor, s.checkpoint, s.backend, s.device,
-                                                   s.max_batch_size)  # fmt: skip
+            model = await loop.run_in_executor(self.executor, self.model.load, s.checkpoint, s.backend, s.device,
+                                               s.max_batch_size)  # fmt: skip
         except Exception as error:  # noqa: BLE001  (told by readiness and the log; the process stays up to say it)
-            self.load_error = " ".join(str(error).split())
-            logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, self.load_error)
+            self.failure = "the model failed to load: " + " ".join(str(error).split())
+            logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, self.failure)
             return
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
-        self.info = info(predictor, s)
-        threads = await loop.run_in_executor(self.executor, torch_threads)
-        self.batcher = Batcher(predictor, s.max_batch_size, s.batch_timeout_ms / 1000, s.max_batch_tokens,
+        self.info, threads = info(model, s), model["threads"]
+        self.batcher = Batcher(self.model, s.max_batch_size, s.batch_timeout_ms / 1000, s.max_batch_tokens,
                                s.max_queue, self.executor, self.metrics.observe_batch)  # fmt: skip
         self.metrics.watch_queue(lambda: self.batcher.queued)
         heads = ", ".join(self.info["heads"])
@@ -108,8 +108,8 @@ class ServingState:
         """Why the server cannot take predictions now, or None."""
         if self.drain.draining:
             return "draining: the server is shutting down"
-        if self.load_error:
-            return f"the model failed to load: {self.load_error}"
+        if self.failure:
+            return self.failure
         return None if self.batcher else "the model is still loading"
 
     async def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
@@ -121,6 +121,10 @@ class ServingState:
             return await self.batcher.predict(sentences, self.settings.request_timeout_s or None)
         except QueueFull as error:
             raise HTTPException(503, str(error), {"Retry-After": "1"}) from None
+        except ModelStopped as error:  # readiness turns 503, so that the orchestrator restarts the server
+            self.failure = str(error)
+            logger.error("seqmodels-serve: %s; readiness is now 503", error)
+            raise HTTPException(503, str(error)) from None
         except TimeoutError:
             raise HTTPException(504, f"not answered within --request-timeout {self.settings.request_timeout_s:g} s; "
                                      "its remaining batches were dropped") from None  # fmt: skip
@@ -143,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         running.cancel()  # uvicorn has answered the requests in flight by now
         serving.executor.shutdown(wait=False, cancel_futures=True)
+        serving.model.close()
         logger.info("stopped: every request received got its answer")
 
     # /docs and /redoc with the Swagger UI and ReDoc assets shipped in fastapi-offline: FastAPI's own load from a CDN
@@ -211,10 +216,9 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
         batcher = serving.batcher
         if batcher is None:
             raise HTTPException(503, serving.not_ready())
-        threads = await asyncio.get_running_loop().run_in_executor(serving.executor, torch_threads)
         return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
                 "queued": batcher.queued, "pid": os.getpid(), "busy_s": round(batcher.busy_s, 3),
-                "threads": threads,  # in the model's thread
+                "threads": serving.info["serving"]["threads"],  # in the model's process
                 "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
 
     @app.get("/metrics", include_in_schema=False)
@@ -228,16 +232,9 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-def torch_threads() -> int:
-    return torch.get_num_threads()
-
-
-def info(predictor: Predictor, settings: Settings) -> dict[str, Any]:
-    """What ``/info`` answers: each head (what it reads, the record fields it writes, prediction first, where
-    CoNLL-U puts it, its classes or their number), the model's settings, the serving settings."""
-    heads = {name: {"reads": head.reads, "fields": list(head.fields), "conllu": head.conllu,
-                    "classes": head.classes if head.confusion_report else len(head.classes)}
-             for name, head in predictor.model.heads.items()}  # fmt: skip
-    hparams = {k: v for k, v in predictor.model.hparams.items() if k not in ("vocab",) and not k.startswith("_")}
-    return {"version": package_version(), "heads": heads, "model": json.loads(json.dumps(hparams, default=str)),
-            "serving": asdict(settings) | {"checkpoint": Path(settings.checkpoint).name}}  # fmt: skip
+def info(model: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """What ``/info`` answers: the model's heads and settings (:func:`.worker.model_info`), the serving settings
+    (with the torch threads the model runs with)."""
+    serving = asdict(settings) | {"checkpoint": Path(settings.checkpoint).name, "threads": model["threads"]}
+    return {"version": package_version(), "heads": model["heads"],
+            "model": json.loads(json.dumps(model["model"], default=str)), "serving": serving}

@@ -11,8 +11,9 @@ requests cannot starve a large one: under load, short and long batches alternate
 So a 2 MB request is cut into batches that alternate with the other requests', and a one-sentence request that
 arrives meanwhile waits for the batch running (at most one long batch), then runs in a short batch.
 
-The forward pass runs in one worker thread (the model's), not the event loop's: torch releases the GIL inside
-its kernels, so probes, new requests and signals are served between and during batches.
+The batch is handed to the predictor from one worker thread (the model's), not the event loop's: the server's
+predictor runs the model in a process of its own (:mod:`.worker`), so probes, new requests and signals are served
+between and during batches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 
 Records = list[dict[str, Any]]
 
@@ -50,11 +50,9 @@ class Job:
         return len(self.sentences) - self.taken
 
 
-def model_thread(threads: int = 0) -> ThreadPoolExecutor:
-    """The one thread the model runs in, with ``threads`` torch threads (0: torch's default). Set in that thread:
-    with OpenMP, the number of threads is a per-thread setting."""
-    return ThreadPoolExecutor(1, "model", initializer=torch.set_num_threads if threads else None,
-                              initargs=(threads,) if threads else ())  # fmt: skip
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread that hands each batch to the model and waits for its records, off the event loop's thread."""
+    return ThreadPoolExecutor(1, "model")
 
 
 class Batcher:

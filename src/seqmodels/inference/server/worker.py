@@ -1,0 +1,88 @@
+"""The model in a process of its own: the server's event loop and the model never wait for each other's GIL.
+
+In one process, the event loop's thread (HTTP parsing, JSON, the batcher) held the GIL that the model's thread needs
+back after every torch op, and at 32 clients the model ran at about half its offline speed, with the cores partly
+idle. In a child process the model has its own interpreter; the parent sends each batch's token lists and gets the
+records back (pickled, a few hundred microseconds per batch).
+
+The child is forked from a fork server that has imported torch but run nothing, so starting one is quick and safe
+with OpenMP and CUDA. It ignores SIGINT and SIGTERM: the parent drains first and then stops it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import torch
+
+from seqmodels.inference.backends import load_predictor
+from seqmodels.inference.predictor import Predictor
+
+Records = list[dict[str, Any]]
+_predictor: Predictor | None = None  # in the child: the model it serves
+
+
+class ModelStopped(RuntimeError):
+    """The model's process ended (killed, out of memory, crashed): nothing more can be predicted."""
+
+
+def _start(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent drains first
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _load(checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
+    global _predictor
+    _predictor = load_predictor(checkpoint, backend, device, batch_size)
+    return model_info(_predictor)
+
+
+def _predict(sentences: list[list[str]]) -> Records:
+    assert _predictor is not None, "_load runs first"
+    return _predictor(sentences)
+
+
+def model_info(predictor: Predictor) -> dict[str, Any]:
+    """Each head (what it reads, the record fields it writes, prediction first, where CoNLL-U puts it, its classes
+    or their number), the model's settings, and torch's threads where the model runs."""
+    heads = {name: {"reads": head.reads, "fields": list(head.fields), "conllu": head.conllu,
+                    "classes": head.classes if head.confusion_report else len(head.classes)}
+             for name, head in predictor.model.heads.items()}  # fmt: skip
+    hparams = {k: v for k, v in predictor.model.hparams.items() if k not in ("vocab",) and not k.startswith("_")}
+    return {"heads": heads, "model": hparams, "threads": torch.get_num_threads()}
+
+
+class ModelProcess:
+    """A predictor whose model runs in a child process: call :meth:`load` once, then call it with token lists.
+
+    Calls block until the child answers (without holding the GIL), so make them from a thread, not the event loop.
+    An exception in the child (a token the model cannot read) is raised here; a child that died raises
+    :class:`ModelStopped`.
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # the fork server imports torch and this package once
+        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(threads,))
+
+    def load(self, checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
+        """Load the model in the child; what :func:`model_info` says of it."""
+        return self._call(_load, checkpoint, backend, device, batch_size)
+
+    def __call__(self, sentences: list[list[str]]) -> Records:
+        return self._call(_predict, sentences)
+
+    def _call(self, function: Any, *args: Any) -> Any:
+        try:
+            return self.pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            raise ModelStopped("the model's process stopped (killed, out of memory or crashed)") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
