@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
     main(["fit", *args])
     (checkpoint,) = root.glob("logs/ud_upos/version_0/checkpoints/last.ckpt")
     main(["test", *args, "--ckpt_path", str(checkpoint)])
-    main(["predict", *args, "--ckpt_path", str(checkpoint)])
+    main(["predict", *args, "--data.batch_size", "8", "--ckpt_path", str(checkpoint)])  # 5 batches, sorted by length
     (metrics,) = root.glob("logs/ud_upos/version_*/metrics_test.json")
     (predictions,) = root.glob("logs/ud_upos/version_*/predictions.jsonl")
     return {"root": root, "checkpoint": checkpoint, "metrics": json.loads(metrics.read_text()),

@@ -1,17 +1,21 @@
-"""A Lightning callback that writes to TensorBoard *where* the model goes wrong, at the end of each
-validation and test epoch: confusion matrices, per-class precision/recall/F1, example predictions,
-a precision-recall curve for binary classification, and (off by default) weight and gradient histograms.
+"""The project's Lightning callbacks: :class:`EvaluationReport` writes to TensorBoard *where* the model goes wrong, at
+the end of each validation and test epoch (confusion matrices, per-class precision/recall/F1, example predictions,
+a precision-recall curve for binary classification, and, off by default, weight and gradient histograms);
+:class:`PlainProgress` prints progress as lines; :class:`PredictionsWriter` writes ``train.py predict``'s records.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import matplotlib
 import torch
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -22,7 +26,7 @@ from seqmodels.padding import IGNORE_INDEX
 matplotlib.use("Agg")  # no display: render to arrays
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["EvaluationReport", "ExponentialMovingAverage", "PlainProgress"]
+__all__ = ["EvaluationReport", "ExponentialMovingAverage", "PlainProgress", "PredictionsWriter"]
 
 
 class EvaluationReport(L.Callback):
@@ -221,6 +225,24 @@ class PlainProgress(ProgressBar):
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         seconds = time.monotonic() - self._epoch_start
         self._print(f"epoch {trainer.current_epoch} validated after {seconds:.0f} s: {shown}")
+
+
+class PredictionsWriter(BasePredictionWriter):
+    """``train.py predict``'s records as JSON Lines at ``path``, one per sentence in input order (corpus after
+    corpus), though the batches run sorted by length: Lightning gives each batch's dataset indices."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions: list, batch_indices: list) -> None:
+        (indices,) = batch_indices  # the data module's one predict loader: every corpus, one after another
+        records = [record for batch in predictions for record in batch]
+        positions = [i for batch in indices for i in batch]  # each record's index in the input
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", encoding="utf-8") as out:
+            in_order = sorted(zip(positions, records), key=itemgetter(0))
+            out.writelines(json.dumps(record) + "\n" for _, record in in_order)
 
 
 def _tensorboard(trainer: L.Trainer):

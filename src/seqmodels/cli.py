@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from seqmodels.callbacks import PlainProgress
+from seqmodels.callbacks import PlainProgress, PredictionsWriter
 from seqmodels.checkpoints import check_fits, check_same_data, find_checkpoint, read_checkpoint
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
@@ -181,16 +181,11 @@ class SeqModelsCLI(LightningCLI):
     def before_predict(self) -> None:
         self.before_fit()
         print(f"Predicting the {self.datamodule.predict_split} split (--data.predict_file, else the test split)")
+        # the records beside the run's logs, in input order: what seqmodels-predict writes
+        self.trainer.callbacks.append(PredictionsWriter(Path(self.trainer.log_dir or ".") / "predictions.jsonl"))
 
     def after_predict(self) -> None:
-        """Write the predictions as JSON Lines beside the run's logs: the records ``seqmodels-predict`` writes."""
-        log_dir = Path(self.trainer.log_dir or ".")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / "predictions.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            for batch in self.trainer.predict_loop.predictions:
-                out.writelines(json.dumps(sentence) + "\n" for sentence in batch)
-        print(f"Predictions: {path}")
+        print(f"Predictions: {Path(self.trainer.log_dir or '.') / 'predictions.jsonl'}")
 
     def report(self, metrics: dict, heading: str = "") -> None:
         """Print the val/test metrics as a table, write them as JSON beside the run's logs, and log them with

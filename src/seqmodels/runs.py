@@ -104,7 +104,8 @@ def quiet_lightning() -> None:
     - the ``dirpath has changed`` warning of ``train.py test|validate|predict --ckpt_path``: each run logs to a new
       ``version_N``, so the checkpoint's folder always differs, and nothing is wrong;
     - the custom batch sampler warning of ``predict``: the data module's prediction batches return every sentence
-      once, in file order (tested: ``predictions.jsonl`` has one line per sentence, in order);
+      once, sorted by length, and the records are written in file order (tested: ``predictions.jsonl`` has one line
+      per sentence, in order);
     - Lightning's log records that are notices, not warnings: the tip to install ``litlogger`` (a hosted tracker;
       this project logs to TensorBoard) and "Found current_model_state in the checkpoint" (the weight averaging
       restoring its raw weights, as it should, at every resume and after-fit test).

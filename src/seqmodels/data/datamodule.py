@@ -296,5 +296,6 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         return self._evaluation_loader("test", bucket=True)
 
     def predict_dataloader(self) -> DataLoader:
-        """The predict split in file order, corpus after corpus, so that prediction ``i`` is sentence ``i``."""
-        return self._evaluation_loader(self.predict_split, bucket=False)
+        """The predict split, corpus after corpus, in batches of similar lengths (little padding); Lightning records
+        each batch's indices, and ``train.py predict`` writes the records back in file order with them."""
+        return self._evaluation_loader(self.predict_split, bucket=True)
