@@ -7,21 +7,34 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 
 - data preparation: a first run into an empty cache against a cached rerun;
 - training tokens/s (real tokens, padding excluded) and the padding fraction of the positions processed:
-  the project (Lightning, length-bucketed batches); a minimal plain-PyTorch loop over the same batches
-  and the same model; a straightforward plain loop with random batches (packed), each as a ratio;
-- inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``);
+  the configured run (``train.py fit`` with the shipped config: its callbacks, TensorBoard logger, weight
+  averaging and logging cadence; the validation at its last step and the checkpoint after it not timed); the
+  project on a bare ``Trainer`` (no logger, no callbacks); a minimal plain-PyTorch loop over the same batches and
+  the same model; a straightforward plain loop with random batches (packed), each as a ratio;
+- where the configured run's time goes that the bare Trainer's does not: Lightning's ``SimpleProfiler`` over one
+  more configured run, each callback's per-step hooks in ms per step;
+- the same in ``bf16-mixed`` on CPUs with bf16 instructions (AVX-512 BF16, AMX; skipped elsewhere);
+- inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``), fp32 and bf16
+  (autocast), with the share of predictions bf16 leaves unchanged;
+- the machine's matmul peak (a large ``torch.mm``, fp32 and bf16) and each loop's model GFLOP/s as a fraction of it,
+  counting the LSTM only: a token costs ``8·h·(d+h)`` FLOPs per layer and direction forward (4 gates, each a
+  matrix-vector product over input ``d`` and state ``h``), 3x that in training (forward, and the backward
+  pass's two products);
 - peak resident memory of the process.
 
-Every loop starts from the same initial weights, runs the same number of optimizer steps and loads
-its batches as it goes (collation included). The project's tokens/s is timed over its training loop;
-``Trainer.fit``'s one-off set-up has a row of its own. After an untimed warm-up, the project and the
-minimal loop run twice each, in the order project, minimal, minimal, project.
+Every loop starts from the same initial weights (the configured run from the config's seed), runs the same number
+of optimizer steps and loads its batches as it goes (collation included). The project's tokens/s is timed over its
+training loop; ``Trainer.fit``'s one-off set-up has a row of its own. After an untimed warm-up, the loops run in
+the order configured, project, minimal, minimal, project, configured, so that a steady drift in the machine's speed
+cancels out of the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import os
 import resource
@@ -33,11 +46,14 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.profilers import SimpleProfiler
 
+from seqmodels.cli import main as train_py
 from seqmodels.data.batching import BucketBatchSampler
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.inference.predictor import Predictor
 from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.runs import cpu_runs_bf16_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = 5.0  # configs/base.yaml's gradient_clip_val
@@ -80,16 +96,35 @@ def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps:
 
 class Counter(L.Callback):
     """Counts the real tokens and positions of the batches Lightning trains on, and times its training
-    loop: from ``on_train_start`` (after ``Trainer.fit``'s set-up) to ``on_train_end``."""
+    loop: from ``on_train_start`` (after ``Trainer.fit``'s set-up) to ``on_train_end``, less each validation
+    and what follows it until the next training batch (checkpointing, early stopping)."""
 
     def __init__(self) -> None:
         self.tokens = self.positions = 0
         self.start = self.end = 0.0
+        self.paused: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.paused = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._resume()
+
+    def _resume(self) -> None:
+        if self.paused is not None:
+            self.start += time.perf_counter() - self.paused
+            self.paused = None
+
     def on_train_end(self, trainer, pl_module) -> None:
+        self._resume()
         self.end = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -114,8 +149,80 @@ def project_loop(
     return time.perf_counter() - start, counter
 
 
-def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> list[dict[str, Any]]:
+def configured_loop(
+    config_file: str, files: dict[str, str], steps: int, root: str, precision: str | None = None, profile: bool = False
+) -> tuple[Counter, SimpleProfiler | None]:
+    """``train.py fit --config CONFIG`` for ``steps`` optimizer steps, as a user launches it (logger, callbacks,
+    weight averaging, logging cadence; validated once, at the last step, untimed): its counter, and its profiler."""
+    counter = Counter()
+    args = ["fit", "--config", str(ROOT / config_file), *[f"--data.{key}={path}" for key, path in files.items()],
+            f"--trainer.max_steps={steps}", f"--data.cache_dir={root}/cache",
+            f"--trainer.logger.init_args.save_dir={root}/logs"]  # fmt: skip
+    args += [f"--trainer.precision={precision}"] if precision else []
+    args += ["--trainer.profiler=simple"] if profile else []
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines and metric tables
+        cli = train_py(args, callbacks=[counter])
+    return counter, cli.trainer.profiler if profile else None
+
+
+TRAINING_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+                  "on_before_optimizer_step", "on_before_zero_grad")  # what runs every step, in the timed loop
+
+
+def callback_costs(profiler: SimpleProfiler, steps: int) -> dict[str, float]:
+    """Milliseconds per step in each callback's per-step hooks (``[Callback]NAME.hook``, :data:`TRAINING_HOOKS`)."""
+    costs: dict[str, float] = {}
+    for action, durations in profiler.recorded_durations.items():
+        if action.startswith("[Callback]") and action.endswith(TRAINING_HOOKS):
+            name = action.removeprefix("[Callback]").split(".")[0].split("{")[0]
+            costs[name] = costs.get(name, 0.0) + 1000 * sum(durations) / steps
+    return dict(sorted(costs.items(), key=lambda item: -item[1]))
+
+
+def lstm_flops_per_token(model: SequenceModel, training: bool) -> float:
+    """The LSTM's FLOPs per token: 8·h·(d+h) per layer and direction forward, 3x in training (module docstring)."""
+    lstm = model.encoder.lstm
+    directions = 2 if lstm.bidirectional else 1
+    flops = 0
+    for layer in range(lstm.num_layers):
+        d = lstm.input_size if layer == 0 else directions * lstm.hidden_size
+        flops += directions * 8 * lstm.hidden_size * (d + lstm.hidden_size)
+    return flops * (3 if training else 1)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
+    """GFLOP/s of a large square ``torch.mm`` with torch's threads: the machine's practical peak."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def predict_speed(predictor: Predictor, sentences: list[list[str]], bf16: bool = False) -> tuple[float, list]:
+    """Tokens/s of one ``predictor`` call over ``sentences`` (bf16: under CPU autocast), and its records."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        predictor(sentences[:64])  # oneDNN builds its kernels once per shape and dtype: not timed
+        start = time.perf_counter()
+        records = predictor(sentences)
+    return sum(map(len, sentences)) / (time.perf_counter() - start), records
+
+
+def agreement(records: list[dict], reference: list[dict]) -> float:
+    """The share of predictions (each tag, each label) equal to the reference's."""
+    def predictions(record: dict) -> list:
+        return record.get("tags", []) + ([record["label"]] if "label" in record else [])
+
+    pairs = [pair for ours, theirs in zip(records, reference, strict=True)
+             for pair in zip(predictions(ours), predictions(theirs), strict=True)]  # fmt: skip
+    return sum(a == b for a, b in pairs) / len(pairs)
+
+
+def measure(name: str, config_file: str, files: dict[str, str], val_file: str, steps: int, peaks: dict[str, float]
+            ) -> list[dict[str, Any]]:  # fmt: skip
     config = yaml.safe_load((ROOT / config_file).read_text())
+    bf16 = "bf16" in peaks
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         data = data_module(config, files, cache)
@@ -128,15 +235,22 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         initial = new_model(config, data)
         data.setup("fit")
         plain_loop(copy.deepcopy(initial), data.train_dataloader(), WARMUP_STEPS)  # allocator, caches: not timed
-        # Project, minimal, minimal, project: a steady drift in the shared machine's speed cancels out of
-        # the ratio. The seeded loader gives every loop the same batches in the same order.
+        # The seeded loaders give every loop the same batches in the same order.
+        run_files = files | {"val_file": val_file}
+        configureds = [configured_loop(config_file, run_files, steps, cache)[0]]
         projects = [project_loop(copy.deepcopy(initial), data, steps)]
         minimals = [plain_loop(copy.deepcopy(initial), data.train_dataloader(), steps) for _ in range(2)]
         projects.append(project_loop(copy.deepcopy(initial), data, steps))
+        configureds.append(configured_loop(config_file, run_files, steps, cache)[0])
         counter = projects[-1][1]
-        project = sum(c.tokens for _, c in projects) / sum(c.end - c.start for _, c in projects)
+        configured = sum(c.tokens for c in configureds) / sum(c.seconds for c in configureds)
+        project = sum(c.tokens for _, c in projects) / sum(c.seconds for _, c in projects)
         minimal = sum(tokens for _, tokens, _ in minimals) / sum(seconds for seconds, _, _ in minimals)
-        setup = sum(seconds - (c.end - c.start) for seconds, c in projects) / len(projects)
+        setup = sum(seconds - c.seconds for seconds, c in projects) / len(projects)
+        costs = callback_costs(configured_loop(config_file, run_files, steps, cache, profile=True)[1], steps)
+        if bf16:
+            bf16_counter = project_loop(copy.deepcopy(initial), data, steps, precision="bf16-mixed")[1]
+            bf16_project = bf16_counter.tokens / bf16_counter.seconds
 
         loader = data.train_dataloader()
         random_sampler = BucketBatchSampler(data.encoded["data"]["train"]["length"], data.batch_size, bucket=False, seed=0)
@@ -147,9 +261,20 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
 
         sentences = data.raw["data"]["test"]["tokens"]
         predictor = Predictor(initial.eval(), batch_size=data.batch_size)
-        start = time.perf_counter()
-        predictor(sentences)
-        inference = sum(map(len, sentences)) / (time.perf_counter() - start)
+        inference, reference = predict_speed(predictor, sentences)
+        if bf16:  # fp32, bf16, bf16, fp32
+            bf16_runs = [predict_speed(predictor, sentences, bf16=True) for _ in range(2)]
+            inference = (inference + predict_speed(predictor, sentences)[0]) / 2
+            bf16_inference = sum(speed for speed, _ in bf16_runs) / 2
+            bf16_agreement = agreement(bf16_runs[0][1], reference)
+
+    train_flops, predict_flops = (lstm_flops_per_token(initial, training) / 1e9 for training in (True, False))
+
+    def speed(what: str, tokens_per_s: float, flops: float, peak: str = "fp32", **more: Any) -> dict[str, Any]:
+        """A tokens/s row, with the LSTM's GFLOP/s and their fraction of the matmul peak."""
+        gflops = tokens_per_s * flops
+        return {"run": name, "what": what, "value": round(tokens_per_s), "gflops": round(gflops, 1),
+                "of_peak": round(gflops / peaks[peak], 3), **more}  # fmt: skip
 
     padding = 1 - counter.tokens / counter.positions
     rows = [
@@ -157,14 +282,26 @@ def measure(name: str, config_file: str, files: dict[str, str], steps: int) -> l
         {"run": name, "what": "data preparation, cached rerun (s)", "value": round(cached, 2),
          "ratio": round(cached / first, 3)},
         {"run": name, "what": "Trainer.fit set-up and tear-down (s), once per run", "value": round(setup, 2)},
-        {"run": name, "what": "training tokens/s, project (Lightning, bucketed)", "value": round(project),
-         "padding": round(padding, 4)},
-        {"run": name, "what": "training tokens/s, minimal plain loop, same batches", "value": round(minimal),
-         "ratio": round(project / minimal, 3)},
-        {"run": name, "what": "training tokens/s, plain loop, random batches, packed", "value": round(straightforward),
-         "ratio": round(project / straightforward, 3), "padding": round(random_padding, 4)},
-        {"run": name, "what": "inference tokens/s, prediction path", "value": round(inference)},
+        speed("training tokens/s, configured run (train.py fit)", configured, train_flops,
+              ratio=round(configured / minimal, 3), ratio_to="minimal"),
+        *[{"run": name, "what": f"  in {callback} hooks (ms per step)", "value": round(ms, 2)}
+          for callback, ms in costs.items() if ms >= 0.05],
+        speed("training tokens/s, project (bare Trainer, bucketed)", project, train_flops, padding=round(padding, 4)),
+        speed("training tokens/s, minimal plain loop, same batches", minimal, train_flops,
+              ratio=round(project / minimal, 3)),
+        speed("training tokens/s, plain loop, random batches, packed", straightforward, train_flops,
+              ratio=round(project / straightforward, 3), padding=round(random_padding, 4)),
+        speed("inference tokens/s, prediction path", inference, predict_flops,
+              ratio=round(inference / project, 3), ratio_to="training"),
     ]
+    if bf16:
+        rows += [
+            speed("training tokens/s, project, bf16-mixed", bf16_project, train_flops, "bf16",
+                  ratio=round(bf16_project / project, 3), ratio_to="fp32"),
+            speed("inference tokens/s, prediction path, bf16 autocast", bf16_inference, predict_flops, "bf16",
+                  ratio=round(bf16_inference / inference, 3), ratio_to="fp32"),
+            {"run": name, "what": "bf16 predictions equal to fp32's", "value": round(bf16_agreement, 4)},
+        ]
     return rows
 
 
@@ -177,21 +314,30 @@ def main() -> None:
     ewt, trees = data / "ud_english_ewt", data / "sst_trees"
     runs = {
         "ud_upos": ("configs/ud_upos.yaml", {"train_file": str(ewt / "en_ewt-ud-train.conllu"),
-                                             "test_file": str(ewt / "en_ewt-ud-test.conllu")}),
-        "sst2": ("configs/sst2.yaml", {"train_file": str(trees / "train.txt"), "test_file": str(trees / "test.txt")}),
+                                             "test_file": str(ewt / "en_ewt-ud-test.conllu")},
+                    str(ewt / "en_ewt-ud-dev.conllu")),
+        "sst2": ("configs/sst2.yaml", {"train_file": str(trees / "train.txt"), "test_file": str(trees / "test.txt")},
+                 str(trees / "dev.txt")),
     }
-    rows = []
-    for name, (config_file, files) in runs.items():
-        for row in measure(name, config_file, files, options.steps):
+    peaks = {"fp32": matmul_peak(torch.float32)}
+    if cpu_runs_bf16_lstm():
+        peaks["bf16"] = matmul_peak(torch.bfloat16)
+    rows = [{"run": "machine", "what": f"matmul peak GFLOP/s, {dtype}", "value": round(peak, 1)}
+            for dtype, peak in peaks.items()]  # fmt: skip
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    for name, (config_file, files, val_file) in runs.items():
+        for row in measure(name, config_file, files, val_file, options.steps, peaks):
             print(json.dumps(row), flush=True)
             rows.append(row)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"what": "peak resident memory (MiB)", "value": round(peak)}))
-    print(f"\n{'run':<8} {'what':<56} {'value':>10} {'ratio':>7} {'padding':>8}")
+    print(f"\n{'run':<8} {'what':<56} {'value':>10} {'ratio':>7} {'padding':>8} {'GFLOP/s':>8} {'of peak':>7}")
     for row in rows:
         ratio = f"{row['ratio']:.3f}" if "ratio" in row else ""
         padding = f"{row['padding']:.2%}" if "padding" in row else ""
-        print(f"{row['run']:<8} {row['what']:<56} {row['value']:>10} {ratio:>7} {padding:>8}")
+        gflops, of_peak = (f"{row['gflops']:.1f}", f"{row['of_peak']:.1%}") if "gflops" in row else ("", "")
+        print(f"{row['run']:<8} {row['what']:<56} {row['value']:>10} {ratio:>7} {padding:>8} {gflops:>8} {of_peak:>7}")
     print(f"peak resident memory: {peak:.0f} MiB")
 
 

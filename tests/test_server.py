@@ -5,6 +5,8 @@ beside a probe, load, the demo page in Chromium) in test_server_faults.py."""
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -247,6 +249,18 @@ def test_draining_turns_readiness_503_closes_connections_and_past_its_timeout_50
     assert gate.answer.json() == {"error": "draining: not answered within --drain-timeout 0.5 s"}
     assert late.status_code == 503 and late.json()["error"].startswith("draining: past --drain-timeout")
     assert "drain: 1 requests not answered within --drain-timeout 0.5 s got a 503" in caplog.text
+
+
+def test_readiness_turns_503_once_the_models_process_is_killed_without_waiting_for_a_request(checkpoint):
+    with TestClient(create_app(Settings(str(checkpoint)))) as session:
+        serving = ready(session).app.state.serving
+        os.kill(serving.model.pid, signal.SIGKILL)
+        until(lambda: session.get("/health/ready").status_code == 503, "readiness stayed 200")
+        why = "the model's process stopped (killed, out of memory or crashed)"
+        assert session.get("/health/ready").json() == {"error": why}
+        answer = session.post("/predict", json={"text": "a"})
+        assert answer.status_code == 503 and answer.json() == {"error": why}
+        assert session.get("/health/live").status_code == 200
 
 
 def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):

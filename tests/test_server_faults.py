@@ -123,6 +123,20 @@ def metric(base: str, name: str) -> float:
     return next(float(line.split()[-1]) for line in lines if line.startswith(name))
 
 
+def test_a_server_killed_with_sigkill_leaves_no_model_process_behind(checkpoint, tmp_path):
+    """The model's process (and with it the fork server) exits once the server has gone, whatever stopped it."""
+    server, base = start_server(checkpoint, tmp_path / "serve.log")
+    model = httpx.get(f"{base}/stats", timeout=30).json()["model_pid"]
+    server.kill()
+    server.wait(30)
+    for _ in range(100):
+        if not Path(f"/proc/{model}").exists() or "Z" in Path(f"/proc/{model}/stat").read_text().split()[2]:
+            return
+        time.sleep(0.1)
+    os.kill(model, signal.SIGKILL)
+    raise AssertionError("the model's process was still running 10 s after the server was killed")
+
+
 def test_a_probe_and_a_one_sentence_request_are_answered_while_a_2mb_request_runs(served):
     sentence = " ".join(["the film was dull and long ."] * 143).split()[:1000]
     body = json.dumps({"sentences": [sentence] * 256}).encode()  # 256 sentences of 1,000 tokens

@@ -108,6 +108,8 @@ class ServingState:
         """Why the server cannot take predictions now, or None."""
         if self.drain.draining:
             return "draining: the server is shutting down"
+        if not self.failure and not self.model.alive():
+            self.stopped("the model's process stopped (killed, out of memory or crashed)")
         if self.failure:
             return self.failure
         return None if self.batcher else "the model is still loading"
@@ -121,13 +123,18 @@ class ServingState:
             return await self.batcher.predict(sentences, self.settings.request_timeout_s or None)
         except QueueFull as error:
             raise HTTPException(503, str(error), {"Retry-After": "1"}) from None
-        except ModelStopped as error:  # readiness turns 503, so that the orchestrator restarts the server
-            self.failure = str(error)
-            logger.error("seqmodels-serve: %s; readiness is now 503", error)
+        except ModelStopped as error:
+            self.stopped(str(error))
             raise HTTPException(503, str(error)) from None
         except TimeoutError:
             raise HTTPException(504, f"not answered within --request-timeout {self.settings.request_timeout_s:g} s; "
                                      "its remaining batches were dropped") from None  # fmt: skip
+
+    def stopped(self, why: str) -> None:
+        """The model's process has gone: readiness turns 503, so that the orchestrator restarts the server."""
+        if not self.failure:
+            self.failure = why
+            logger.error("seqmodels-serve: %s; readiness is now 503", why)
 
     def answer_unanswered(self) -> int:
         """Past the drain's timeout: a 503 for every request still waiting."""
@@ -217,7 +224,8 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
         if batcher is None:
             raise HTTPException(503, serving.not_ready())
         return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
-                "queued": batcher.queued, "pid": os.getpid(), "busy_s": round(batcher.busy_s, 3),
+                "queued": batcher.queued, "pid": os.getpid(), "model_pid": serving.model.pid,
+                "busy_s": round(batcher.busy_s, 3),
                 "threads": serving.info["serving"]["threads"],  # in the model's process
                 "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
 

@@ -6,13 +6,18 @@ idle. In a child process the model has its own interpreter; the parent sends eac
 records back (pickled, a few hundred microseconds per batch).
 
 The child is forked from a fork server that has imported torch but run nothing, so starting one is quick and safe
-with OpenMP and CUDA. It ignores SIGINT and SIGTERM: the parent drains first and then stops it.
+with OpenMP and CUDA. It ignores SIGINT and SIGTERM: the parent drains first and then stops it. It checks every
+second that the server process still exists, and exits when it does not (a server killed with SIGKILL never
+stops it otherwise: it waits on its call queue forever, and the fork server waits for it).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -30,17 +35,33 @@ class ModelStopped(RuntimeError):
     """The model's process ended (killed, out of memory, crashed): nothing more can be predicted."""
 
 
-def _start(threads: int) -> None:
+def _start(threads: int, server: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent drains first
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(server,), daemon=True, name="server-watch").start()
     if threads:
         torch.set_num_threads(threads)
+
+
+def _exit_without(server: int) -> None:
+    """Exit once the process ``server`` has gone (checked every second)."""
+    while _exists(server):
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only whether the process exists
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _load(checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
     global _predictor
     _predictor = load_predictor(checkpoint, backend, device, batch_size)
-    return model_info(_predictor)
+    return model_info(_predictor) | {"pid": os.getpid()}
 
 
 def _predict(sentences: list[list[str]]) -> Records:
@@ -69,11 +90,18 @@ class ModelProcess:
     def __init__(self, threads: int = 0) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])  # the fork server imports torch and this package once
-        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(threads,))
+        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(threads, os.getpid()))
+        self.pid: int | None = None  # the child's, once loaded
 
     def load(self, checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
         """Load the model in the child; what :func:`model_info` says of it."""
-        return self._call(_load, checkpoint, backend, device, batch_size)
+        info = self._call(_load, checkpoint, backend, device, batch_size)
+        self.pid = info.pop("pid")
+        return info
+
+    def alive(self) -> bool:
+        """Whether the child still runs (readiness asks it, so that a killed model is noticed without traffic)."""
+        return self.pid is None or _exists(self.pid)
 
     def __call__(self, sentences: list[list[str]]) -> Records:
         return self._call(_predict, sentences)
