@@ -243,7 +243,10 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         trainer = self.trainer
         return [
             BucketBatchSampler(
-                self.encoded[name][split]["length"], self.batch_size, shuffle=shuffle, bucket=bucket, seed=self.seed,
+                # the column as one Arrow array: indexing the dataset by column name reads it row by row (1.6 s
+                # for SST's 70,000 phrases, at every fit)
+                self.encoded[name][split].with_format("arrow")["length"].to_pylist(), self.batch_size, shuffle=shuffle,
+                bucket=bucket, seed=self.seed,
                 num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
             )  # fmt: skip
             for name in names
