@@ -21,12 +21,13 @@ from seqmodels.inference.loading import load_model
 from seqmodels.inference.predict_cli import main
 from seqmodels.inference.predictor import Predictor, simple_tokenize
 from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.runs import cpu_runs_bf16_lstm
 
 BIO = ["B-X", "I-X", "O"]  # the CRF tagger's tags
 PREDICT = [sys.executable, "-m", "seqmodels.inference.predict_cli"]  # seqmodels-predict in a subprocess
 
 
-def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads) -> None:
+def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, precision: str = "32-true", **heads) -> None:
     """One epoch on 16 random sentences of WORDS, saved as Lightning saves any checkpoint."""
     rng = random.Random(0)
     sentences = [[rng.choice(WORDS) for _ in range(rng.randint(1, 8))] for _ in range(16)]
@@ -38,8 +39,8 @@ def fit_checkpoint(path, vocab: dict, data_options: dict | None = None, **heads)
     torch.manual_seed(0)
     model = SequenceModel(vocab, encoder=SIZES, data_options=data_options, **heads)
     trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
+        max_epochs=1, accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(model, DataLoader(examples, batch_size=8, collate_fn=PadCollator()))
     trainer.save_checkpoint(path)
@@ -52,6 +53,32 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     fit_checkpoint(root / "multitask.ckpt", VOCAB, tagger={}, classifier={})
     fit_checkpoint(root / "crf.ckpt", {"tokens": VOCAB["tokens"], "tags": BIO}, tagger={"crf": True})
     return {name: str(root / f"{name}.ckpt") for name in ("multitask", "crf")}
+
+
+@pytest.mark.skipif(not cpu_runs_bf16_lstm(), reason="this CPU has no bf16 instructions (AVX-512 BF16, AMX)")
+def test_bf16_trains_and_predicts_what_fp32_predicts_within_bf16s_rounding(tmp_path, capsys):
+    fit_checkpoint(tmp_path / "bf16.ckpt", VOCAB, precision="bf16-mixed", tagger={}, classifier={})
+    model = load_model(tmp_path / "bf16.ckpt")
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())  # mixed: fp32 weights
+    sentences = [[random.Random(i).choice(WORDS) for _ in range(1 + i % 7)] for i in range(40)]
+    fp32, bf16 = Predictor(model)(sentences), Predictor(model, precision="bf16")(sentences)
+    for ours, theirs in zip(bf16, fp32, strict=True):
+        assert ours.keys() == theirs.keys() and len(ours["tags"]) == len(theirs["tags"])
+        assert ours["label_probs"] == pytest.approx(theirs["label_probs"], abs=0.02)
+        assert ours["tag_probs"] == pytest.approx(theirs["tag_probs"], abs=0.05)  # of tags that may differ
+    main([str(tmp_path / "bf16.ckpt"), "--precision", "bf16", "the film was great"])
+    assert records(capsys.readouterr().out)[0]["tokens"] == ["the", "film", "was", "great"]
+
+
+def test_bf16_prediction_where_it_cannot_run_is_one_line(checkpoints, monkeypatch):
+    monkeypatch.setattr("seqmodels.inference.predictor.cpu_runs_bf16_lstm", lambda: False)
+    with pytest.raises(SystemExit) as stopped:
+        main([checkpoints["multitask"], "--precision", "bf16", "a film"])
+    assert stopped.value.code == ("seqmodels-predict: error: precision bf16 on the CPU needs bf16 instructions "
+                                  "(AVX-512 BF16 or AMX) for the LSTM, and this CPU has none; use 32")  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        main([checkpoints["multitask"], "--precision", "bf16", "--backend", "onnx", "a film"])
+    assert "--precision bf16 needs --backend torch" in stopped.value.code
 
 
 def records(text: str) -> list[dict]:

@@ -46,17 +46,25 @@ def cached_export(source: str | Path, format: str) -> Path:
 
 
 def load_predictor(
-    checkpoint: str | Path, backend: str = "torch", device: str = "cpu", batch_size: int = 32, max_tokens: int = 512
+    checkpoint: str | Path,
+    backend: str = "torch",
+    device: str = "cpu",
+    batch_size: int = 32,
+    max_tokens: int = 512,
+    precision: str = "32",
 ) -> Predictor:
-    """A :class:`Predictor` for the checkpoint, scoring with ``backend`` (see :data:`BACKENDS`)."""
+    """A :class:`Predictor` for the checkpoint, scoring with ``backend`` (see :data:`BACKENDS`) in ``precision``
+    (``bf16``: the torch backend's forward pass under autocast)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "torch" and device != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU; --device {device} needs --backend torch")
+    if backend != "torch" and precision != "32":
+        raise ValueError(f"--precision {precision} needs --backend torch (the {backend} backend runs its own types)")
     checkpoint = resolve(checkpoint)  # a Hub repository id is fetched once, here
     model = load_model(checkpoint, device)
     if backend == "torch":
-        return Predictor(model, batch_size, max_tokens)
+        return Predictor(model, batch_size, max_tokens, precision=precision)
     if backend == "torch-int8":  # the LSTM's and the linear layers' weights as int8, activations quantised on the fly
         quantized = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
         return Predictor(quantized, batch_size, max_tokens)

@@ -1,7 +1,8 @@
 """``seqmodels-predict``: a checkpoint alone tags and/or classifies sentences, streamed in batches.
 
 ``seqmodels-predict CHECKPOINT [TEXT ...] [--input FILE] [--output FILE] [--format jsonl|conllu|conll]
-[--input-format text|conllu|conll] [--tokenizer whitespace|simple] [--batch-size N] [--max-tokens N]``
+[--input-format text|conllu|conll] [--tokenizer whitespace|simple] [--batch-size N] [--max-tokens N]
+[--backend B] [--precision 32|bf16]``
 (options before or after the text).
 
 Input: the TEXT arguments, else ``--input FILE``, else stdin; UTF-8; its format from its suffix (``.conllu``,
@@ -55,7 +56,7 @@ from seqmodels.inference.formats import (
     read_blocks,
     read_text,
 )
-from seqmodels.inference.predictor import TOKENIZERS, Predictor
+from seqmodels.inference.predictor import PRECISIONS, TOKENIZERS, Predictor
 from seqmodels.models.sequence_model import SequenceModel
 
 UNKNOWN_WARNING = 0.3  # warn when more of the input's tokens than this are unknown to the model
@@ -115,6 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="what computes the scores: the model, its int8 quantisation, or an export (made once, "
                         "beside the checkpoint); the model's heads decode them either way")  # fmt: skip
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="bf16: the forward pass under bf16 autocast (the torch backend; on a CPU with bf16 "
+                        "instructions, docs/inference.md: bf16)")  # fmt: skip
     args = parser.parse_intermixed_args(argv)  # options before or after the sentences
     if args.text and args.input:
         parser.error("give sentences as arguments or --input, not both")
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     """The console script; every expected failure ends it with one line, ``seqmodels-predict: error: ...``."""
     args = parse_args(argv)
     try:
-        predictor = load_predictor(args.checkpoint, args.backend, args.device, args.batch_size, args.max_tokens)
+        predictor = load_predictor(args.checkpoint, args.backend, args.device, args.batch_size, args.max_tokens,
+                                   args.precision)  # fmt: skip
         write = writer(args, predictor.model)
         with contextlib.ExitStack() as files:
             if args.text:

@@ -23,6 +23,7 @@ from seqmodels.data.readers import tokenize
 from seqmodels.data.readers.common import token_problem
 from seqmodels.data.encoding import Numericalizer
 from seqmodels.models.sequence_model import SequenceModel
+from seqmodels.runs import cpu_runs_bf16_lstm
 
 _SIMPLE_TOKEN = re.compile(
     r"""
@@ -46,6 +47,7 @@ TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
     "simple": simple_tokenize,  # raw English text, split like the PTB-tokenized corpora
 }
 Scorer = Callable[..., dict[str, Tensor]]  # (token_ids, lengths[, char_ids, case_ids]) -> each head's scores
+PRECISIONS = ("32", "bf16")  # bf16: the forward pass under autocast (docs/inference.md: bf16)
 UNKNOWN_SAMPLE = 200  # unknown tokens kept to tell why they are unknown
 
 
@@ -56,16 +58,27 @@ class Predictor:
     the model at once, so memory is bounded whatever the input; the chunks are batched by length (the records
     come back in input order), so that batches are not mostly padding; each head merges a sentence's chunks (tags
     one after the other, label probabilities averaged by chunk length). ``scorer`` replaces the model's own
-    forward pass (e.g. an ONNX Runtime session); decoding is always the model's heads'. ``seen`` and
+    forward pass (e.g. an ONNX Runtime session); decoding is always the model's heads'. ``precision="bf16"`` runs
+    the forward pass under bf16 autocast (faster on CPUs with bf16 instructions; the heads decode in fp32). ``seen`` and
     ``unknown`` count the input tokens and those the model has no embedding for. A token it cannot read (empty,
     or with a lone surrogate: :func:`~seqmodels.data.readers.common.token_problem`) is refused with a
     ``ValueError`` naming the sentence, before anything is predicted.
     """
 
     def __init__(
-        self, model: SequenceModel, batch_size: int = 32, max_tokens: int = 512, scorer: Scorer | None = None
+        self,
+        model: SequenceModel,
+        batch_size: int = 32,
+        max_tokens: int = 512,
+        scorer: Scorer | None = None,
+        precision: str = "32",
     ) -> None:
-        self.model, self.batch_size, self.max_tokens = model, batch_size, max_tokens
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16" and model.device.type == "cpu" and not cpu_runs_bf16_lstm():
+            raise ValueError("precision bf16 on the CPU needs bf16 instructions (AVX-512 BF16 or AMX) for the LSTM, "
+                             "and this CPU has none; use 32")  # fmt: skip
+        self.model, self.batch_size, self.max_tokens, self.precision = model, batch_size, max_tokens, precision
         self.scorer = scorer or model
         self.numericalize = Numericalizer(model.hparams.vocab, model.hparams.data_options["max_word_length"])
         self.collate = PadCollator()
@@ -98,7 +111,9 @@ class Predictor:
         self._count_unknown(chunks, encoded["token_ids"])
         batch = self.collate([dict(zip(encoded, values)) for values in zip(*encoded.values())])
         batch = {key: value.to(self.model.device) if key != "lengths" else value for key, value in batch.items()}
-        return self.model.decode(self.scorer(**batch), batch)  # lengths stay on the CPU, as packing wants
+        with torch.autocast(self.model.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            scores = self.scorer(**batch)  # lengths stay on the CPU, as packing wants
+        return self.model.decode({name: score.float() for name, score in scores.items()}, batch)
 
     def _merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
         """A sentence's record from its chunks' fields (``{}`` for a sentence without tokens)."""

@@ -43,6 +43,7 @@ class Settings:
     checkpoint: str
     backend: str = "torch"
     device: str = "cpu"
+    precision: str = "32"  # bf16: the forward pass under bf16 autocast
     tokenizer: str = "simple"
     max_batch_size: int = 32  # sentences per forward pass
     max_batch_tokens: int = 8192  # tokens per forward pass (a longer sentence goes alone)
@@ -87,7 +88,7 @@ class ServingState:
         s, started, loop = self.settings, time.perf_counter(), asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(self.executor, self.model.load, s.checkpoint, s.backend, s.device,
-                                               s.max_batch_size)  # fmt: skip
+                                               s.max_batch_size, s.precision)  # fmt: skip
         except Exception as error:  # noqa: BLE001  (told by readiness and the log; the process stays up to say it)
             self.failure = "the model failed to load: " + " ".join(str(error).split())
             logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, self.failure)

@@ -1,7 +1,8 @@
 """``seqmodels-serve``: a checkpoint behind HTTP, with dynamic batching and a demo page (FastAPI + uvicorn).
 
 ``seqmodels-serve CHECKPOINT [--host 127.0.0.1] [--port 8000] [--workers N] [--threads N]
-[--backend torch|torch-int8|onnx|torchscript] [--device cpu|cuda] [--tokenizer simple|whitespace] [limits]``
+[--backend torch|torch-int8|onnx|torchscript] [--device cpu|cuda] [--precision 32|bf16]
+[--tokenizer simple|whitespace] [limits]``
 
 - ``POST /predict``: ``{"text": "..."}`` (tokenized by ``--tokenizer``), ``{"tokens": [...]}``, or
   ``{"sentences": [...]}`` (texts and/or token lists). The answer is the record ``seqmodels-predict`` writes
@@ -37,7 +38,7 @@ from uvicorn.supervisors import Multiprocess
 from seqmodels.arguments import NON_NEGATIVE, POSITIVE_INT
 from seqmodels.checkpoints import CheckpointError
 from seqmodels.inference.backends import BACKENDS, load_predictor
-from seqmodels.inference.predictor import TOKENIZERS
+from seqmodels.inference.predictor import PRECISIONS, TOKENIZERS
 from seqmodels.inference.server.app import SETTINGS_ENV, Settings
 from seqmodels.inference.server.drain import DrainingH11Protocol, DrainingServer
 
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None) -> Settings:
                         help="torch threads per worker (default: $OMP_NUM_THREADS if set, else torch's default)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (the torch backend)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="bf16: the forward pass under bf16 autocast (the torch backend; on a CPU with bf16 "
+                        "instructions)")  # fmt: skip
     parser.add_argument("--tokenizer", choices=TOKENIZERS, default="simple", help="for {'text': ...}")
     limits = parser.add_argument_group("batching and limits")
     limits.add_argument("--max-batch-size", type=POSITIVE_INT, default=32, help="sentences per forward pass")
@@ -87,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     """The console script: check the checkpoint once here (one line if it is bad), then start uvicorn."""
     settings = parse_args(argv)
     try:
-        load_predictor(settings.checkpoint, settings.backend, "cpu")  # fails fast; also builds the export once
+        load_predictor(settings.checkpoint, settings.backend, "cpu",  # fails fast; also builds the export once
+                       precision=settings.precision)  # fmt: skip
     except (CheckpointError, ValueError, OSError) as error:
         raise SystemExit(f"seqmodels-serve: error: {error}") from None
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))

@@ -58,9 +58,9 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def _load(checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
+def _load(checkpoint: str, backend: str, device: str, batch_size: int, precision: str) -> dict[str, Any]:
     global _predictor
-    _predictor = load_predictor(checkpoint, backend, device, batch_size)
+    _predictor = load_predictor(checkpoint, backend, device, batch_size, precision=precision)
     return model_info(_predictor) | {"pid": os.getpid()}
 
 
@@ -93,9 +93,9 @@ class ModelProcess:
         self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(threads, os.getpid()))
         self.pid: int | None = None  # the child's, once loaded
 
-    def load(self, checkpoint: str, backend: str, device: str, batch_size: int) -> dict[str, Any]:
+    def load(self, checkpoint: str, backend: str, device: str, batch_size: int, precision: str) -> dict[str, Any]:
         """Load the model in the child; what :func:`model_info` says of it."""
-        info = self._call(_load, checkpoint, backend, device, batch_size)
+        info = self._call(_load, checkpoint, backend, device, batch_size, precision)
         self.pid = info.pop("pid")
         return info
 
