@@ -15,7 +15,7 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
   more configured run, each callback's per-step hooks in ms per step;
 - the same in ``bf16-mixed`` on CPUs with bf16 instructions (AVX-512 BF16, AMX; skipped elsewhere);
 - inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``), fp32 and bf16
-  (autocast), with the share of predictions bf16 leaves unchanged;
+  (autocast; bf16's accuracy and agreement with fp32, on trained models: ``benchmarks/inference.py``);
 - the machine's matmul peak (a large ``torch.mm``, fp32 and bf16) and each loop's model GFLOP/s as a fraction of it,
   counting the LSTM only: a token costs ``8·h·(d+h)`` FLOPs per layer and direction forward (4 gates, each a
   matrix-vector product over input ``d`` and state ``h``), 3x that in training (forward, and the backward
@@ -200,23 +200,12 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def predict_speed(predictor: Predictor, sentences: list[list[str]], bf16: bool = False) -> tuple[float, list]:
-    """Tokens/s of one ``predictor`` call over ``sentences`` (bf16: under CPU autocast), and its records."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        predictor(sentences[:64])  # oneDNN builds its kernels once per shape and dtype: not timed
-        start = time.perf_counter()
-        records = predictor(sentences)
-    return sum(map(len, sentences)) / (time.perf_counter() - start), records
-
-
-def agreement(records: list[dict], reference: list[dict]) -> float:
-    """The share of predictions (each tag, each label) equal to the reference's."""
-    def predictions(record: dict) -> list:
-        return record.get("tags", []) + ([record["label"]] if "label" in record else [])
-
-    pairs = [pair for ours, theirs in zip(records, reference, strict=True)
-             for pair in zip(predictions(ours), predictions(theirs), strict=True)]  # fmt: skip
-    return sum(a == b for a, b in pairs) / len(pairs)
+def predict_speed(predictor: Predictor, sentences: list[list[str]]) -> float:
+    """Tokens/s of one ``predictor`` call over ``sentences``."""
+    predictor(sentences[:64])  # oneDNN builds its kernels once per shape and dtype: not timed
+    start = time.perf_counter()
+    predictor(sentences)
+    return sum(map(len, sentences)) / (time.perf_counter() - start)
 
 
 def measure(name: str, config_file: str, files: dict[str, str], val_file: str, steps: int, peaks: dict[str, float]
@@ -260,13 +249,12 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
         random_padding = 1 - tokens / positions
 
         sentences = data.raw["data"]["test"]["tokens"]
-        predictor = Predictor(initial.eval(), batch_size=data.batch_size)
-        inference, reference = predict_speed(predictor, sentences)
+        fp32_predictor = Predictor(initial.eval(), batch_size=data.batch_size)
+        inference = predict_speed(fp32_predictor, sentences)
         if bf16:  # fp32, bf16, bf16, fp32
-            bf16_runs = [predict_speed(predictor, sentences, bf16=True) for _ in range(2)]
-            inference = (inference + predict_speed(predictor, sentences)[0]) / 2
-            bf16_inference = sum(speed for speed, _ in bf16_runs) / 2
-            bf16_agreement = agreement(bf16_runs[0][1], reference)
+            bf16_predictor = Predictor(initial, batch_size=data.batch_size, precision="bf16")
+            bf16_inference = sum(predict_speed(bf16_predictor, sentences) for _ in range(2)) / 2
+            inference = (inference + predict_speed(fp32_predictor, sentences)) / 2
 
     train_flops, predict_flops = (lstm_flops_per_token(initial, training) / 1e9 for training in (True, False))
 
@@ -300,7 +288,6 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
                   ratio=round(bf16_project / project, 3), ratio_to="fp32"),
             speed("inference tokens/s, prediction path, bf16 autocast", bf16_inference, predict_flops, "bf16",
                   ratio=round(bf16_inference / inference, 3), ratio_to="fp32"),
-            {"run": name, "what": "bf16 predictions equal to fp32's", "value": round(bf16_agreement, 4)},
         ]
     return rows
 
