@@ -90,8 +90,9 @@ class ServingState:
             model = await loop.run_in_executor(self.executor, self.model.load, s.checkpoint, s.backend, s.device,
                                                s.max_batch_size, s.precision)  # fmt: skip
         except Exception as error:  # noqa: BLE001  (told by readiness and the log; the process stays up to say it)
-            self.failure = "the model failed to load: " + " ".join(str(error).split())
-            logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, self.failure)
+            reason = " ".join(str(error).split())
+            self.failure = f"the model failed to load: {reason}"
+            logger.error("seqmodels-serve: cannot load %s: %s", s.checkpoint, reason)
             return
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
