@@ -111,7 +111,7 @@ class ServingState:
         if self.drain.draining:
             return "draining: the server is shutting down"
         if not self.failure and not self.model.alive():
-            self.stopped("the model's process stopped (killed, out of memory or crashed)")
+            self.stopped(str(ModelStopped()))
         if self.failure:
             return self.failure
         return None if self.batcher else "the model is still loading"

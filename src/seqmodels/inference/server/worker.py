@@ -34,6 +34,9 @@ _predictor: Predictor | None = None  # in the child: the model it serves
 class ModelStopped(RuntimeError):
     """The model's process ended (killed, out of memory, crashed): nothing more can be predicted."""
 
+    def __init__(self) -> None:
+        super().__init__("the model's process stopped (killed, out of memory or crashed)")
+
 
 def _start(threads: int, server: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent drains first
@@ -110,7 +113,7 @@ class ModelProcess:
         try:
             return self.pool.submit(function, *args).result()
         except BrokenProcessPool:
-            raise ModelStopped("the model's process stopped (killed, out of memory or crashed)") from None
+            raise ModelStopped from None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
