@@ -150,7 +150,7 @@ def project_loop(
 
 
 def configured_loop(
-    config_file: str, files: dict[str, str], steps: int, root: str, precision: str | None = None, profile: bool = False
+    config_file: str, files: dict[str, str], steps: int, root: str, profile: bool = False
 ) -> tuple[Counter, SimpleProfiler | None]:
     """``train.py fit --config CONFIG`` for ``steps`` optimizer steps, as a user launches it (logger, callbacks,
     weight averaging, logging cadence; validated once, at the last step, untimed): its counter, and its profiler."""
@@ -158,7 +158,6 @@ def configured_loop(
     args = ["fit", "--config", str(ROOT / config_file), *[f"--data.{key}={path}" for key, path in files.items()],
             f"--trainer.max_steps={steps}", f"--data.cache_dir={root}/cache",
             f"--trainer.logger.init_args.save_dir={root}/logs"]  # fmt: skip
-    args += [f"--trainer.precision={precision}"] if precision else []
     args += ["--trainer.profiler=simple"] if profile else []
     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines and metric tables
         cli = train_py(args, callbacks=[counter])

@@ -182,10 +182,11 @@ class SeqModelsCLI(LightningCLI):
         self.before_fit()
         print(f"Predicting the {self.datamodule.predict_split} split (--data.predict_file, else the test split)")
         # the records beside the run's logs, in input order: what seqmodels-predict writes
-        self.trainer.callbacks.append(PredictionsWriter(Path(self.trainer.log_dir or ".") / "predictions.jsonl"))
+        self.predictions = PredictionsWriter(Path(self.trainer.log_dir or ".") / "predictions.jsonl")
+        self.trainer.callbacks.append(self.predictions)
 
     def after_predict(self) -> None:
-        print(f"Predictions: {Path(self.trainer.log_dir or '.') / 'predictions.jsonl'}")
+        print(f"Predictions: {self.predictions.path}")
 
     def report(self, metrics: dict, heading: str = "") -> None:
         """Print the val/test metrics as a table, write them as JSON beside the run's logs, and log them with
