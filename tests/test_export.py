@@ -9,14 +9,14 @@ from pathlib import Path
 import lightning
 import pytest
 import torch
-from helpers import VOCAB
+from helpers import DIRECTIONS, VOCAB
 
 from seqmodels.inference.export import export_onnx, export_torchscript, main, random_batch
 from seqmodels.inference.onnx_runtime import METADATA, OnnxPredictor
 from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
 from seqmodels.models.sequence_model import SequenceModel
 
-GRID = list(itertools.product((False, True), (1, 2), (False, True)))  # bidirectional, num_layers, chars
+GRID = list(itertools.product(DIRECTIONS, (1, 2), (False, True)))  # directions, num_layers, chars
 
 
 def assert_parity(model: SequenceModel, run) -> None:
@@ -46,17 +46,17 @@ def run_onnx(path: Path):
     return lambda batch: session.run(None, {name: tensor.numpy() for name, tensor in batch.items()})
 
 
-@pytest.mark.parametrize(("bidirectional", "num_layers", "chars"), GRID)
-def test_torchscript_parity(tmp_path, make_model, bidirectional, num_layers, chars):
-    model = make_model(chars, encoder={"bidirectional": bidirectional, "num_layers": num_layers}).eval()
+@pytest.mark.parametrize(("directions", "num_layers", "chars"), GRID)
+def test_torchscript_parity(tmp_path, make_model, directions, num_layers, chars):
+    model = make_model(chars, encoder={**DIRECTIONS[directions], "num_layers": num_layers}).eval()
     export_torchscript(model, tmp_path / "model.pt")
     assert_parity(model, run_torchscript(tmp_path / "model.pt"))
 
 
-@pytest.mark.parametrize(("bidirectional", "num_layers", "chars"), GRID)
-def test_onnx_parity(tmp_path, make_model, bidirectional, num_layers, chars):
+@pytest.mark.parametrize(("directions", "num_layers", "chars"), GRID)
+def test_onnx_parity(tmp_path, make_model, directions, num_layers, chars):
     pytest.importorskip("onnxruntime")
-    model = make_model(chars, encoder={"bidirectional": bidirectional, "num_layers": num_layers}).eval()
+    model = make_model(chars, encoder={**DIRECTIONS[directions], "num_layers": num_layers}).eval()
     export_onnx(model, tmp_path / "model.onnx")
     assert_parity(model, run_onnx(tmp_path / "model.onnx"))
 

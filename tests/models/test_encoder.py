@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import padded_batch
+from helpers import DIRECTIONS, padded_batch
 from torch import nn
 
 from seqmodels import LSTMEncoder
@@ -46,10 +46,10 @@ def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n():
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_padding_never_changes_a_result(num_layers, bidirectional):
+@pytest.mark.parametrize("directions", list(DIRECTIONS))
+def test_padding_never_changes_a_result(num_layers, directions):
     torch.manual_seed(num_layers)
-    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, bidirectional=bidirectional, dropout=0.3).eval()
+    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, dropout=0.3, **DIRECTIONS[directions]).eval()
     lengths = [7, 2, 5, 1, 7, 3]
     batch_ids, batch_lengths = padded_batch(lengths, TOKENS)
     batch = encoder(batch_ids, batch_lengths)
@@ -80,6 +80,33 @@ def test_final_matches_a_hand_computation_on_the_unpadded_sequence(num_layers):
     # The forward state is the one after the last real token; the backward one after reading back to token 0.
     torch.testing.assert_close(encoded.final[row, :hidden], output[0, n - 1, :hidden], atol=1e-6, rtol=0)
     torch.testing.assert_close(encoded.final[row, hidden:], output[0, 0, hidden:], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_separate_directions_are_two_stacks_one_reading_the_sentence_reversed(num_layers):
+    """Each stack's last layer, run alone on the unpadded sentence (the backward one on it reversed), gives the
+    outputs; ``final`` is the forward state at the last token ++ the backward state at the first."""
+    torch.manual_seed(0)
+    hidden = 16
+    encoder = LSTMEncoder(VOCAB, 12, hidden, num_layers=num_layers, separate_directions=True).eval()
+    token_ids, lengths = padded_batch([6, 3], TOKENS, pad_to=9)
+    encoded = encoder(token_ids, lengths)
+    assert encoded.outputs.shape == (2, 9, 2 * hidden) and encoded.h_n.shape == (2 * num_layers, 2, hidden)
+
+    row, n = 1, 3
+    embedded = encoder.embedding(token_ids[row : row + 1, :n])  # (1, n, E)
+    forward, (forward_h, _) = encoder.lstm.forward_stack(embedded)  # (1, n, H), (L, 1, H)
+    backward, (backward_h, _) = encoder.lstm.backward_stack(embedded.flip(1))  # read from the last token
+    torch.testing.assert_close(encoded.outputs[row, :n], torch.cat([forward, backward.flip(1)], -1)[0], atol=1e-6,
+                               rtol=0)  # fmt: skip
+    torch.testing.assert_close(encoded.final[row], torch.cat([forward_h[-1, 0], backward_h[-1, 0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(encoded.h_n[:, row], torch.stack([forward_h, backward_h], 1).flatten(0, 1)[:, 0],
+                               atol=1e-6, rtol=0)  # fmt: skip
+
+
+def test_separate_directions_without_bidirectional_is_a_clear_error():
+    with pytest.raises(ValueError, match="separate_directions needs bidirectional: true"):
+        LSTMEncoder(VOCAB, 8, 8, bidirectional=False, separate_directions=True)
 
 
 def test_zero_length_row_is_a_clear_error():

@@ -25,11 +25,15 @@ def lm_model(**encoder) -> SequenceModel:
     return SequenceModel(VOCAB, encoder=SIZES | encoder, lm={"vocab_size": 20, "dropout": 0.0}).eval()
 
 
-@pytest.mark.parametrize(("bidirectional", "num_layers"), [(True, 1), (False, 1), (False, 3)])
-def test_no_state_sees_the_word_it_predicts(bidirectional, num_layers):
+@pytest.mark.parametrize(
+    ("bidirectional", "num_layers", "separate"),
+    [(True, 1, False), (False, 1, False), (False, 3, False), (True, 1, True), (True, 2, True), (True, 3, True)],
+)
+def test_no_state_sees_the_word_it_predicts(bidirectional, num_layers, separate):
     """Changing token t+1 leaves the forward prediction at t alone; changing token t-1, the backward one.
-    Changing token t itself does change both: the states do read up to the word before the one predicted."""
-    model = lm_model(bidirectional=bidirectional, num_layers=num_layers)
+    Changing token t itself does change both: the states do read up to the word before the one predicted.
+    With ``separate_directions``, this holds at any depth."""
+    model = lm_model(bidirectional=bidirectional, num_layers=num_layers, separate_directions=separate)
     token_ids, lengths = torch.randint(2, len(VOCAB["tokens"]), (1, 9)), torch.tensor([9])
     with torch.no_grad():
         base = model(token_ids, lengths)["lm"]  # (1, T, D, V)
@@ -53,7 +57,7 @@ def perturbed(token_ids: torch.Tensor, position: int) -> torch.Tensor:
 
 
 def test_two_bidirectional_layers_are_refused_with_the_reason():
-    with pytest.raises(ValueError, match="model.lm needs a one-layer or a unidirectional encoder"):
+    with pytest.raises(ValueError, match="model.lm needs directions that do not mix.*separate_directions"):
         lm_model(bidirectional=True, num_layers=2)
 
 

@@ -23,6 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.encoding import Numericalizer
 from seqmodels.data.readers import read_split
+from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 from seqmodels.models.sequence_model import SequenceModel
 
 METRIC_TYPES = {"acc": "accuracy", "f1_macro": "f1", "f1": "f1", "pearson": "pearsonr", "spearman": "spearmanr",
@@ -124,13 +125,14 @@ def metrics_table(metrics: dict[str, float], seeds: list[dict[str, float]]) -> s
 
 def describe(model: SequenceModel) -> str:
     """The encoder and each head, in a few lines."""
-    e = model.hparams.encoder
-    direction = "bidirectional" if e.get("bidirectional") else "unidirectional"
-    chars = f", a character CNN ({e.get('char_channels')} channels)" if "chars" in model.hparams.vocab else ""
+    encoder, lstm = model.encoder, model.encoder.lstm
+    direction = "bidirectional" if encoder.num_directions == 2 else "unidirectional"
+    direction += " (two stacks whose directions never mix)" if isinstance(lstm, SeparateDirectionsLSTM) else ""
+    chars = f", a character CNN ({encoder.char_cnn.output_size} channels)" if encoder.char_cnn is not None else ""
     parameters = sum(p.numel() for p in model.parameters())
-    lines = [f"A {direction} {e.get('num_layers')}-layer LSTM encoder (hidden size {e.get('hidden_size')}, word "
-             f"embeddings of {e.get('embedding_dim')}{chars}) with {len(model.heads)} head(s); {parameters:,} "
-             "parameters.", ""]  # fmt: skip
+    lines = [f"A {direction} {lstm.num_layers}-layer LSTM encoder (hidden size {lstm.hidden_size}, word "
+             f"embeddings of {encoder.embedding.embedding_dim}{chars}) with {len(model.heads)} head(s); "
+             f"{parameters:,} parameters.", ""]  # fmt: skip
     for name, head in model.heads.items():
         column = model.hparams.data_options["columns"].get(name, {}).get("column", "")
         classes = getattr(head, "classes", None) or []

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.models.layers import CharCNN, LockedDropout, word_dropout
+from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 
 
 class EncoderConfig(TypedDict, total=False):
@@ -30,6 +31,7 @@ class EncoderConfig(TypedDict, total=False):
     hidden_size: int
     num_layers: int
     bidirectional: bool
+    separate_directions: bool
     dropout: float
     proj_size: int
     char_embedding_dim: int
@@ -59,6 +61,9 @@ class LSTMEncoder(nn.Module):
     Args:
         vocab_size, embedding_dim, padding_idx: the word embedding table.
         hidden_size, num_layers, bidirectional, proj_size: passed to ``nn.LSTM``.
+        separate_directions: a bidirectional encoder built from two unidirectional stacks whose directions
+            never mix (:class:`~seqmodels.models.separate_directions.SeparateDirectionsLSTM`, ELMo-style): a
+            language model stays valid at any depth. Default: ``nn.LSTM``'s, whose layers mix them.
         dropout: on the LSTM's input and between LSTM layers.
         num_chars, char_embedding_dim, char_channels, char_kernel_size: the character CNN (0 chars: none).
         num_cases, case_embedding_dim: the case feature for lower-cased lookups (0 cases: none).
@@ -74,6 +79,7 @@ class LSTMEncoder(nn.Module):
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = True,
+        separate_directions: bool = False,
         dropout: float = 0.0,
         padding_idx: int = 0,
         proj_size: int = 0,
@@ -99,16 +105,18 @@ class LSTMEncoder(nn.Module):
         self.case_embedding = nn.Embedding(num_cases, case_embedding_dim, padding_idx=0) if num_cases else None
         input_size = embedding_dim + (char_channels if num_chars else 0) + (case_embedding_dim if num_cases else 0)
         self.input_dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
-        self.lstm = nn.LSTM(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-            proj_size=proj_size,
-            batch_first=True,
+        if separate_directions and not bidirectional:
+            raise ValueError("model.encoder.separate_directions needs bidirectional: true")
+        between_layers = dropout if num_layers > 1 else 0.0
+        self.lstm: nn.LSTM | SeparateDirectionsLSTM = (
+            SeparateDirectionsLSTM(input_size, hidden_size, num_layers, between_layers, proj_size)
+            if separate_directions
+            else nn.LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional, dropout=between_layers,
+                         proj_size=proj_size, batch_first=True)  # fmt: skip
         )
         self.num_directions = 2 if bidirectional else 1
+        # Whether a last-layer state at t has read words on both sides of t (what a language model must not see).
+        self.directions_mix = bidirectional and num_layers > 1 and not separate_directions
         self.output_size = self.num_directions * (proj_size or hidden_size)
 
     def embed(self, token_ids: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None) -> Tensor:
@@ -132,7 +140,7 @@ class LSTMEncoder(nn.Module):
         # cuDNN wants the weights in one contiguous chunk; anything that swaps the weight tensors (DataParallel
         # replicas, load_state_dict(assign=True)) breaks it. No-op when they already are, and on the CPU; a
         # dynamically quantised LSTM (int8 inference) has no such chunk.
-        if isinstance(self.lstm, nn.LSTM):
+        if hasattr(self.lstm, "flatten_parameters"):
             self.lstm.flatten_parameters()
         # Packing needs the lengths on the CPU; keeping them there avoids a device sync.
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)

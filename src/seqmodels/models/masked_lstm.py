@@ -2,13 +2,17 @@
 
 Packed sequences do not export (ONNX has no PackedSequence, and tracing would bake in one batch's lengths),
 so :class:`MaskedLSTM` runs each direction of each layer as its own one-layer LSTM (sharing the weights)
-and handles the padding by reordering time within each sentence's length.
+and handles the padding by reordering time within each sentence's length. A
+:class:`~seqmodels.models.separate_directions.SeparateDirectionsLSTM` runs as two such stacks, the backward one
+on each sentence reversed.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 
 
 class ExportError(ValueError):
@@ -44,11 +48,16 @@ class MaskedLSTM(nn.Module):
     - backward: each sentence reversed within its own length (padding stays at the end), run left to
       right, and reversed back; its final state is the output at the true first token.
 
-    Outputs at padding are zero, as ``pad_packed_sequence`` leaves them.
+    Outputs at padding are zero, as ``pad_packed_sequence`` leaves them. A ``SeparateDirectionsLSTM`` runs as two
+    unidirectional ``MaskedLSTM``: its forward stack, and its backward stack on each sentence reversed.
     """
 
-    def __init__(self, lstm: nn.LSTM) -> None:
+    def __init__(self, lstm: nn.LSTM | SeparateDirectionsLSTM) -> None:
         super().__init__()
+        self.backward_stack = None
+        if isinstance(lstm, SeparateDirectionsLSTM):
+            self.backward_stack = MaskedLSTM(lstm.backward_stack)
+            lstm = lstm.forward_stack
         if not lstm.batch_first:
             raise ExportError("MaskedLSTM expects a batch_first LSTM, like LSTMEncoder's")
         suffixes = ("", "_reverse") if lstm.bidirectional else ("",)
@@ -63,6 +72,9 @@ class MaskedLSTM(nn.Module):
         real = positions < lengths  # (B, T)
         # t -> length-1-t at real tokens, t at padding: reverses each sentence in place (its own inverse).
         reverse = torch.where(real, lengths - 1 - positions, positions)  # (B, T)
+        if self.backward_stack is not None:  # its forward pass over the reversed sentences, reversed back
+            backward_outputs, backward_final = self.backward_stack(reverse_within_lengths(x, reverse), lengths[:, 0])
+            backward_outputs = reverse_within_lengths(backward_outputs, reverse)  # (B, T, P)
         for directions in self.layers:
             forward = directions[0](x)[0]  # (B, T, P)
             if len(directions) == 2:
@@ -75,4 +87,6 @@ class MaskedLSTM(nn.Module):
         if len(self.layers[-1]) == 2:
             finals.append(backward[:, 0])  # (B, P): backward state at the true first token
         outputs = x.masked_fill(~real.unsqueeze(-1), 0.0)  # (B, T, D*P)
+        if self.backward_stack is not None:
+            outputs, finals = torch.cat([outputs, backward_outputs], dim=-1), [*finals, backward_final]  # (B, T, 2*P)
         return outputs, torch.cat(finals, dim=-1)  # (B, T, D*P), (B, D*P)

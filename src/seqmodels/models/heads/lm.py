@@ -4,9 +4,10 @@ its backward state the previous one (Rei 2017), alone or as an auxiliary loss be
 It needs only tokens, so any corpus can feed it, unlabelled text included. Its softmax covers the
 ``vocab_size`` most frequent training words and ``<unk>`` (the token vocabulary is sorted by frequency),
 so its cost stays bounded. A state must never have read the word it predicts: the forward half of
-``outputs`` at t has read tokens 0..t, the backward half t..T-1, as long as the last layer's directions
-have not mixed, which holds for one layer or a unidirectional encoder; with two or more bidirectional
-layers, layer 2's forward state has read token t+1 through layer 1's backward state, so the head refuses them.
+``outputs`` at t has read tokens 0..t, the backward half t..T-1, as long as the directions have not mixed:
+with one layer, a unidirectional encoder, or ``encoder.separate_directions`` (two stacks, any depth). With two
+or more ``nn.LSTM`` bidirectional layers, layer 2's forward state has read token t+1 through layer 1's backward
+state, so the head refuses them.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ class LanguageModelHead(TaskHead):
 
     @classmethod
     def from_encoder(cls, encoder: LSTMEncoder, classes: list[str] | None, **config: Any) -> TaskHead:
-        if encoder.num_directions == 2 and encoder.lstm.num_layers > 1:
+        if encoder.directions_mix:
             raise ValueError(
-                "model.lm needs a one-layer or a unidirectional encoder: with 2 or more bidirectional layers, the "
-                "last layer's forward state has read the next word (through the layer below's backward state)"
+                "model.lm needs directions that do not mix: with 2 or more bidirectional layers, the last layer's "
+                "forward state has read the next word (through the layer below's backward state); set "
+                "model.encoder.separate_directions: true, or use one layer"
             )
         return cls(encoder.output_size, classes, directions=encoder.num_directions, **config)
 
