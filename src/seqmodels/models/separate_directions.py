@@ -47,7 +47,8 @@ class SeparateDirectionsLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
                  proj_size: int = 0) -> None:  # fmt: skip
         super().__init__()
-        self.input_size, self.hidden_size, self.num_layers, self.proj_size = input_size, hidden_size, num_layers, proj_size
+        self.input_size, self.hidden_size, self.proj_size = input_size, hidden_size, proj_size
+        self.num_layers = num_layers
         self.forward_stack, self.backward_stack = (
             nn.LSTM(input_size, hidden_size, num_layers, dropout=dropout, proj_size=proj_size, batch_first=True)
             for _ in range(2)
