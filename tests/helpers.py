@@ -59,10 +59,10 @@ VOCAB = {
     "tags": ["ADJ", "AUX", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB"],
     "labels": ["negative", "positive"],
 }
-# Each size different from the others, so that a mixed-up dimension fails.
 # The encoder's three kinds of directions, as model.encoder settings (parametrize a test over them by name).
 DIRECTIONS = {"forward": {"bidirectional": False}, "bidirectional": {"bidirectional": True},
               "separate": {"bidirectional": True, "separate_directions": True}}  # fmt: skip
+# Each size different from the others, so that a mixed-up dimension fails.
 SIZES = {"embedding_dim": 6, "hidden_size": 5, "char_embedding_dim": 3, "char_channels": 4, "case_embedding_dim": 2}
 
 

@@ -34,8 +34,8 @@ from seqmodels.checkpoints import check_fits, check_same_data, find_checkpoint, 
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
-from seqmodels.models.heads import head_field
-from seqmodels.models.sequence_model import NAMED_HEADS, SequenceModel, head_configs
+from seqmodels.models.heads import head_configs, head_field
+from seqmodels.models.sequence_model import NAMED_HEADS, SequenceModel
 from seqmodels.runs import ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning
 from seqmodels.summary import format_metrics, run_hparams
 

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from seqmodels.data.vocab import CASES
 from seqmodels.models.encoder import LSTMEncoder
-from seqmodels.models.heads import INSTANCE_KEYS, head_field, head_type
-from seqmodels.models.sequence_model import NAMED_HEADS, head_configs
+from seqmodels.models.heads import INSTANCE_KEYS, head_configs, head_field, head_type
+from seqmodels.models.sequence_model import NAMED_HEADS
 
 NUM_CHARS = 60  # the character vocabulary's size does not show in any shape
 ENCODER_FLAGS = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "proj_size")

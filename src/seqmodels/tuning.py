@@ -41,7 +41,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from seqmodels.arguments import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 from seqmodels.cli import HEAD_KEYS, SeqModelsCLI, main
-from seqmodels.models.sequence_model import head_configs
+from seqmodels.models.heads import head_configs
 from seqmodels.search_space import (
     TuneError, UsageError, best_config, check_keys, load_space, overrides, printed_config, sample, suggestion,
     train_error,

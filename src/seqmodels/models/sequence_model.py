@@ -12,6 +12,7 @@ Every head can also be given, under a name of its own, as ``heads: {NAME: {type:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +24,10 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from seqmodels.checkpoints import KEY, complete_data_options, provenance, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
+from seqmodels.models.adversarial import AdversarialConfig, clean_and_adversarial
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.data.fields import Field
-from seqmodels.models.heads import INSTANCE_KEYS, RESERVED, TaskHead, check_outputs, head_field, head_type
+from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_field, head_type
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
@@ -54,6 +56,8 @@ class SequenceModel(L.LightningModule):
             had, at evaluation) and its type's settings.
         multitask_score: metrics (``tagger/acc``, ``classifier/acc``, ...) whose mean is logged as
             ``{stage}/multitask/score``, for choosing the best checkpoint of a multitask model.
+        adversarial: ``{epsilon: ...}``: train on the loss of the clean input plus that of the input moved by
+            ``epsilon`` against the model (:mod:`seqmodels.models.adversarial`); ``train/adversarial/loss``.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
         initial_embeddings: pretrained word vectors, (len(vocab["tokens"]), embedding_dim), from the
             data module; only for a new model (a checkpoint has the trained ones).
@@ -70,6 +74,7 @@ class SequenceModel(L.LightningModule):
         lm: LMConfig | None = None,
         heads: dict[str, dict[str, Any]] | None = None,
         multitask_score: list[str] | None = None,
+        adversarial: AdversarialConfig | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         initial_embeddings: Tensor | None = None,
@@ -86,6 +91,7 @@ class SequenceModel(L.LightningModule):
         configs = head_configs(tagger=tagger, classifier=classifier, lm=lm, heads=heads)
         self.fields: dict[str, Field] = {name: head_field(name, config) for name, config in configs.items()}
         self.multitask_score = multitask_score
+        self.adversarial = adversarial
         self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
         self.metrics = nn.ModuleDict({
             stage: nn.ModuleDict({
@@ -167,14 +173,21 @@ class SequenceModel(L.LightningModule):
         return {"loss": loss, "losses": losses, "preds": preds, "probs": probs, "batch_size": batch_size}
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
-        """The weighted sum of the head losses, logged; in evaluation also the predictions and probabilities, for
-        the report."""
-        step = self.losses_and_predictions(batch, stage)
+        """The weighted sum of the head losses, logged (in training, plus the adversarial loss with
+        ``adversarial``); in evaluation also the predictions and probabilities, for the report."""
+        adversarial = stage == "train" and self.adversarial is not None
+        if adversarial:
+            compute = functools.partial(self.losses_and_predictions, batch, stage)
+            step, perturbed = clean_and_adversarial(compute, self.encoder, **self.adversarial)
+            self.log("train/adversarial/loss", perturbed, batch_size=step["batch_size"])
+        else:
+            step = self.losses_and_predictions(batch, stage)
         for name, head_loss in step["losses"].items() if stage == "train" else ():
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=step["batch_size"])
         self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], prog_bar=True,
-                 sync_dist=stage != "train")
-        return {"loss": step["loss"], "preds": step["preds"], "probs": step["probs"]}
+                 sync_dist=stage != "train")  # on the clean input
+        loss = step["loss"] + perturbed if adversarial else step["loss"]
+        return {"loss": loss, "preds": step["preds"], "probs": step["probs"]}
 
     def epoch_metrics(self, stage: str, reduce: Callable[..., Tensor]) -> dict[str, Tensor]:
         """Compute (synchronised across processes under DDP) and reset each head's metrics; then the mean of
@@ -271,21 +284,3 @@ class SequenceModel(L.LightningModule):
             config["monitor"] = getattr(scheduler, "monitor", "val/loss")
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-
-def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[str, Any] | None) -> dict[str, dict]:
-    """The heads to build, by name: ``heads``, and the 0.3 config keys (``tagger``, ``classifier``, ``lm``: heads of
-    that name and type), checked (configured once, a name free for a head, a registered type)."""
-    configs = {name: {"type": name, **config} for name, config in named.items() if config is not None}
-    for name, config in (heads or {}).items():
-        if name in configs:
-            raise ValueError(f"the {name} head is configured twice: under model.{name} and model.heads.{name}")
-        configs[name] = dict(config or {})
-    if not configs:
-        raise ValueError("the model needs at least one head: set model.heads (or model.tagger, model.classifier)")
-    for name, config in configs.items():
-        if name in RESERVED or "/" in name:
-            raise ValueError(f"model.heads.{name}: a head cannot be named {name!r} (the batches and metrics use "
-                             f"{sorted(RESERVED)} and '/')")  # fmt: skip
-        head_type(name, config)
-    check_outputs(configs)
-    return configs

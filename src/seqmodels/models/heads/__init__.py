@@ -18,7 +18,7 @@ from seqmodels.models.heads.base import TaskHead
 HEADS: dict[str, type[TaskHead]] = {}
 
 
-RESERVED = {"tokens", "token_ids", "char_ids", "case_ids", "lengths", "heads", "targets", "multitask"}  # batch keys
+RESERVED = {"tokens", "token_ids", "char_ids", "case_ids", "lengths", "heads", "targets", "multitask", "adversarial"}  # batch keys, log names
 INSTANCE_KEYS = ("type", "column", "unseen")  # a head instance's config keys that are not its class's arguments
 
 
@@ -95,5 +95,25 @@ def check_outputs(configs: dict[str, dict[str, Any]]) -> None:
 for _module in pkgutil.iter_modules(__path__):  # each head's module registers it: tagger, classifier, ...
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["HEADS", "INSTANCE_KEYS", "RESERVED", "TaskHead", "check_outputs", "head_field", "head_type",
+
+def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[str, Any] | None) -> dict[str, dict]:
+    """The heads to build, by name: ``heads``, and the 0.3 config keys (``tagger``, ``classifier``, ``lm``: heads of
+    that name and type), checked (configured once, a name free for a head, a registered type)."""
+    configs = {name: {"type": name, **config} for name, config in named.items() if config is not None}
+    for name, config in (heads or {}).items():
+        if name in configs:
+            raise ValueError(f"the {name} head is configured twice: under model.{name} and model.heads.{name}")
+        configs[name] = dict(config or {})
+    if not configs:
+        raise ValueError("the model needs at least one head: set model.heads (or model.tagger, model.classifier)")
+    for name, config in configs.items():
+        if name in RESERVED or "/" in name:
+            raise ValueError(f"model.heads.{name}: a head cannot be named {name!r} (the batches and metrics use "
+                             f"{sorted(RESERVED)} and '/')")  # fmt: skip
+        head_type(name, config)
+    check_outputs(configs)
+    return configs
+
+
+__all__ = ["HEADS", "INSTANCE_KEYS", "RESERVED", "TaskHead", "check_outputs", "head_configs", "head_field", "head_type",
            "register_head"]
