@@ -18,7 +18,8 @@ from seqmodels.models.heads.base import TaskHead
 HEADS: dict[str, type[TaskHead]] = {}
 
 
-RESERVED = {"tokens", "token_ids", "char_ids", "case_ids", "lengths", "heads", "targets", "multitask", "adversarial"}  # batch keys, log names
+# batch keys, and the names of logged values that are no head's
+RESERVED = {"tokens", "token_ids", "char_ids", "case_ids", "lengths", "heads", "targets", "multitask", "adversarial"}
 INSTANCE_KEYS = ("type", "column", "unseen")  # a head instance's config keys that are not its class's arguments
 
 
