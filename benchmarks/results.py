@@ -6,8 +6,10 @@ Each run is `python train.py fit --config configs/NAME.yaml` with the files and 
 for it, and `--seed_everything` 0, 1, ... (or from `--first-seed`). Each result's line has the test metric's
 mean and sample standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
 `ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR). Under
-data/cache/subsets/ it makes the 2,000- and 500-sentence UD training files (the first sentences) and, for checking
-that settings tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
+data/cache/subsets/ it makes the 2,000- and 500-sentence UD training files (the first sentences), the raw text of
+the UD training sentences after the first 2,000 (for the `_pretrained` rows, which pretrain on it once, into
+data/cache/pretrained/) and, for checking that settings tuned on stsa transfer, another 80/10/10 split of the stsa
+training sentences.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -44,7 +47,26 @@ TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's
 SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 
 
-def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
+class Pretrained:
+    """``--model.init_from`` a language model pretrained with configs/pretrain_lm.yaml (seed 0) on ``raw_text``,
+    trained on first use and kept as data/cache/pretrained/NAME.ckpt (its best checkpoint)."""
+
+    def __init__(self, name: str, raw_text: Path) -> None:
+        self.name, self.raw_text = name, raw_text
+        self.checkpoint = ROOT / "data" / "cache" / "pretrained" / f"{name}.ckpt"
+
+    def argument(self) -> str:
+        if not self.checkpoint.is_file():
+            args = ["fit", "--config", "configs/pretrain_lm.yaml", f"--data.train_file={self.raw_text}",
+                    "--seed_everything=0", "--trainer.enable_progress_bar=false",
+                    f"--trainer.logger.init_args.name=pretrain_{self.name}"]  # fmt: skip
+            best = main(args, config_dir=ROOT / "configs").trainer.checkpoint_callback.best_model_path
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(best, self.checkpoint)
+        return f"--model.init_from={self.checkpoint}"
+
+
+def runs(data: Path) -> dict[str, tuple[str, list[str | Pretrained]]]:
     """Result name -> (its test metric, the arguments of `train.py fit`)."""
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
@@ -52,6 +74,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
     small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
+    ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # the sentences small and tiny leave out
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -69,6 +92,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_glove": (tagger, ud + GLOVE + NO_WARMUP),
         "ud_upos_glove_batch32": (tagger, ud + UD_BATCH32 + GLOVE + NO_WARMUP),
         "ud_upos_2000_batch32": (tagger, small + UD_BATCH32 + NO_WARMUP),
+        # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
+        # started from a language model pretrained on that text
+        "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
+        "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500": (tagger, tiny + UD_BATCH32 + NO_WARMUP),  # what the step budget does for a very small treebank
         "ud_upos_500_epoch_cap": (tagger, tiny + UD_BATCH32 + UD_EPOCH_CAP + NO_WARMUP),
         "ud_upos_hand": (tagger, ud + UD_HAND + NO_WARMUP),
@@ -109,6 +136,19 @@ def subset(path: Path, sentences: int) -> Path:
     return target
 
 
+def unlabelled(path: Path, skip: int) -> Path:
+    """Raw text for pretraining: the word forms of a CoNLL-U file's sentences after the first ``skip``, a sentence
+    per line and nothing else (no tags, no multiword or empty nodes), written once."""
+    target = ROOT / "data" / "cache" / "subsets" / f"{path.stem}.after{skip}.txt"
+    if not target.is_file():
+        blocks = [block for block in path.read_text(encoding="utf-8").split("\n\n") if block.strip()][skip:]
+        lines = [" ".join(row.split("\t")[1] for row in block.splitlines() if row.split("\t")[0].isdigit())
+                 for block in blocks]  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
 def resplit_files(path: Path) -> list[tuple[str, Path]]:
     """Another data set of the same kind, for checking that tuned settings transfer: the training sentences of
     ``path`` shuffled (seed 13) and cut 80/10/10 into train, val and test files, written once."""
@@ -124,7 +164,8 @@ def resplit_files(path: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def run(name: str, args: list[str], seed: int) -> dict:
+def run(name: str, args: list[str | Pretrained], seed: int) -> dict:
+    args = [arg.argument() if isinstance(arg, Pretrained) else arg for arg in args]  # pretrain first, once
     start = time.perf_counter()
     run_args = ["fit", *args, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
     cli = main(run_args + [f"--trainer.logger.init_args.name={name}"], config_dir=ROOT / "configs")

@@ -121,7 +121,10 @@ class SeqModelsCLI(LightningCLI):
         resolve ``--ckpt_path best|last``; ``fit`` from a checkpoint of an earlier run continues that run's
         ``version_N``, so its checkpoint callback and early stopping pick up where they stopped."""
         config = self.config[self.subcommand]
-        if config.data.pretrained_embeddings:  # fail before the corpus is read, naming the file
+        if config.model.init_from and not config.data.pretrained_embeddings:
+            config.data.pretrained_embeddings = config.model.init_from  # its words join the vocabulary, with vectors
+        if config.data.pretrained_embeddings and config.data.pretrained_embeddings != config.model.init_from:
+            # fail before the corpus is read, naming the file
             encoder = config.model.encoder or {}
             check_dimension(config.data.pretrained_embeddings, encoder.get("embedding_dim", DEFAULT_EMBEDDING_DIM))
         logger = config.trainer.logger

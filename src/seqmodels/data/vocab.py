@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -28,6 +29,14 @@ def case_of(token: str) -> str:
     if token.isupper():
         return "upper"
     return "title" if token[0].isupper() and token[1:] == token[1:].lower() else "mixed"
+
+
+def sentences_of(datasets: Iterable[Any]) -> Iterator[list[str]]:
+    """The ``tokens`` of every row of each ``datasets.Dataset``, read from its Arrow file a batch at a time, so
+    that memory stays bounded however large the corpus (a language model's raw text)."""
+    for dataset in datasets:
+        for batch in dataset.select_columns(["tokens"]).iter(batch_size=1024):
+            yield from batch["tokens"]
 
 
 class Vocabulary:

@@ -22,7 +22,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from seqmodels.checkpoints import KEY, complete_data_options, provenance, restore_rng
+from seqmodels.checkpoints import KEY, complete_data_options, provenance, read_checkpoint, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.adversarial import AdversarialConfig, clean_and_adversarial
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
@@ -31,6 +31,7 @@ from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_f
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
+from seqmodels.models.pretrained import check_same_reading, encoder_config, load_encoder
 
 EVAL_STAGES = ("val", "test")
 NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
@@ -56,6 +57,9 @@ class SequenceModel(L.LightningModule):
             had, at evaluation) and its type's settings.
         multitask_score: metrics (``tagger/acc``, ``classifier/acc``, ...) whose mean is logged as
             ``{stage}/multitask/score``, for choosing the best checkpoint of a multitask model.
+        init_from: a checkpoint (say, a language model pretrained on raw text) whose encoder this one starts from,
+            its sizes included (:mod:`seqmodels.models.pretrained`); the new checkpoints hold the weights, so they
+            record ``None`` here.
         adversarial: ``{epsilon: ...}``: train on the loss of the clean input plus that of the input moved by
             ``epsilon`` against the model (:mod:`seqmodels.models.adversarial`); ``train/adversarial/loss``.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
@@ -74,6 +78,7 @@ class SequenceModel(L.LightningModule):
         lm: LMConfig | None = None,
         heads: dict[str, dict[str, Any]] | None = None,
         multitask_score: list[str] | None = None,
+        init_from: str | None = None,
         adversarial: AdversarialConfig | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -87,7 +92,14 @@ class SequenceModel(L.LightningModule):
         self.lr_scheduler = lr_scheduler
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
         self.vocabularies = from_lists(vocab)
+        pretrained = read_checkpoint(init_from) if init_from is not None else None
+        if pretrained is not None:
+            check_same_reading(pretrained, self.hparams["data_options"], init_from)
+            encoder = encoder_config(pretrained, encoder or {})
+            self.hparams.update(encoder=encoder, init_from=None)
         self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
+        if pretrained is not None:
+            load_encoder(self.encoder, vocab, pretrained, init_from)
         configs = head_configs(tagger=tagger, classifier=classifier, lm=lm, heads=heads)
         self.fields: dict[str, Field] = {name: head_field(name, config) for name, config in configs.items()}
         self.multitask_score = multitask_score

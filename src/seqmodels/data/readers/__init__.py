@@ -77,7 +77,8 @@ def read_split(corpus: ReaderOptions, split: str, cache_dir: str | None) -> Data
     readers' source."""
     path = getattr(corpus, SPLITS[split])
     try:
-        sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as file:  # in chunks: a large raw-text file is never in memory whole
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
     except FileNotFoundError:
         raise FileNotFoundError(f"file not found: {path}") from None
     gen_kwargs = {"path": str(path), "corpus": corpus.reader(split), "file": sha256, "reader": _SOURCE}

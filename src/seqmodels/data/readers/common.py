@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -102,9 +101,15 @@ def read_text(path: str, encoding: str) -> str:
 
 
 def numbered_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
-    """The file's lines without line ends (``\\n``, ``\\r\\n`` or ``\\r``), numbered from 1."""
-    for number, line in enumerate(io.StringIO(read_text(path, encoding), newline=None), start=1):
-        yield number, line.rstrip("\n")
+    """The file's lines without line ends (``\\n``, ``\\r\\n`` or ``\\r``), numbered from 1, read as they come: a
+    large file is never in memory whole."""
+    try:
+        with open(path, encoding=encoding, newline=None) as lines:
+            for number, line in enumerate(lines, start=1):
+                yield number, (line.removeprefix("\ufeff") if number == 1 else line).rstrip("\n")
+    except UnicodeDecodeError:
+        read_text(path, encoding)  # raises the error naming the line
+        raise
 
 
 def nonblank_lines(path: str, encoding: str) -> Iterator[tuple[str, str]]:

@@ -1,0 +1,72 @@
+"""Start a task model's encoder from a pretrained one (``model.init_from``): a language model trained on the user's
+unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoint.
+
+The encoder's shape (sizes, layers, directions, character CNN) comes from the pretrained checkpoint, its
+regularisation (dropouts, frozen embeddings) from the task's config. Weights are copied as they are, except the
+embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained vector
+whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqmodels.checkpoints import CheckpointError
+from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
+
+# Settings that change how the encoder trains, not its weights' shapes: the task's config decides these.
+REGULARISATION = ("dropout", "word_dropout", "locked_dropout", "freeze_embeddings")
+# Each embedding table, by the vocabulary that indexes its rows.
+TABLES = {"embedding.weight": "tokens", "char_cnn.embedding.weight": "chars", "case_embedding.weight": "cases"}
+
+
+def encoder_config(pretrained: dict[str, Any], task: EncoderConfig) -> EncoderConfig:
+    """The pretrained encoder's settings, with the task's regularisation."""
+    config = dict(pretrained["hyper_parameters"].get("encoder") or {})
+    for key in REGULARISATION:
+        config.pop(key, None)
+        if key in task:
+            config[key] = task[key]
+    return EncoderConfig(**config)
+
+
+def check_same_reading(pretrained: dict[str, Any], data_options: dict[str, Any], path: str | Path) -> None:
+    """Fail in one line when the task reads tokens otherwise than the pretrained model did (lower-cased or not,
+    characters kept per word): the copied embeddings would mean other things."""
+    theirs = pretrained["hyper_parameters"].get("data_options") or {}
+    for key in ("lowercase", "max_word_length"):
+        if key in theirs and theirs[key] != data_options.get(key):
+            raise CheckpointError(f"{path} was trained with data.{key}={theirs[key]}, and this run has "
+                                  f"{data_options.get(key)}: set --data.{key} {theirs[key]}")  # fmt: skip
+
+
+def load_encoder(encoder: LSTMEncoder, vocab: dict[str, list[str]], pretrained: dict[str, Any], path: str | Path
+                 ) -> None:  # fmt: skip
+    """Copy the pretrained encoder's weights into ``encoder`` (built from :func:`encoder_config`), the embedding
+    tables row by row by symbol (see the module docstring)."""
+    theirs = {name.removeprefix("encoder."): weight for name, weight in pretrained["state_dict"].items()
+              if name.startswith("encoder.")}  # fmt: skip
+    their_vocab = pretrained["hyper_parameters"]["vocab"]
+    state = encoder.state_dict()
+    missing = sorted(set(state) - set(theirs))
+    if missing:
+        raise CheckpointError(f"{path} has no encoder weights {missing[:3]}: not a seqmodels model of this version?")
+    for name in state:
+        table = TABLES.get(name)
+        state[name] = by_symbol(state[name], theirs[name], vocab[table], their_vocab[table]) if table else theirs[name]
+    encoder.load_state_dict(state)
+
+
+def by_symbol(ours: Tensor, theirs: Tensor, our_symbols: list[str], their_symbols: list[str]) -> Tensor:
+    """``ours`` (V, E) with the rows of the symbols ``theirs`` (V', E) has too replaced by theirs."""
+    rows = {symbol: row for row, symbol in enumerate(their_symbols)}
+    pairs = [(row, rows[symbol]) for row, symbol in enumerate(our_symbols) if symbol in rows]
+    table = ours.clone()
+    if pairs:
+        to, source = torch.tensor(pairs).T  # (2, N)
+        table[to] = theirs[source].to(table.dtype)
+    return table

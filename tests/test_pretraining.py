@@ -1,0 +1,90 @@
+"""Pretraining on unlabelled text, then fine-tuning: configs/pretrain_lm.yaml trains the encoder as a language model,
+and ``--model.init_from`` starts a task model from it (sizes, weights, and the words only the raw text had), whose
+checkpoint then predicts alone. Reading the raw text streams it."""
+
+import json
+import random
+
+import pytest
+import torch
+from test_checkpoints import TAGGED, write_conllu
+
+from seqmodels.checkpoints import CheckpointError, read_checkpoint
+from seqmodels.cli import main
+from seqmodels.inference.loading import load_model
+from seqmodels.inference.predictor import Predictor
+from seqmodels.models.sequence_model import SequenceModel
+
+RAW_ONLY = ["marvellous", "dreadful", "soundtrack"]  # words of the raw text that no labelled sentence trains on
+SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8", "--model.encoder.char_channels", "6"]
+
+
+def quiet(root, name: str) -> list[str]:
+    return ["--trainer.enable_progress_bar", "false", f"--data.cache_dir={root / 'cache'}",
+            f"--trainer.logger.init_args.save_dir={root / 'logs'}", f"--trainer.logger.init_args.name={name}"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A two-layer language model pretrained by train.py on 300 raw sentences, and its best checkpoint."""
+    root = tmp_path_factory.mktemp("pretrained")
+    rng = random.Random(0)
+    words = [*TAGGED, *RAW_ONLY]
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(300)]
+    (root / "raw.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["--config", "configs/pretrain_lm.yaml", f"--data.train_file={root / 'raw.txt'}", *SMALL,
+            "--model.lm.vocab_size", "20", "--trainer.max_steps", "12", "--trainer.val_check_interval", "4",
+            *quiet(root, "lm")]  # fmt: skip
+    cli = main(["fit", *args])
+    return {"root": root, "checkpoint": cli.trainer.checkpoint_callback.best_model_path}
+
+
+def test_the_pretrained_model_is_a_two_layer_language_model_with_separate_directions(pretrained):
+    checkpoint = read_checkpoint(pretrained["checkpoint"])
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["encoder"]["num_layers"] == 2 and hparams["encoder"]["separate_directions"]
+    assert set(hparams["vocab"]) == {"tokens", "chars"} and hparams["lm"]["vocab_size"] == 20
+    metrics = json.loads(next((pretrained["root"] / "logs" / "lm").glob("version_0/metrics_fit.json")).read_text())
+    assert metrics["val/lm/perplexity"] < 30  # below uniform over 20 words + <unk>: it learned something
+
+
+def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
+    checkpoint = read_checkpoint(pretrained["checkpoint"])
+    their_vocab = checkpoint["hyper_parameters"]["vocab"]
+    tokens = ["<pad>", "<unk>", "newword", *reversed(their_vocab["tokens"][2:])]  # other ids than the LM's
+    vocab = {"tokens": tokens, "chars": their_vocab["chars"], "tagger": ["ADJ", "NOUN"]}
+    model = SequenceModel(vocab, encoder={"hidden_size": 99, "dropout": 0.1}, tagger={}, init_from=pretrained["checkpoint"])
+    assert model.encoder.lstm.hidden_size == 8 and model.encoder.lstm.num_layers == 2  # the checkpoint's sizes
+    assert model.hparams.encoder["dropout"] == 0.1 and model.hparams.init_from is None  # the task's; weights within
+    theirs = checkpoint["state_dict"]
+    torch.testing.assert_close(model.encoder.lstm.backward_stack.weight_hh_l1,
+                               theirs["encoder.lstm.backward_stack.weight_hh_l1"], rtol=0, atol=0)  # fmt: skip
+    for word in ("cast", "marvellous"):
+        ours, their_id = model.encoder.embedding.weight[tokens.index(word)], their_vocab["tokens"].index(word)
+        torch.testing.assert_close(ours, theirs["encoder.embedding.weight"][their_id], rtol=0, atol=0)
+    assert not any(torch.equal(model.encoder.embedding.weight[2], row) for row in theirs["encoder.embedding.weight"])
+
+
+def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path):
+    """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words only the raw text trained join the
+    vocabulary, all of them (not only those of the labelled files); the pretrained checkpoint deleted, the task's checkpoint still loads and predicts."""
+    for split, seed in (("train", 0), ("dev", 1), ("test", 2)):
+        write_conllu(tmp_path / f"{split}.conllu", 30, seed)
+    lm = tmp_path / "lm.ckpt"
+    lm.write_bytes(open(pretrained["checkpoint"], "rb").read())
+    args = ["--config", "configs/ud_upos.yaml", f"--data.train_file={tmp_path / 'train.conllu'}",
+            f"--data.val_file={tmp_path / 'dev.conllu'}", f"--data.test_file={tmp_path / 'test.conllu'}",
+            "--model.init_from", str(lm), "--trainer.max_steps", "4", *quiet(tmp_path, "tagger")]  # fmt: skip
+    cli = main(["fit", *args])
+    best = cli.trainer.checkpoint_callback.best_model_path
+    lm.unlink()
+    model = load_model(best)
+    assert model.encoder.lstm.hidden_size == 8 and set(RAW_ONLY) <= set(model.hparams.vocab["tokens"])
+    records = Predictor(model)([["the", "marvellous", "cast"]])
+    assert len(records[0]["tags"]) == 3 and set(records[0]["tags"]) <= set(TAGGED.values())
+
+
+def test_a_pretrained_model_that_read_tokens_otherwise_is_refused_in_one_line(pretrained):
+    vocab = {"tokens": ["<pad>", "<unk>", "cast"], "chars": ["<pad>", "<unk>"], "cases": ["<pad>"], "tagger": ["A"]}
+    with pytest.raises(CheckpointError, match="trained with data.lowercase=False.*--data.lowercase False"):
+        SequenceModel(vocab, tagger={}, init_from=pretrained["checkpoint"])
