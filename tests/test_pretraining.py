@@ -3,10 +3,15 @@ and ``--model.init_from`` starts a task model from it (sizes, weights, and the w
 checkpoint then predicts alone. Reading the raw text streams it."""
 
 import json
+import os
 import random
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
+from helpers import CHILD_ENV
 from test_checkpoints import TAGGED, write_conllu
 
 from seqmodels.checkpoints import CheckpointError, read_checkpoint
@@ -16,12 +21,15 @@ from seqmodels.inference.predictor import Predictor
 from seqmodels.models.sequence_model import SequenceModel
 
 RAW_ONLY = ["marvellous", "dreadful", "soundtrack"]  # words of the raw text that no labelled sentence trains on
-SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8", "--model.encoder.char_channels", "6"]
+SMALL = ["--model.encoder.embedding_dim", "8", "--model.encoder.hidden_size", "8",
+         "--model.encoder.char_channels", "6"]  # fmt: skip
 
 
 def quiet(root, name: str) -> list[str]:
+    """Options that keep a run's files under ``root`` and its output short."""
     return ["--trainer.enable_progress_bar", "false", f"--data.cache_dir={root / 'cache'}",
-            f"--trainer.logger.init_args.save_dir={root / 'logs'}", f"--trainer.logger.init_args.name={name}"]  # fmt: skip
+            f"--trainer.logger.init_args.save_dir={root / 'logs'}",
+            f"--trainer.logger.init_args.name={name}"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,8 @@ def test_the_pretrained_model_is_a_two_layer_language_model_with_separate_direct
     hparams = checkpoint["hyper_parameters"]
     assert hparams["encoder"]["num_layers"] == 2 and hparams["encoder"]["separate_directions"]
     assert set(hparams["vocab"]) == {"tokens", "chars"} and hparams["lm"]["vocab_size"] == 20
-    metrics = json.loads(next((pretrained["root"] / "logs" / "lm").glob("version_0/metrics_fit.json")).read_text())
+    (written,) = (pretrained["root"] / "logs" / "lm").glob("version_0/metrics_fit.json")
+    metrics = json.loads(written.read_text())
     assert metrics["val/lm/perplexity"] < 30  # below uniform over 20 words + <unk>: it learned something
 
 
@@ -53,7 +62,8 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
     their_vocab = checkpoint["hyper_parameters"]["vocab"]
     tokens = ["<pad>", "<unk>", "newword", *reversed(their_vocab["tokens"][2:])]  # other ids than the LM's
     vocab = {"tokens": tokens, "chars": their_vocab["chars"], "tagger": ["ADJ", "NOUN"]}
-    model = SequenceModel(vocab, encoder={"hidden_size": 99, "dropout": 0.1}, tagger={}, init_from=pretrained["checkpoint"])
+    model = SequenceModel(vocab, encoder={"hidden_size": 99, "dropout": 0.1}, tagger={},
+                          init_from=pretrained["checkpoint"])  # fmt: skip
     assert model.encoder.lstm.hidden_size == 8 and model.encoder.lstm.num_layers == 2  # the checkpoint's sizes
     assert model.hparams.encoder["dropout"] == 0.1 and model.hparams.init_from is None  # the task's; weights within
     theirs = checkpoint["state_dict"]
@@ -66,8 +76,9 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
 
 
 def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path):
-    """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words only the raw text trained join the
-    vocabulary, all of them (not only those of the labelled files); the pretrained checkpoint deleted, the task's checkpoint still loads and predicts."""
+    """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words of the raw text join the
+    vocabulary, all of them, not only those the labelled files have; with the pretrained checkpoint deleted, the
+    task's checkpoint still loads and predicts."""
     for split, seed in (("train", 0), ("dev", 1), ("test", 2)):
         write_conllu(tmp_path / f"{split}.conllu", 30, seed)
     lm = tmp_path / "lm.ckpt"
@@ -88,3 +99,58 @@ def test_a_pretrained_model_that_read_tokens_otherwise_is_refused_in_one_line(pr
     vocab = {"tokens": ["<pad>", "<unk>", "cast"], "chars": ["<pad>", "<unk>"], "cases": ["<pad>"], "tagger": ["A"]}
     with pytest.raises(CheckpointError, match="trained with data.lowercase=False.*--data.lowercase False"):
         SequenceModel(vocab, tagger={}, init_from=pretrained["checkpoint"])
+
+
+PEAK_MEMORY_PROBE = textwrap.dedent("""
+    import sys, threading, time
+    from dataclasses import asdict
+    from seqmodels.data.datamodule import SequenceDataModule
+    from seqmodels.models.heads import head_field
+
+    def anonymous() -> int:  # resident memory that is no file's (an Arrow file mapped into memory is one)
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
+
+    peak = [anonymous()]
+    def watch() -> None:
+        while True:
+            peak[0] = max(peak[0], anonymous())
+            time.sleep(0.01)
+
+    fields = {"lm": asdict(head_field("lm", {"type": "lm"}))}
+    data = SequenceDataModule(format="text", train_file=sys.argv[1], val_fraction=0.01, min_freq=2,
+                              char_features=True, cache_dir=sys.argv[2], fields=fields)
+    threading.Thread(target=watch, daemon=True).start()
+    time.sleep(0.1)
+    before = peak[0]
+    data.setup("fit")
+    next(iter(data.train_dataloader()))
+    time.sleep(0.1)
+    print(peak[0] - before, len(data.vocab["tokens"]))
+""")
+
+
+def peak_growth(tmp_path, megabytes: int) -> tuple[int, int, int]:
+    """Write ``megabytes`` of raw text (40-word sentences over 20,000 words); read it, build the vocabularies, encode
+    it and draw a training batch in a fresh process: its file size, peak growth of memory and vocabulary size."""
+    rng = random.Random(megabytes)
+    words = [f"word{i}" for i in range(20_000)]
+    path = tmp_path / f"raw{megabytes}.txt"
+    with path.open("w", encoding="utf-8") as file:
+        while file.tell() < megabytes * 1_000_000:
+            file.write("\n".join(" ".join(rng.choices(words, k=40)) for _ in range(500)) + "\n")
+    probe = subprocess.run([sys.executable, "-c", PEAK_MEMORY_PROBE, str(path), str(tmp_path / f"cache{megabytes}")],
+                           capture_output=True, text=True, check=True, env=os.environ | CHILD_ENV)  # fmt: skip
+    grown, vocabulary = map(int, probe.stdout.split())
+    return path.stat().st_size, grown, vocabulary
+
+
+def test_a_large_raw_text_is_streamed_not_loaded_whole(tmp_path):
+    """Each further megabyte of raw text raises the peak memory of preparing it for training by far less than a
+    megabyte: the text is never in memory whole (as a string it would take a byte a byte; as lists of words, six).
+    What does grow with the file is per sentence (its length, its place in the shuffled order)."""
+    small_size, small_growth, vocabulary = peak_growth(tmp_path, 5)
+    large_size, large_growth, _ = peak_growth(tmp_path, 25)
+    assert vocabulary == 20_002
+    per_byte = (large_growth - small_growth) / (large_size - small_size)
+    assert per_byte < 0.25, f"{per_byte:.2f} bytes of memory per byte of text ({small_growth}, {large_growth})"

@@ -90,7 +90,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
-        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.lengths = torch.tensor(lengths, dtype=torch.long)  # a copy: an Arrow column's numbers are read-only
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.bucket = bucket

@@ -136,8 +136,8 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         vectors = load_vectors(self.pretrained_embeddings)
         if self.pretrained_embeddings.endswith(CHECKPOINT_SUFFIX):
             return vectors
-        words = {self._form(t) for sentence in sentences_of(split for corpus in self.raw.values()
-                                                            for split in corpus.values()) for t in sentence}  # fmt: skip
+        splits = [split for corpus in self.raw.values() for split in corpus.values()]
+        words = {self._form(t) for sentence in sentences_of(splits) for t in sentence}
         return {word: vectors[word] for word in sorted(words) if word in vectors}
 
     def _form(self, token: str) -> str:
