@@ -95,9 +95,12 @@ def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predic
     assert len(records[0]["tags"]) == 3 and set(records[0]["tags"]) <= set(TAGGED.values())
 
 
-def test_a_pretrained_model_that_read_tokens_otherwise_is_refused_in_one_line(pretrained):
+@pytest.mark.parametrize(("kept", "setting"), [(["chars", "cases"], "lowercase False"), ([], "char_features True")])
+def test_a_pretrained_model_that_read_tokens_otherwise_is_refused_in_one_line(pretrained, kept, setting):
+    """Lower-cased words with a case feature, or no characters: not the input the pretrained weights expect."""
     vocab = {"tokens": ["<pad>", "<unk>", "cast"], "chars": ["<pad>", "<unk>"], "cases": ["<pad>"], "tagger": ["A"]}
-    with pytest.raises(CheckpointError, match="trained with data.lowercase=False.*--data.lowercase False"):
+    vocab = {name: items for name, items in vocab.items() if name in kept or name in ("tokens", "tagger")}
+    with pytest.raises(CheckpointError, match=f"was trained with data.{setting.replace(' ', '=')}.*--data.{setting}$"):
         SequenceModel(vocab, tagger={}, init_from=pretrained["checkpoint"])
 
 

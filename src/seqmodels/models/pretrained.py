@@ -34,14 +34,17 @@ def encoder_config(pretrained: dict[str, Any], task: EncoderConfig) -> EncoderCo
     return EncoderConfig(**config)
 
 
-def check_same_reading(pretrained: dict[str, Any], data_options: dict[str, Any], path: str | Path) -> None:
-    """Fail in one line when the task reads tokens otherwise than the pretrained model did (lower-cased or not,
-    characters kept per word): the copied embeddings would mean other things."""
-    theirs = pretrained["hyper_parameters"].get("data_options") or {}
-    for key in ("lowercase", "max_word_length"):
-        if key in theirs and theirs[key] != data_options.get(key):
+def check_same_reading(pretrained: dict[str, Any], vocab: dict[str, list[str]], data_options: dict[str, Any],
+                       path: str | Path) -> None:  # fmt: skip
+    """Fail in one line when the task reads tokens otherwise than the pretrained model did (characters or not,
+    lower-cased or not, characters kept per word): the encoder's input would not be the one its weights expect."""
+    hparams = pretrained["hyper_parameters"]
+    theirs = {"char_features": "chars" in hparams["vocab"], **(hparams.get("data_options") or {})}
+    ours = {"char_features": "chars" in vocab, **data_options}
+    for key in ("char_features", "lowercase", "max_word_length"):
+        if key in theirs and theirs[key] != ours.get(key):
             raise CheckpointError(f"{path} was trained with data.{key}={theirs[key]}, and this run has "
-                                  f"{data_options.get(key)}: set --data.{key} {theirs[key]}")  # fmt: skip
+                                  f"{ours.get(key)}: set --data.{key} {theirs[key]}")  # fmt: skip
 
 
 def load_encoder(encoder: LSTMEncoder, vocab: dict[str, list[str]], pretrained: dict[str, Any], path: str | Path
