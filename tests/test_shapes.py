@@ -59,6 +59,13 @@ def test_a_config_file_with_flags_over_it(capsys):
     assert printed.splitlines()[0].split() == ["tensor", "shape", "axes"] and "char_cnn(char_ids)" in printed
 
 
+def test_separate_directions_show_the_encoders_results_and_each_stacks_final_state():
+    """pretrain_lm.yaml's two stacks are no one nn.LSTM: no bare-LSTM rows, the encoder's own instead."""
+    rows = shapes(["--config", str(CONFIGS / "pretrain_lm.yaml"), "--hidden_size", "7"])
+    assert "output" not in rows and rows["encoder.outputs"] == (3, 5, 14) and rows["encoder.h_n"] == (4, 3, 7)
+    assert rows["lm scores"][:3] == (3, 5, 2)
+
+
 def test_a_head_with_classes_of_its_own_is_picked_up(tmp_path, capsys):
     """README's "Add a task" example, LengthHead (``vocab_name = None``), registered as a user's module registers
     it, and configured as a config file does (``model.heads``)."""

@@ -136,7 +136,8 @@ def shape_rows(
     inputs, rows = _input_rows(model, vocab_size, batch_size, seq_len, word_length)
     x = model.embed(inputs["token_ids"], inputs["char_ids"], inputs["case_ids"])  # (B, T, E')
     rows.append(_row("lstm input", x, f"B, T, E'={x.size(-1)}: what the LSTM reads (embedding ++ char CNN ++ case)"))
-    rows += _lstm_rows(model.lstm, x, batch_first)
+    if isinstance(model.lstm, nn.LSTM):  # a bare nn.LSTM's layouts; separate_directions' two stacks have no one LSTM
+        rows += _lstm_rows(model.lstm, x, batch_first)
 
     # The encoder (packed) and the heads.
     encoded = model(**inputs)
@@ -144,6 +145,9 @@ def shape_rows(
     rows.append(_row("encoder.outputs", encoded.outputs, f"B, T, {out}: packed, so exact; zero at padding"))
     backward = " ++ backward h at the first" if model.lstm.bidirectional else ""
     rows.append(_row("encoder.final", encoded.final, f"B, {out}: forward h at each true last token{backward}"))
+    if not isinstance(model.lstm, nn.LSTM):
+        stacks = f"L*D={model.lstm.num_layers}*2 (layer*2 + stack), B, H: each stack's final h, as nn.LSTM lays them"
+        rows.append(_row("encoder.h_n", encoded.h_n, stacks))
     for name, config in heads.items():
         head_class, field = head_type(name, config), head_field(name, config)
         if field.column is not None and head_class.target == "classes":  # its column's: a tag set, a label set
