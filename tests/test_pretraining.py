@@ -75,10 +75,11 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
     assert not any(torch.equal(model.encoder.embedding.weight[2], row) for row in theirs["encoder.embedding.weight"])
 
 
-def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path):
+def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path, capsys):
     """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words of the raw text join the
     vocabulary, all of them, not only those the labelled files have; with the pretrained checkpoint deleted, the
-    task's checkpoint still loads and predicts."""
+    task's checkpoint still loads and predicts. ``train.py test`` rebuilds the vocabularies from the data, so it needs
+    the option again, and its error says so."""
     for split, seed in (("train", 0), ("dev", 1), ("test", 2)):
         write_conllu(tmp_path / f"{split}.conllu", 30, seed)
     lm = tmp_path / "lm.ckpt"
@@ -93,6 +94,11 @@ def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predic
     assert model.encoder.lstm.hidden_size == 8 and set(RAW_ONLY) <= set(model.hparams.vocab["tokens"])
     records = Predictor(model)([["the", "marvellous", "cast"]])
     assert len(records[0]["tags"]) == 3 and set(records[0]["tags"]) <= set(TAGGED.values())
+    forgotten = [arg for arg in args if arg not in ("--model.init_from", str(lm))]  # train.py test without it
+    with pytest.raises(SystemExit):
+        main(["test", *forgotten, "--ckpt_path", best])
+    error = capsys.readouterr().err
+    assert f"the fit that wrote it had --data.pretrained_embeddings {lm} --model.init_from {lm}" in error, error
 
 
 @pytest.mark.parametrize(("kept", "setting"), [(["chars", "cases"], "lowercase False"), ([], "char_features True")])

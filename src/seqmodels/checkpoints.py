@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -135,6 +136,24 @@ def check_same_data(checkpoint: dict[str, Any], vocab: dict[str, list[str]], pat
     for name, items in vocab.items():
         if theirs.get(name) != items:
             raise CheckpointError(f"{path} was trained on other data: its '{name}' vocabulary differs")
+
+
+# The options that decide a run's vocabularies: a checkpoint fits a run's data only if these are its fit's.
+VOCABULARY_OPTIONS = ("data.train_file", "data.val_file", "data.val_fraction", "data.min_freq", "data.lowercase",
+                      "data.char_features", "data.pretrained_embeddings", "model.init_from")  # fmt: skip
+
+
+def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
+    """The :data:`VOCABULARY_OPTIONS` that the fit which wrote ``checkpoint`` (its recorded config) set otherwise
+    than ``config`` does, as a hint to end an error with; "" when none differs or nothing was recorded."""
+    recorded = yaml.safe_load(checkpoint.get(KEY, {}).get("config") or "{}") or {}
+    differ = []
+    for option in VOCABULARY_OPTIONS:
+        section, key = option.split(".")
+        theirs, ours = (recorded.get(section) or {}).get(key), getattr(getattr(config, section, None), key, None)
+        if theirs != ours:
+            differ.append(f"--{option} {theirs}")
+    return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""
 
 
 def find_checkpoint(runs_dir: Path, which: str) -> Path:

@@ -30,7 +30,14 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from seqmodels.callbacks import PlainProgress, PredictionsWriter
-from seqmodels.checkpoints import check_fits, check_same_data, find_checkpoint, read_checkpoint
+from seqmodels.checkpoints import (
+    CheckpointError,
+    check_fits,
+    check_same_data,
+    find_checkpoint,
+    options_of_its_fit,
+    read_checkpoint,
+)
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
@@ -154,8 +161,11 @@ class SeqModelsCLI(LightningCLI):
         self.model.training_config = self._parser(self.subcommand).dump(config, skip_none=False)
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
-            check_fits(checkpoint["state_dict"], self.model, config.ckpt_path)
-            check_same_data(checkpoint, self.model.hparams["vocab"], config.ckpt_path)
+            try:
+                check_fits(checkpoint["state_dict"], self.model, config.ckpt_path)
+                check_same_data(checkpoint, self.model.hparams["vocab"], config.ckpt_path)
+            except CheckpointError as error:  # name the options that decide the vocabularies, if the fit's differ
+                raise CheckpointError(f"{error}{options_of_its_fit(checkpoint, config)}") from None
 
     before_validate = before_test = before_fit
 

@@ -4,6 +4,7 @@ the loss by about epsilon times the gradient's norm; it adds a loss in training 
 import copy
 
 import lightning as L
+import pytest
 import torch
 from helpers import random_examples
 from torch.utils.data import DataLoader
@@ -89,3 +90,10 @@ def test_frozen_embeddings_still_get_a_direction(make_model):
     step, perturbed = clean_and_adversarial(lambda: model.losses_and_predictions(a_batch(), "train"), model.encoder,
                                             0.5)  # fmt: skip
     assert torch.isfinite(perturbed) and perturbed.requires_grad
+
+
+@pytest.mark.parametrize("config", [{"epsilon": -1.0}, {"epsilon": 0}, {}])
+def test_an_epsilon_that_is_not_positive_is_refused(make_model, config):
+    """A negative epsilon would move the input to a lower loss: the opposite of adversarial."""
+    with pytest.raises(ValueError, match="model.adversarial.epsilon must be a number > 0"):
+        make_model(**HEADS, adversarial=config)

@@ -24,6 +24,14 @@ class AdversarialConfig(TypedDict, total=False):
     epsilon: float
 
 
+def checked(config: AdversarialConfig | None) -> AdversarialConfig | None:
+    """``config``, if its ``epsilon`` is a positive number (a negative one would move the input to a lower loss)."""
+    epsilon = (config or {}).get("epsilon")
+    if config is not None and (not isinstance(epsilon, (int, float)) or epsilon <= 0):
+        raise ValueError(f"model.adversarial.epsilon must be a number > 0, got {epsilon}")
+    return config
+
+
 @contextmanager
 def changed_inputs(encoder: LSTMEncoder, change: Callable[[Tensor], Tensor]) -> Iterator[None]:
     """Within the block, every encoder pass feeds ``change(features)`` to its dropout and LSTM, for the token

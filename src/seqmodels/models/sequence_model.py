@@ -24,7 +24,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from seqmodels.checkpoints import KEY, complete_data_options, provenance, read_checkpoint, restore_rng
 from seqmodels.data.vocab import PAD, from_lists
-from seqmodels.models.adversarial import AdversarialConfig, clean_and_adversarial
+from seqmodels.models.adversarial import AdversarialConfig, checked, clean_and_adversarial
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.data.fields import Field
 from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_field, head_type
@@ -103,7 +103,7 @@ class SequenceModel(L.LightningModule):
         configs = head_configs(tagger=tagger, classifier=classifier, lm=lm, heads=heads)
         self.fields: dict[str, Field] = {name: head_field(name, config) for name, config in configs.items()}
         self.multitask_score = multitask_score
-        self.adversarial = adversarial
+        self.adversarial = checked(adversarial)
         self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
         self.metrics = nn.ModuleDict({
             stage: nn.ModuleDict({
