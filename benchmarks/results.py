@@ -47,26 +47,28 @@ TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's
 SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 
 
-class Pretrained:
-    """``--model.init_from`` a language model pretrained with configs/pretrain_lm.yaml (seed 0) on ``raw_text``,
-    trained on first use and kept as data/cache/pretrained/NAME.ckpt (its best checkpoint)."""
+class Pretrained(str):
+    """The option ``--model.init_from`` a language model pretrained with configs/pretrain_lm.yaml (seed 0) on
+    ``raw_text``, kept as data/cache/pretrained/NAME.ckpt (its best checkpoint); :meth:`make` trains it, once."""
 
-    def __init__(self, name: str, raw_text: Path) -> None:
-        self.name, self.raw_text = name, raw_text
-        self.checkpoint = ROOT / "data" / "cache" / "pretrained" / f"{name}.ckpt"
+    def __new__(cls, name: str, raw_text: Path) -> Pretrained:
+        checkpoint = ROOT / "data" / "cache" / "pretrained" / f"{name}.ckpt"
+        option = super().__new__(cls, f"--model.init_from={checkpoint}")
+        option.name, option.raw_text, option.checkpoint = name, raw_text, checkpoint
+        return option
 
-    def argument(self) -> str:
-        if not self.checkpoint.is_file():
-            args = ["fit", "--config", "configs/pretrain_lm.yaml", f"--data.train_file={self.raw_text}",
-                    "--seed_everything=0", "--trainer.enable_progress_bar=false",
-                    f"--trainer.logger.init_args.name=pretrain_{self.name}"]  # fmt: skip
-            best = main(args, config_dir=ROOT / "configs").trainer.checkpoint_callback.best_model_path
-            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(best, self.checkpoint)
-        return f"--model.init_from={self.checkpoint}"
+    def make(self) -> None:
+        if self.checkpoint.is_file():
+            return
+        args = ["fit", "--config", "configs/pretrain_lm.yaml", f"--data.train_file={self.raw_text}",
+                "--seed_everything=0", "--trainer.enable_progress_bar=false",
+                f"--trainer.logger.init_args.name=pretrain_{self.name}"]  # fmt: skip
+        best = main(args, config_dir=ROOT / "configs").trainer.checkpoint_callback.best_model_path
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, self.checkpoint)
 
 
-def runs(data: Path) -> dict[str, tuple[str, list[str | Pretrained]]]:
+def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     """Result name -> (its test metric, the arguments of `train.py fit`)."""
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
@@ -74,7 +76,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str | Pretrained]]]:
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
     small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
-    ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # the sentences small and tiny leave out
+    ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # pretrained on what small and tiny leave
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -164,8 +166,10 @@ def resplit_files(path: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def run(name: str, args: list[str | Pretrained], seed: int) -> dict:
-    args = [arg.argument() if isinstance(arg, Pretrained) else arg for arg in args]  # pretrain first, once
+def run(name: str, args: list[str], seed: int) -> dict:
+    for arg in args:
+        if isinstance(arg, Pretrained):
+            arg.make()  # pretrain first, once
     start = time.perf_counter()
     run_args = ["fit", *args, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
     cli = main(run_args + [f"--trainer.logger.init_args.name={name}"], config_dir=ROOT / "configs")
