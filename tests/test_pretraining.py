@@ -5,6 +5,7 @@ checkpoint then predicts alone. Reading the raw text streams it."""
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -83,7 +84,7 @@ def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predic
     for split, seed in (("train", 0), ("dev", 1), ("test", 2)):
         write_conllu(tmp_path / f"{split}.conllu", 30, seed)
     lm = tmp_path / "lm.ckpt"
-    lm.write_bytes(open(pretrained["checkpoint"], "rb").read())
+    shutil.copyfile(pretrained["checkpoint"], lm)
     args = ["--config", "configs/ud_upos.yaml", f"--data.train_file={tmp_path / 'train.conllu'}",
             f"--data.val_file={tmp_path / 'dev.conllu'}", f"--data.test_file={tmp_path / 'test.conllu'}",
             "--model.init_from", str(lm), "--trainer.max_steps", "4", *quiet(tmp_path, "tagger")]  # fmt: skip
