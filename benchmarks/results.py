@@ -128,11 +128,17 @@ def files(folder: Path, pattern: str, val_name: str) -> list[str]:
     return [f"--data.{split}_file={folder / pattern.format(name)}" for split, name in names.items()]
 
 
+def sentence_blocks(path: Path) -> list[str]:
+    """A CoNLL-U file's sentences: its non-blank, blank-line separated blocks (what :func:`subset` takes the first of
+    and :func:`unlabelled` the rest of, so that the two never share a sentence)."""
+    return [block for block in path.read_text(encoding="utf-8").split("\n\n") if block.strip()]
+
+
 def subset(path: Path, sentences: int) -> Path:
-    """The first ``sentences`` sentences (blank-line separated blocks) of a CoNLL-U file, written once."""
+    """The first ``sentences`` sentences of a CoNLL-U file, written once."""
     target = ROOT / "data" / "cache" / "subsets" / f"{path.stem}.{sentences}{path.suffix}"
     if not target.is_file():
-        blocks = path.read_text(encoding="utf-8").split("\n\n")[:sentences]
+        blocks = sentence_blocks(path)[:sentences]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
     return target
@@ -143,7 +149,7 @@ def unlabelled(path: Path, skip: int) -> Path:
     per line and nothing else (no tags, no multiword or empty nodes), written once."""
     target = ROOT / "data" / "cache" / "subsets" / f"{path.stem}.after{skip}.txt"
     if not target.is_file():
-        blocks = [block for block in path.read_text(encoding="utf-8").split("\n\n") if block.strip()][skip:]
+        blocks = sentence_blocks(path)[skip:]
         lines = [" ".join(row.split("\t")[1] for row in block.splitlines() if row.split("\t")[0].isdigit())
                  for block in blocks]  # fmt: skip
         target.parent.mkdir(parents=True, exist_ok=True)
