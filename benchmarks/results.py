@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import time
@@ -44,17 +45,20 @@ UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33
 # validation, the checkpoint choice and the test depend on it.
 NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=null"]
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
+# text_classification.yaml's encoder sizes, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
+TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_channels=50"]
 SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 
 
 class Pretrained(str):
-    """The option ``--model.init_from`` a language model pretrained with configs/pretrain_lm.yaml (seed 0) on
-    ``raw_text``, kept as data/cache/pretrained/NAME.ckpt (its best checkpoint); :meth:`make` trains it, once."""
+    """The option ``--model.init_from`` a language model pretrained with configs/pretrain_lm.yaml (seed 0, and
+    ``options``) on ``raw_text``, kept as data/cache/pretrained/NAME.ckpt (its best checkpoint); :meth:`make` trains
+    it, once."""
 
-    def __new__(cls, name: str, raw_text: Path) -> Pretrained:
+    def __new__(cls, name: str, raw_text: Path, *options: str) -> Pretrained:
         checkpoint = ROOT / "data" / "cache" / "pretrained" / f"{name}.ckpt"
         option = super().__new__(cls, f"--model.init_from={checkpoint}")
-        option.name, option.raw_text, option.checkpoint = name, raw_text, checkpoint
+        option.name, option.raw_text, option.options, option.checkpoint = name, raw_text, list(options), checkpoint
         return option
 
     def make(self) -> None:
@@ -62,7 +66,7 @@ class Pretrained(str):
             return
         args = ["fit", "--config", "configs/pretrain_lm.yaml", f"--data.train_file={self.raw_text}",
                 "--seed_everything=0", "--trainer.enable_progress_bar=false",
-                f"--trainer.logger.init_args.name=pretrain_{self.name}"]  # fmt: skip
+                f"--trainer.logger.init_args.name=pretrain_{self.name}", *self.options]  # fmt: skip
         best = main(args, config_dir=ROOT / "configs").trainer.checkpoint_callback.best_model_path
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, self.checkpoint)
@@ -77,6 +81,9 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # pretrained on what small and tiny leave
+    # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
+    sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
+                                *TEXT_ENCODER)  # fmt: skip
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -113,6 +120,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "sst2_glove_tuned": (classifier, sst + SST_TUNED + GLOVE + NO_WARMUP),
         "text_classification": (classifier, text),
         "text_classification_lm": (classifier, text + LM + NO_WARMUP),
+        "text_classification_pretrained": (classifier, text + [sst_unlabelled]),
         "text_classification_tuned": (classifier, text + TEXT_TUNED + NO_WARMUP),
         "text_classification_resplit": (classifier, resplit),
         "text_classification_resplit_tuned": (classifier, resplit + TEXT_TUNED + NO_WARMUP),
@@ -155,6 +163,33 @@ def unlabelled(path: Path, skip: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target
+
+
+def tree_sentences(trees: Path, stsa: Path) -> Path:
+    """Raw text for pretraining: the sentences of the SST trees file ``trees`` (neutral ones included) as the
+    ``stsa.binary.*`` files in ``stsa`` write them (the leaves, lower-cased), less any that is a sentence of stsa's
+    dev or test file, written once. Fails unless every stsa training sentence is among them: then the comparison
+    with dev and test reads both sides alike."""
+    target = ROOT / "data" / "cache" / "subsets" / f"sst_{trees.stem}_sentences.txt"
+    if not target.is_file():
+        leaves = re.compile(r"\([^ ()]+ ([^ ()]+)\)")
+        lines = [" ".join(leaves.findall(line)).lower() for line in trees.read_text(encoding="utf-8").splitlines()]
+        unmatched = stsa_sentences(stsa / "stsa.binary.train") - set(lines)
+        if unmatched:
+            raise ValueError(f"{len(unmatched)} stsa training sentences are not sentences of {trees}, e.g. "
+                             f"{sorted(unmatched)[0]!r}: the two are not read alike")  # fmt: skip
+        held_out = stsa_sentences(stsa / "stsa.binary.dev") | stsa_sentences(stsa / "stsa.binary.test")
+        kept = [line for line in lines if line and line not in held_out]
+        print(json.dumps({"raw_text": str(target), "sentences": len(kept), "dropped_as_in_dev_or_test":
+                          len(lines) - len(kept)}), flush=True)  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return target
+
+
+def stsa_sentences(path: Path) -> set[str]:
+    """The texts of a ``label text`` file."""
+    return {row.split(" ", 1)[1] for row in path.read_text(encoding="utf-8").splitlines() if row.strip()}
 
 
 def resplit_files(path: Path) -> list[tuple[str, Path]]:

@@ -76,6 +76,32 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
     assert not any(torch.equal(model.encoder.embedding.weight[2], row) for row in theirs["encoder.embedding.weight"])
 
 
+@pytest.mark.parametrize("factor", [0.1, 1.0])
+def test_encoder_lr_factor_scales_the_encoders_learning_rate_and_the_schedule_keeps_it(factor):
+    """The encoder's parameters, and only they, train at ``factor`` times the optimizer's learning rate, through a
+    scheduler's steps; at 1 the optimizer is as before (one group, so older checkpoints resume)."""
+    vocab = {"tokens": ["<pad>", "<unk>", "a", "b"], "tagger": ["X", "Y"]}
+    model = SequenceModel(vocab, encoder={"hidden_size": 4, "embedding_dim": 3}, tagger={}, encoder_lr_factor=factor,
+                          optimizer=lambda params: torch.optim.Adam(params, lr=0.01),
+                          lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+    configured = model.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(lr_of) == len(list(model.parameters())) and len(optimizer.param_groups) == (1 if factor == 1 else 2)
+    for name, parameter in model.named_parameters():
+        expected = 0.01 * 0.25 * (factor if name.startswith("encoder.") else 1)
+        assert lr_of[id(parameter)] == pytest.approx(expected), name
+
+
+def test_a_non_positive_encoder_lr_factor_is_refused_naming_the_setting():
+    vocab = {"tokens": ["<pad>", "<unk>", "a"], "tagger": ["X", "Y"]}
+    with pytest.raises(ValueError, match="model.encoder_lr_factor must be positive, got 0"):
+        SequenceModel(vocab, encoder={"hidden_size": 4}, tagger={}, encoder_lr_factor=0).configure_optimizers()
+
+
 def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path, capsys):
     """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words of the raw text join the
     vocabulary, all of them, not only those the labelled files have; with the pretrained checkpoint deleted, the

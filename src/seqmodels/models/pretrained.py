@@ -4,16 +4,18 @@ unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoin
 The encoder's shape (sizes, layers, directions, character CNN) comes from the pretrained checkpoint, its
 regularisation (dropouts, frozen embeddings) from the task's config. Weights are copied as they are, except the
 embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained vector
-whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one.
+whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
+learning rate for the encoder than for the heads (``model.encoder_lr_factor``) keeps more of what it learnt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqmodels.checkpoints import CheckpointError
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
@@ -73,3 +75,19 @@ def by_symbol(ours: Tensor, theirs: Tensor, our_symbols: list[str], their_symbol
         to, source = torch.tensor(pairs).T  # (2, N)
         table[to] = theirs[source].to(table.dtype)
     return table
+
+
+def with_encoder_lr(optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer], model: nn.Module, factor: float
+                    ) -> torch.optim.Optimizer:  # fmt: skip
+    """``optimizer`` over ``model``'s parameters, those of ``model.encoder`` at ``factor`` times its learning rate
+    (their own parameter group; one group, as before, when ``factor`` is 1)."""
+    if factor <= 0:
+        raise ValueError(f"model.encoder_lr_factor must be positive, got {factor}")
+    if factor == 1:
+        return optimizer(model.parameters())
+    encoder = list(model.encoder.parameters())
+    in_encoder = {id(parameter) for parameter in encoder}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in in_encoder]
+    built = optimizer([{"params": encoder}, {"params": rest}])
+    built.param_groups[0]["lr"] *= factor  # before any scheduler reads it as the initial learning rate
+    return built

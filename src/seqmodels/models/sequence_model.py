@@ -31,7 +31,7 @@ from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_f
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
-from seqmodels.models.pretrained import check_same_reading, encoder_config, load_encoder
+from seqmodels.models.pretrained import check_same_reading, encoder_config, load_encoder, with_encoder_lr
 
 EVAL_STAGES = ("val", "test")
 NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
@@ -60,6 +60,8 @@ class SequenceModel(L.LightningModule):
         init_from: a checkpoint (say, a language model pretrained on raw text) whose encoder this one starts from,
             its sizes included (:mod:`seqmodels.models.pretrained`); the new checkpoints hold the weights, so they
             record ``None`` here.
+        encoder_lr_factor: the encoder's learning rate as a fraction of the optimizer's (below 1, fine-tuning keeps
+            more of a pretrained encoder: ULMFiT's discriminative learning rates).
         adversarial: ``{epsilon: ...}``: train on the loss of the clean input plus that of the input moved by
             ``epsilon`` against the model (:mod:`seqmodels.models.adversarial`); ``train/adversarial/loss``.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
@@ -79,6 +81,7 @@ class SequenceModel(L.LightningModule):
         heads: dict[str, dict[str, Any]] | None = None,
         multitask_score: list[str] | None = None,
         init_from: str | None = None,
+        encoder_lr_factor: float = 1.0,
         adversarial: AdversarialConfig | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -88,8 +91,7 @@ class SequenceModel(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
         self.hparams["data_options"] = complete_data_options(data_options, vocab)  # what the checkpoint records
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
+        self.optimizer, self.lr_scheduler, self.encoder_lr_factor = optimizer, lr_scheduler, encoder_lr_factor
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
         self.vocabularies = from_lists(vocab)
         pretrained = read_checkpoint(init_from) if init_from is not None else None
@@ -273,9 +275,8 @@ class SequenceModel(L.LightningModule):
         return records
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`).
-
-        Drop LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
+        """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`). Drop
+        LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
         them through the CLI (type-checking every vocabulary entry) makes loading take a minute."""
         checkpoint["hyper_parameters"].pop("_instantiator", None)
         checkpoint[KEY] = provenance(self.training_config)
@@ -287,7 +288,7 @@ class SequenceModel(L.LightningModule):
             restore_rng(checkpoint[KEY]["rng"])
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
+        optimizer = with_encoder_lr(self.optimizer, self, self.encoder_lr_factor)
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)
