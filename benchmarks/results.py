@@ -61,6 +61,9 @@ class Pretrained(str):
         option.name, option.raw_text, option.options, option.checkpoint = name, raw_text, list(options), checkpoint
         return option
 
+    def __getnewargs__(self) -> tuple:  # copies (the CLI's argument parsing deep-copies them) are Pretrained too
+        return (self.name, self.raw_text, *self.options)
+
     def make(self) -> None:
         if self.checkpoint.is_file():
             return
@@ -105,6 +108,9 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
+        # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
+        "ud_joint_2000": ("test/upos/acc", joint + small[-1:] + NO_WARMUP),
+        "ud_joint_2000_pretrained": ("test/upos/acc", joint + small[-1:] + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500": (tagger, tiny + UD_BATCH32 + NO_WARMUP),  # what the step budget does for a very small treebank
         "ud_upos_500_epoch_cap": (tagger, tiny + UD_BATCH32 + UD_EPOCH_CAP + NO_WARMUP),
         "ud_upos_hand": (tagger, ud + UD_HAND + NO_WARMUP),
