@@ -87,6 +87,13 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
     sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
                                 *TEXT_ENCODER)  # fmt: skip
+    # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
+    corpora = {"ud": {"format": "conllu", "tag_column": "upos", "heads": ["tagger"]},
+               "raw": {"format": "text", "heads": ["lm"]}}  # fmt: skip
+    small_and_raw = ["--config", "configs/ud_upos.yaml", f"--data.corpora={json.dumps(corpora)}",
+                     *[arg.replace("--data.", "--data.corpora.ud.") for arg in small if "_file=" in arg],
+                     f"--data.corpora.raw.train_file={unlabelled(ud_train, 2000)}",
+                     "--data.mixing=round_robin", "--model.lm={vocab_size: 10000, loss_weight: 0.5}"]  # fmt: skip
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -107,6 +114,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
+        "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
         # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
         "ud_joint_2000": ("test/upos/acc", joint + small[-1:] + NO_WARMUP),
