@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveFloat
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -81,7 +82,7 @@ class SequenceModel(L.LightningModule):
         heads: dict[str, dict[str, Any]] | None = None,
         multitask_score: list[str] | None = None,
         init_from: str | None = None,
-        encoder_lr_factor: float = 1.0,
+        encoder_lr_factor: PositiveFloat = 1.0,
         adversarial: AdversarialConfig | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
