@@ -84,6 +84,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # pretrained on what small and tiny leave
+    # the same text, a language model with twice the dropout, longer (its validation perplexity had stopped falling)
+    ewt_unlabelled_dropout = Pretrained("ewt_after_2000_dropout", unlabelled(ud_train, 2000),
+                                        "--model.encoder.dropout=0.4", "--model.lm.dropout=0.4",
+                                        "--trainer.max_steps=3000")  # fmt: skip
     # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
     sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
                                 *TEXT_ENCODER)  # fmt: skip
@@ -114,6 +118,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
+        "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
         # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
