@@ -7,9 +7,9 @@ for it, and `--seed_everything` 0, 1, ... (or from `--first-seed`). Each result'
 mean and sample standard deviation over the seeds, in percent, and the mean wall time. The data directory holds
 `ud_english_ewt/`, `sst2/` and `sst_trees/` as in `../shared/data` (or set SEQMODELS_DATA_DIR). Under
 data/cache/subsets/ it makes the 2,000- and 500-sentence UD training files (the first sentences), the raw text of
-the UD training sentences after the first 2,000 (for the `_pretrained` rows, which pretrain on it once, into
-data/cache/pretrained/) and, for checking that settings tuned on stsa transfer, another 80/10/10 split of the stsa
-training sentences.
+the UD training sentences after the first 2,000 and that of the SST training trees less stsa's dev and test sentences
+(for the `_pretrained` rows, which pretrain on it once, into data/cache/pretrained/) and, for checking that settings
+tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
-    small = [*ud, f"--data.train_file={subset(ud_train, 2000)}"]
+    small_train = f"--data.train_file={subset(ud_train, 2000)}"
+    small = [*ud, small_train]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # pretrained on what small and tiny leave
     # the same text, a language model with twice the dropout, longer (its validation perplexity had stopped falling)
@@ -122,8 +123,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
         # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
-        "ud_joint_2000": ("test/upos/acc", joint + small[-1:] + NO_WARMUP),
-        "ud_joint_2000_pretrained": ("test/upos/acc", joint + small[-1:] + NO_WARMUP + [ewt_unlabelled]),
+        "ud_joint_2000": ("test/upos/acc", joint + [small_train] + NO_WARMUP),
+        "ud_joint_2000_pretrained": ("test/upos/acc", joint + [small_train] + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500": (tagger, tiny + UD_BATCH32 + NO_WARMUP),  # what the step budget does for a very small treebank
         "ud_upos_500_epoch_cap": (tagger, tiny + UD_BATCH32 + UD_EPOCH_CAP + NO_WARMUP),
         "ud_upos_hand": (tagger, ud + UD_HAND + NO_WARMUP),
