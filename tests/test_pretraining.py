@@ -106,6 +106,21 @@ def test_a_non_positive_encoder_lr_factor_is_refused_naming_the_setting(capsys):
         SequenceModel(vocab, encoder={"hidden_size": 4}, tagger={}, encoder_lr_factor=0).configure_optimizers()
 
 
+@pytest.mark.parametrize(("before", "after"), [("1.0", "0.5"), ("0.5", "0.25")])
+def test_resuming_with_another_encoder_lr_factor_is_refused_naming_it(tmp_path, capsys, before, after):
+    """From or to 1 the optimizer's state would not fit its groups; between two others it would bring back the old
+    ratio while the new checkpoint recorded the new one. Either way, one line that names the option."""
+    args = ["--config", "configs/default.yaml", *quiet(tmp_path, "run"), "--model.encoder_lr_factor", before,
+            "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "2"]  # fmt: skip
+    cli = main(["fit", *args, "--trainer.max_steps", "2"])
+    saved = cli.trainer.checkpoint_callback.best_model_path
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--trainer.max_steps", "4", "--model.encoder_lr_factor", after, "--ckpt_path", saved])
+    error = capsys.readouterr().err
+    assert f"trained with model.encoder_lr_factor={before}, and this run has {after}" in error, error
+    assert f"resume with --model.encoder_lr_factor {before}" in error and "Traceback" not in error
+
+
 def test_fine_tuning_from_it_reads_the_raw_texts_words_and_its_checkpoint_predicts_alone(pretrained, tmp_path, capsys):
     """``--model.init_from`` with ud_upos.yaml unchanged (other sizes): the words of the raw text join the
     vocabulary, all of them, not only those the labelled files have; with the pretrained checkpoint deleted, the

@@ -91,3 +91,12 @@ def with_encoder_lr(optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer],
     built = optimizer([{"params": encoder}, {"params": rest}])
     built.param_groups[0]["lr"] *= factor  # before any scheduler reads it as the initial learning rate
     return built
+
+
+def check_same_groups(checkpoint: dict[str, Any], factor: float) -> None:
+    """Fail in one line when training resumes with another ``encoder_lr_factor`` than the checkpoint's: the
+    optimizer's state would not fit its groups (from or to 1), or would bring back the old ratio unsaid."""
+    theirs = checkpoint.get("hyper_parameters", {}).get("encoder_lr_factor", 1.0)
+    if theirs != factor:
+        raise CheckpointError(f"the checkpoint trained with model.encoder_lr_factor={theirs}, and this run has "
+                              f"{factor}: resume with --model.encoder_lr_factor {theirs}")  # fmt: skip

@@ -32,7 +32,8 @@ from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_f
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
-from seqmodels.models.pretrained import check_same_reading, encoder_config, load_encoder, with_encoder_lr
+from seqmodels.models.pretrained import (check_same_groups, check_same_reading, encoder_config, load_encoder,
+                                         with_encoder_lr)
 
 EVAL_STAGES = ("val", "test")
 NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
@@ -61,8 +62,7 @@ class SequenceModel(L.LightningModule):
         init_from: a checkpoint (say, a language model pretrained on raw text) whose encoder this one starts from,
             its sizes included (:mod:`seqmodels.models.pretrained`); the new checkpoints hold the weights, so they
             record ``None`` here.
-        encoder_lr_factor: the encoder's learning rate as a fraction of the optimizer's (below 1, fine-tuning keeps
-            more of a pretrained encoder: ULMFiT's discriminative learning rates).
+        encoder_lr_factor: the encoder's learning rate as a fraction of the optimizer's (ULMFiT's discriminative one).
         adversarial: ``{epsilon: ...}``: train on the loss of the clean input plus that of the input moved by
             ``epsilon`` against the model (:mod:`seqmodels.models.adversarial`); ``train/adversarial/loss``.
         optimizer, lr_scheduler: built from the config (LightningCLI's dependency injection).
@@ -277,16 +277,16 @@ class SequenceModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`). Drop
-        LightningCLI's ``_instantiator``: the plain hyperparameters rebuild the model, and re-parsing
-        them through the CLI (type-checking every vocabulary entry) makes loading take a minute."""
+        LightningCLI's ``_instantiator``: re-parsing it (type-checking every vocabulary entry) makes loading slow."""
         checkpoint["hyper_parameters"].pop("_instantiator", None)
         checkpoint[KEY] = provenance(self.training_config)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """When training resumes, draw the same random numbers (dropout) as the run that saved the checkpoint."""
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
-        if fitting and "rng" in checkpoint.get(KEY, {}):
-            restore_rng(checkpoint[KEY]["rng"])
+        """On resuming: the saving run's optimizer groups (:func:`check_same_groups`) and random numbers (dropout)."""
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            check_same_groups(checkpoint, self.encoder_lr_factor)
+            if "rng" in checkpoint.get(KEY, {}):
+                restore_rng(checkpoint[KEY]["rng"])
 
     def configure_optimizers(self) -> Any:
         optimizer = with_encoder_lr(self.optimizer, self, self.encoder_lr_factor)
