@@ -92,7 +92,7 @@ class SequenceModel(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "initial_embeddings"], logger=False)
         self.hparams["data_options"] = complete_data_options(data_options, vocab)  # what the checkpoint records
-        self.optimizer, self.lr_scheduler, self.encoder_lr_factor = optimizer, lr_scheduler, encoder_lr_factor
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.training_config: str | None = None  # the run's full config (YAML), set by the CLI; kept in checkpoints
         self.vocabularies = from_lists(vocab)
         pretrained = read_checkpoint(init_from) if init_from is not None else None
@@ -284,12 +284,12 @@ class SequenceModel(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """On resuming: the saving run's optimizer groups (:func:`check_same_groups`) and random numbers (dropout)."""
         if self._trainer is not None and self.trainer.state.fn == "fit":
-            check_same_groups(checkpoint, self.encoder_lr_factor)
+            check_same_groups(checkpoint, self.hparams.encoder_lr_factor)
             if "rng" in checkpoint.get(KEY, {}):
                 restore_rng(checkpoint[KEY]["rng"])
 
     def configure_optimizers(self) -> Any:
-        optimizer = with_encoder_lr(self.optimizer, self, self.encoder_lr_factor)
+        optimizer = with_encoder_lr(self.optimizer, self, self.hparams.encoder_lr_factor)
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)
