@@ -3,6 +3,7 @@ and ``--model.init_from`` starts a task model from it (sizes, weights, and the w
 checkpoint then predicts alone. Reading the raw text streams it."""
 
 import json
+import math
 import os
 import random
 import shutil
@@ -96,14 +97,15 @@ def test_encoder_lr_factor_scales_the_encoders_learning_rate_and_the_schedule_ke
         assert lr_of[id(parameter)] == pytest.approx(expected), name
 
 
-def test_a_non_positive_encoder_lr_factor_is_refused_naming_the_setting(capsys):
+def test_a_non_positive_or_infinite_encoder_lr_factor_is_refused_naming_the_setting(capsys):
     """By train.py before it reads any data, and by the model built in Python."""
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/default.yaml", "--model.encoder_lr_factor", "0"])
     assert 'key "model.encoder_lr_factor": Not of type PositiveFloat' in capsys.readouterr().err
     vocab = {"tokens": ["<pad>", "<unk>", "a"], "tagger": ["X", "Y"]}
-    with pytest.raises(ValueError, match="model.encoder_lr_factor must be positive, got 0"):
-        SequenceModel(vocab, encoder={"hidden_size": 4}, tagger={}, encoder_lr_factor=0).configure_optimizers()
+    for factor in (0, math.inf):  # inf passes PositiveFloat
+        with pytest.raises(ValueError, match=f"model.encoder_lr_factor must be positive and finite, got {factor}"):
+            SequenceModel(vocab, encoder={"hidden_size": 4}, tagger={}, encoder_lr_factor=factor).configure_optimizers()
 
 
 @pytest.mark.parametrize(("before", "after"), [("1.0", "0.5"), ("0.5", "0.25")])

@@ -78,6 +78,30 @@ def test_sigkill_in_the_second_epoch_then_resume_from_last_equals_an_uninterrupt
     assert final["global_step"] == read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")["global_step"]
 
 
+# configs/ud_upos.yaml's kind of run: a step budget (13 steps an epoch here), a plateau schedule, weight averaging
+STEPS = ["--trainer.max_epochs", "null", "--model.lr_scheduler", "lightning.pytorch.cli.ReduceLROnPlateau",
+         "--model.lr_scheduler.monitor", "val/loss", "--model.lr_scheduler.patience", "0",
+         "--weight_averaging", "seqmodels.callbacks.ExponentialMovingAverage", "--weight_averaging.epochs", "1"]
+STEPS += ["--checkpoint.mode", "max"]  # the best checkpoint is epoch 0's (the loss falls): last.ckpt must move on
+
+
+@pytest.mark.slow
+def test_a_step_budget_resumed_at_an_epoch_end_equals_an_uninterrupted_run_and_last_follows_validation(runs):
+    straight = train(runs / "steps_straight", *STEPS, "--trainer.max_steps", "39")
+    train(runs / "steps", *STEPS, "--trainer.max_steps", "26")  # ends with epoch 1
+    checkpoints = run_dir(runs / "steps") / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch=0-step=13.ckpt", "last.ckpt"]
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 26  # not the best epoch's copy
+
+    resumed = train(runs / "steps", *STEPS, "--trainer.max_steps", "39", "--ckpt_path", "last")
+    assert resumed == straight
+    last = read_checkpoint(checkpoints / "last.ckpt")
+    expected = read_checkpoint(run_dir(runs / "steps_straight") / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == expected["global_step"] == 39
+    assert all(torch.equal(last["state_dict"][key], value) for key, value in expected["state_dict"].items())
+    assert last["lr_schedulers"] == expected["lr_schedulers"]
+
+
 @pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_close(runs):
     again = train(runs / "again")

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -43,6 +43,7 @@ from seqmodels.data.embeddings import check_dimension
 from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.heads import head_configs, head_field
 from seqmodels.models.sequence_model import NAMED_HEADS, SequenceModel
+from seqmodels.resumable import ResumableCheckpoint, ResumableEarlyStopping
 from seqmodels.runs import ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning
 from seqmodels.summary import format_metrics, run_hparams
 
@@ -93,8 +94,8 @@ class SeqModelsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Checkpointing and early stopping are always on, configured under `checkpoint:` and
         # `early_stopping:`; early stopping watches the metric that picks the best checkpoint.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumableEarlyStopping, "early_stopping")
         # Optional: an average of the weights (e.g. seqmodels.callbacks.ExponentialMovingAverage) for validation,
         # the checkpoints and everything after them; null (the default) for none.
         parser.add_subclass_arguments(WeightAveraging, "weight_averaging", required=False, fail_untyped=False)

@@ -18,7 +18,7 @@ import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 
 from seqmodels.models.sequence_model import SequenceModel
 
@@ -54,9 +54,11 @@ def no_validation(trainer: Trainer) -> str | None:
 def check_monitored(model: SequenceModel, trainer: Trainer, config: Namespace, fitting: bool = True) -> None:
     """One line naming a metric that the checkpoint callback, early stopping or the LR scheduler watches and
     that no head logs, or, for a fit, that no validation would log (:func:`no_validation`)."""
-    keys = {"ModelCheckpoint": "checkpoint.monitor", "EarlyStopping": "early_stopping.monitor"}
-    watched = sorted((callback.monitor, keys.get(type(callback).__name__, type(callback).__name__))
-                     for callback in trainer.callbacks if getattr(callback, "monitor", None))  # fmt: skip
+    def watcher(callback: Callback) -> str:
+        keys = {ModelCheckpoint: "checkpoint.monitor", EarlyStopping: "early_stopping.monitor"}
+        return next((key for cls, key in keys.items() if isinstance(callback, cls)), type(callback).__name__)
+
+    watched = sorted((c.monitor, watcher(c)) for c in trainer.callbacks if getattr(c, "monitor", None))
     watched.sort(key=lambda item: item[1] != "checkpoint.monitor")  # the one that picks the best checkpoint first
     scheduler = config.model.lr_scheduler
     if scheduler is not None and (scheduler.init_args or {}).get("monitor"):

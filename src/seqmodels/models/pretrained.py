@@ -10,6 +10,7 @@ learning rate for the encoder than for the heads (``model.encoder_lr_factor``) k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def with_encoder_lr(optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer],
                     ) -> torch.optim.Optimizer:  # fmt: skip
     """``optimizer`` over ``model``'s parameters, those of ``model.encoder`` at ``factor`` times its learning rate
     (their own parameter group; one group, as before, when ``factor`` is 1)."""
-    if factor <= 0:
-        raise ValueError(f"model.encoder_lr_factor must be positive, got {factor}")
+    if not 0 < factor < math.inf:  # PositiveFloat lets inf through
+        raise ValueError(f"model.encoder_lr_factor must be positive and finite, got {factor}")
     if factor == 1:
         return optimizer(model.parameters())
     encoder = list(model.encoder.parameters())

@@ -1,0 +1,105 @@
+"""Lightning's checkpoint and early-stopping callbacks, with the fixes that make ``--ckpt_path last`` continue a run
+as if it had never stopped.
+
+1. ``save_last=True`` in Lightning 2.6 rewrites ``last.ckpt`` only when a new best checkpoint is saved at the same
+   step, so ``last.ckpt`` is the best epoch's and resuming from it goes back in time. :class:`ResumableCheckpoint`
+   writes it after every validation, as ``save_last`` did before 2.6.
+2. A run with a step budget (``trainer.max_steps``, as in ``configs/ud_upos.yaml``) resumed from a checkpoint
+   saved at an epoch's end has Lightning call that epoch's ``on_train_epoch_end`` hooks again, with no validation
+   metrics: early stopping raised "metric not available". Both callbacks had run those hooks before the checkpoint
+   was saved (the checkpoint is saved in them), so both skip the repeat.
+3. A checkpoint saved at an epoch's end is saved before the plateau schedulers (``ReduceLROnPlateau``) step, and
+   Lightning, which does not save the metrics they watch, skips that step on resuming: the resumed run's schedule
+   fell one epoch behind. :class:`ResumableCheckpoint` records the validation metrics in the checkpoint and takes
+   the step when training restarts.
+
+Both keep Lightning's state keys, so checkpoints written by either class load into the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+def replaying_epoch_end(trainer: Trainer) -> bool:
+    """Whether this ``on_train_epoch_end`` repeats the one in which the run's checkpoint was saved (fix 2)."""
+    return trainer.fit_loop.restarted_on_epoch_end
+
+
+def resuming_at_epoch_end(trainer: Trainer) -> bool:
+    """Whether training restarts from a checkpoint saved at an epoch's end, by step budget or by epochs."""
+    return trainer.fit_loop.restarted_on_epoch_end or trainer.fit_loop.resumed_on_epoch_end
+
+
+def step_plateau_schedulers(trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+    """The step the plateau schedulers take after ``epoch``'s validation, as Lightning's fit loop takes it."""
+    for config in trainer.lr_scheduler_configs:
+        if config.reduce_on_plateau and config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
+            trainer.lightning_module.lr_scheduler_step(config.scheduler, metrics[config.monitor])
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """Lightning's ``EarlyStopping``, which does not check again the epoch a resumed run's checkpoint ended."""
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, EarlyStopping.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not replaying_epoch_end(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` (with ``save_last``) follows every validation, which
+    does not save again at the epoch end a resumed run's checkpoint was saved at, and whose checkpoints carry the
+    last validation's metrics for the plateau schedulers' step that resuming there would skip."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validation: dict[str, Any] | None = None  # {"epoch": E, "metrics": {name: value}}: the last validation
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"validation": self.validation}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.validation = state_dict.get("validation")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if not resuming_at_epoch_end(trainer) or not trainer.lr_scheduler_configs:
+            return
+        if self.validation is None:
+            rank_zero_warn("The checkpoint has no validation metrics (it predates seqmodels.resumable): the plateau "
+                           "schedulers miss the step of the epoch it ended")  # fmt: skip
+        else:
+            step_plateau_schedulers(trainer, self.validation["epoch"], self.validation["metrics"])
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if replaying_epoch_end(trainer):
+            return
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+            self.validation = {"epoch": trainer.current_epoch, "metrics": metrics}
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def _save_last(self, trainer: Trainer) -> None:
+        """``last.ckpt``, unless this step was saved already (with a new best checkpoint, Lightning saves it too)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
