@@ -1,6 +1,6 @@
 """Training and inference speed of the project against plain PyTorch loops, on real data.
 
-    python benchmarks/throughput.py --data-dir ../shared/data [--steps 150]
+    python benchmarks/throughput.py --data-dir ../shared/data [--steps 150] [--rounds 3]
 
 For the UD-EWT tagger (configs/ud_upos.yaml: BiLSTM, hidden 256, 2 layers, char CNN) and the SST-2
 classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
@@ -24,9 +24,10 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 
 Every loop starts from the same initial weights (the configured run from the config's seed), runs the same number
 of optimizer steps and loads its batches as it goes (collation included). The project's tokens/s is timed over its
-training loop; ``Trainer.fit``'s one-off set-up has a row of its own. After an untimed warm-up, the loops run in
-the order configured, project, minimal, minimal, project, configured, so that a steady drift in the machine's speed
-cancels out of the ratios.
+training loop, without ``Trainer.fit``'s one-off set-up. After an untimed pass over the same batches (every batch
+shape once: oneDNN builds its kernels per shape), the loops take turns in ``--rounds`` rounds; each ratio is the
+median of the rounds' ratios, with their range, because the machine's speed drifts by 10-30% over minutes.
+The minimal loop also runs with ``torch.optim.Adam(fused=True)``: what the optimizer's fused CPU kernel gains.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ import io
 import json
 import os
 import resource
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +78,11 @@ def count(batch: dict[str, Any]) -> tuple[int, int]:
     return int(batch["lengths"].sum()), batch["token_ids"].numel()
 
 
-def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps: int) -> tuple[float, int, int]:
+def plain_loop(model: SequenceModel, loader: torch.utils.data.DataLoader, steps: int, **adam: Any
+               ) -> tuple[float, int, int]:  # fmt: skip
     """A minimal PyTorch training loop (no Lightning) over the loader's first ``steps`` batches, loading
-    included: (seconds, real tokens, positions)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    included: (seconds, real tokens, positions). ``adam``: more options of ``torch.optim.Adam`` (``fused=True``)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
     model.train()
     tokens = positions = 0
     start = time.perf_counter()
@@ -199,16 +203,34 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def predict_speed(predictor: Predictor, sentences: list[list[str]]) -> float:
-    """Tokens/s of one ``predictor`` call over ``sentences``."""
+def predict_seconds(predictor: Predictor, sentences: list[list[str]]) -> float:
+    """Seconds of one ``predictor`` call over ``sentences``."""
     predictor(sentences[:64])  # oneDNN builds its kernels once per shape and dtype: not timed
     start = time.perf_counter()
     predictor(sentences)
-    return sum(map(len, sentences)) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def measure(name: str, config_file: str, files: dict[str, str], val_file: str, steps: int, peaks: dict[str, float]
-            ) -> list[dict[str, Any]]:  # fmt: skip
+def in_rounds(loops: dict[str, Callable[[], tuple[int, float]]], rounds: int) -> dict[str, list[float]]:
+    """Each loop's tokens/s in each of ``rounds`` rounds, the loops taking turns within a round (in reverse order
+    every other round). A ratio of two loops is then taken within each round, and its median over the rounds is
+    reported: the machine's speed drifts by 10-30% over minutes, which cancels within a round."""
+    speeds: dict[str, list[float]] = {name: [] for name in loops}
+    for round_ in range(rounds):
+        for name in list(loops)[:: -1 if round_ % 2 else 1]:
+            tokens, seconds = loops[name]()
+            speeds[name].append(tokens / seconds)
+    return speeds
+
+
+def ratio(speeds: dict[str, list[float]], of: str, to: str) -> dict[str, Any]:
+    """The median over the rounds of ``of``'s tokens/s over ``to``'s, and the range of the rounds' ratios."""
+    ratios = sorted(a / b for a, b in zip(speeds[of], speeds[to]))
+    return {"ratio": round(statistics.median(ratios), 3), "range": [round(ratios[0], 3), round(ratios[-1], 3)]}
+
+
+def measure(name: str, config_file: str, files: dict[str, str], val_file: str, steps: int, rounds: int,
+            peaks: dict[str, float]) -> list[dict[str, Any]]:  # fmt: skip
     config = yaml.safe_load((ROOT / config_file).read_text())
     bf16 = "bf16" in peaks
     with tempfile.TemporaryDirectory() as cache:
@@ -222,71 +244,89 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
 
         initial = new_model(config, data)
         data.setup("fit")
-        plain_loop(copy.deepcopy(initial), data.train_dataloader(), WARMUP_STEPS)  # allocator, caches: not timed
-        # The seeded loaders give every loop the same batches in the same order.
+        plain_loop(copy.deepcopy(initial), data.train_dataloader(), steps)  # every batch shape once: not timed
         run_files = files | {"val_file": val_file}
-        configureds = [configured_loop(config_file, run_files, steps, cache)[0]]
-        projects = [project_loop(copy.deepcopy(initial), data, steps)]
-        minimals = [plain_loop(copy.deepcopy(initial), data.train_dataloader(), steps) for _ in range(2)]
-        projects.append(project_loop(copy.deepcopy(initial), data, steps))
-        configureds.append(configured_loop(config_file, run_files, steps, cache)[0])
-        counter = projects[-1][1]
-        configured = sum(c.tokens for c in configureds) / sum(c.seconds for c in configureds)
-        project = sum(c.tokens for _, c in projects) / sum(c.seconds for _, c in projects)
-        minimal = sum(tokens for _, tokens, _ in minimals) / sum(seconds for seconds, _, _ in minimals)
-        setup = sum(seconds - c.seconds for seconds, c in projects) / len(projects)
-        costs = callback_costs(configured_loop(config_file, run_files, steps, cache, profile=True)[1], steps)
-        if bf16:
-            bf16_counter = project_loop(copy.deepcopy(initial), data, steps, precision="bf16-mixed")[1]
-            bf16_project = bf16_counter.tokens / bf16_counter.seconds
-
         loader = data.train_dataloader()
         random_sampler = BucketBatchSampler(data.encoded["data"]["train"]["length"], data.batch_size, bucket=False, seed=0)
-        loader = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler, collate_fn=loader.collate_fn)
-        seconds, tokens, positions = plain_loop(copy.deepcopy(initial), loader, steps)
-        straightforward = tokens / seconds
-        random_padding = 1 - tokens / positions
-
+        random_batches = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler,
+                                                     collate_fn=loader.collate_fn)  # fmt: skip
         sentences = data.raw["data"]["test"]["tokens"]
-        fp32_predictor = Predictor(initial.eval(), batch_size=data.batch_size)
-        inference = predict_speed(fp32_predictor, sentences)
-        if bf16:  # fp32, bf16, bf16, fp32
-            bf16_predictor = Predictor(initial, batch_size=data.batch_size, precision="bf16")
-            bf16_inference = sum(predict_speed(bf16_predictor, sentences) for _ in range(2)) / 2
-            inference = (inference + predict_speed(fp32_predictor, sentences)) / 2
+        predictors = {"fp32": Predictor(copy.deepcopy(initial).eval(), batch_size=data.batch_size)}
+        if bf16:
+            predictors["bf16"] = Predictor(copy.deepcopy(initial), batch_size=data.batch_size, precision="bf16")
+        counts: dict[str, tuple[int, int]] = {}  # loop: (real tokens, positions) of its last round
+
+        def counted(loop: str, tokens: int, positions: int, seconds: float) -> tuple[int, float]:
+            counts[loop] = (tokens, positions)
+            return tokens, seconds
+
+        def configured() -> tuple[int, float]:
+            counter = configured_loop(config_file, run_files, steps, cache)[0]
+            return counter.tokens, counter.seconds
+
+        def project(precision: str = "32-true") -> tuple[int, float]:
+            counter = project_loop(copy.deepcopy(initial), data, steps, precision=precision)[1]
+            return counted("project", counter.tokens, counter.positions, counter.seconds)
+
+        def plain(batches: torch.utils.data.DataLoader, loop: str, **adam: Any) -> tuple[int, float]:
+            seconds, tokens, positions = plain_loop(copy.deepcopy(initial), batches, steps, **adam)
+            return counted(loop, tokens, positions, seconds)
+
+        def predict(precision: str) -> tuple[int, float]:
+            return sum(map(len, sentences)), predict_seconds(predictors[precision], sentences)
+
+        # The seeded loaders give every loop the same batches in the same order.
+        loops = {
+            "configured": configured,
+            "project": project,
+            "minimal": lambda: plain(data.train_dataloader(), "minimal"),
+            "minimal_fused": lambda: plain(data.train_dataloader(), "minimal_fused", fused=True),
+            "straightforward": lambda: plain(random_batches, "straightforward"),
+            "inference": lambda: predict("fp32"),
+        }
+        if bf16:
+            loops |= {"project_bf16": lambda: project("bf16-mixed"), "inference_bf16": lambda: predict("bf16")}
+        speeds = in_rounds(loops, rounds)
+        costs = callback_costs(configured_loop(config_file, run_files, steps, cache, profile=True)[1], steps)
 
     train_flops, predict_flops = (lstm_flops_per_token(initial, training) / 1e9 for training in (True, False))
 
-    def speed(what: str, tokens_per_s: float, flops: float, peak: str = "fp32", **more: Any) -> dict[str, Any]:
-        """A tokens/s row, with the LSTM's GFLOP/s and their fraction of the matmul peak."""
+    def speed(what: str, loop: str, flops: float, peak: str = "fp32", **more: Any) -> dict[str, Any]:
+        """A tokens/s row (the median of the rounds), with the LSTM's GFLOP/s and their fraction of the peak."""
+        tokens_per_s = statistics.median(speeds[loop])
         gflops = tokens_per_s * flops
         return {"run": name, "what": what, "value": round(tokens_per_s), "gflops": round(gflops, 1),
                 "of_peak": round(gflops / peaks[peak], 3), **more}  # fmt: skip
 
-    padding = 1 - counter.tokens / counter.positions
+    def padding(loop: str) -> float:
+        tokens, positions = counts[loop]
+        return round(1 - tokens / positions, 4)
+
     rows = [
         {"run": name, "what": "data preparation, first run (s)", "value": round(first, 2)},
         {"run": name, "what": "data preparation, cached rerun (s)", "value": round(cached, 2),
          "ratio": round(cached / first, 3)},
-        {"run": name, "what": "Trainer.fit set-up and tear-down (s), once per run", "value": round(setup, 2)},
-        speed("training tokens/s, configured run (train.py fit)", configured, train_flops,
-              ratio=round(configured / minimal, 3), ratio_to="minimal"),
+        speed("training tokens/s, configured run (train.py fit)", "configured", train_flops,
+              **ratio(speeds, "configured", "minimal"), ratio_to="minimal"),
         *[{"run": name, "what": f"  in {callback} hooks (ms per step)", "value": round(ms, 2)}
           for callback, ms in costs.items() if ms >= 0.05],
-        speed("training tokens/s, project (bare Trainer, bucketed)", project, train_flops, padding=round(padding, 4)),
-        speed("training tokens/s, minimal plain loop, same batches", minimal, train_flops,
-              ratio=round(project / minimal, 3)),
-        speed("training tokens/s, plain loop, random batches, packed", straightforward, train_flops,
-              ratio=round(project / straightforward, 3), padding=round(random_padding, 4)),
-        speed("inference tokens/s, prediction path", inference, predict_flops,
-              ratio=round(inference / project, 3), ratio_to="training"),
+        speed("training tokens/s, project (bare Trainer, bucketed)", "project", train_flops,
+              **ratio(speeds, "project", "minimal"), ratio_to="minimal", padding=padding("project")),
+        speed("training tokens/s, minimal plain loop, same batches", "minimal", train_flops),
+        speed("training tokens/s, minimal plain loop, fused Adam", "minimal_fused", train_flops,
+              **ratio(speeds, "minimal_fused", "minimal"), ratio_to="minimal"),
+        speed("training tokens/s, plain loop, random batches, packed", "straightforward", train_flops,
+              **ratio(speeds, "project", "straightforward"), ratio_to="project over it",
+              padding=padding("straightforward")),
+        speed("inference tokens/s, prediction path", "inference", predict_flops,
+              **ratio(speeds, "inference", "project"), ratio_to="training"),
     ]
     if bf16:
         rows += [
-            speed("training tokens/s, project, bf16-mixed", bf16_project, train_flops, "bf16",
-                  ratio=round(bf16_project / project, 3), ratio_to="fp32"),
-            speed("inference tokens/s, prediction path, bf16 autocast", bf16_inference, predict_flops, "bf16",
-                  ratio=round(bf16_inference / inference, 3), ratio_to="fp32"),
+            speed("training tokens/s, project, bf16-mixed", "project_bf16", train_flops, "bf16",
+                  **ratio(speeds, "project_bf16", "project"), ratio_to="fp32"),
+            speed("inference tokens/s, prediction path, bf16 autocast", "inference_bf16", predict_flops, "bf16",
+                  **ratio(speeds, "inference_bf16", "inference"), ratio_to="fp32"),
         ]
     return rows
 
@@ -295,6 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("SEQMODELS_DATA_DIR", "../shared/data"))
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps per training loop")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds in which every loop runs once")
     options = parser.parse_args()
     data = Path(options.data_dir).resolve()
     ewt, trees = data / "ud_english_ewt", data / "sst_trees"
@@ -313,17 +354,20 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row), flush=True)
     for name, (config_file, files, val_file) in runs.items():
-        for row in measure(name, config_file, files, val_file, options.steps, peaks):
+        for row in measure(name, config_file, files, val_file, options.steps, options.rounds, peaks):
             print(json.dumps(row), flush=True)
             rows.append(row)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"what": "peak resident memory (MiB)", "value": round(peak)}))
-    print(f"\n{'run':<8} {'what':<56} {'value':>10} {'ratio':>7} {'padding':>8} {'GFLOP/s':>8} {'of peak':>7}")
+    print(f"\n{'run':<8} {'what':<56} {'value':>10} {'ratio':>7} {'range':>13} {'padding':>8} {'GFLOP/s':>8} "
+          f"{'of peak':>7}")  # fmt: skip
     for row in rows:
-        ratio = f"{row['ratio']:.3f}" if "ratio" in row else ""
+        times = f"{row['ratio']:.3f}" if "ratio" in row else ""
+        spread = "{:.3f}-{:.3f}".format(*row["range"]) if "range" in row else ""
         padding = f"{row['padding']:.2%}" if "padding" in row else ""
         gflops, of_peak = (f"{row['gflops']:.1f}", f"{row['of_peak']:.1%}") if "gflops" in row else ("", "")
-        print(f"{row['run']:<8} {row['what']:<56} {row['value']:>10} {ratio:>7} {padding:>8} {gflops:>8} {of_peak:>7}")
+        print(f"{row['run']:<8} {row['what']:<56} {row['value']:>10} {times:>7} {spread:>13} {padding:>8} {gflops:>8} "
+              f"{of_peak:>7}")  # fmt: skip
     print(f"peak resident memory: {peak:.0f} MiB")
 
 

@@ -86,20 +86,33 @@ STEPS += ["--checkpoint.mode", "max"]  # the best checkpoint is epoch 0's (the l
 
 
 @pytest.mark.slow
-def test_a_step_budget_resumed_at_an_epoch_end_equals_an_uninterrupted_run_and_last_follows_validation(runs):
+def test_a_step_budget_resumed_at_or_inside_an_epoch_equals_an_uninterrupted_run_and_last_follows_validation(runs):
     straight = train(runs / "steps_straight", *STEPS, "--trainer.max_steps", "39")
-    train(runs / "steps", *STEPS, "--trainer.max_steps", "26")  # ends with epoch 1
-    checkpoints = run_dir(runs / "steps") / "checkpoints"
-    assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch=0-step=13.ckpt", "last.ckpt"]
-    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 26  # not the best epoch's copy
-
-    resumed = train(runs / "steps", *STEPS, "--trainer.max_steps", "39", "--ckpt_path", "last")
-    assert resumed == straight
-    last = read_checkpoint(checkpoints / "last.ckpt")
     expected = read_checkpoint(run_dir(runs / "steps_straight") / "checkpoints" / "last.ckpt")
-    assert last["global_step"] == expected["global_step"] == 39
-    assert all(torch.equal(last["state_dict"][key], value) for key, value in expected["state_dict"].items())
-    assert last["lr_schedulers"] == expected["lr_schedulers"]
+    for stop in (26, 20):  # at epoch 1's end; inside it (its 7th batch: the resumed epoch skips the first 7)
+        train(runs / f"steps{stop}", *STEPS, "--trainer.max_steps", str(stop))
+        checkpoints = run_dir(runs / f"steps{stop}") / "checkpoints"
+        assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch=0-step=13.ckpt", "last.ckpt"]
+        assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == stop  # not the best epoch's copy
+
+        resumed = train(runs / f"steps{stop}", *STEPS, "--trainer.max_steps", "39", "--ckpt_path", "last")
+        assert resumed == straight
+        last = read_checkpoint(checkpoints / "last.ckpt")
+        assert last["global_step"] == expected["global_step"] == 39
+        assert all(torch.equal(last["state_dict"][key], value) for key, value in expected["state_dict"].items())
+        if stop == 26:  # inside an epoch, the stopped run's validation at step 20 stood for epoch 1's in the schedule
+            assert last["lr_schedulers"] == expected["lr_schedulers"]
+
+
+@pytest.mark.slow
+def test_resuming_from_a_best_first_epoch_keeps_writing_last_ckpt(runs):
+    """The epoch-0 checkpoint is saved before the run's first last.ckpt; resuming from it must rewrite that file."""
+    cwd = runs / "from_best"
+    train(cwd, *STEPS, "--trainer.max_steps", "26")
+    best = run_dir(cwd) / "checkpoints" / "epoch=0-step=13.ckpt"
+    train(cwd, *STEPS, "--trainer.max_steps", "39", "--ckpt_path", str(best))
+    assert sorted(path.name for path in best.parent.iterdir()) == [best.name, "last.ckpt"]
+    assert read_checkpoint(best.parent / "last.ckpt")["global_step"] == 39
 
 
 @pytest.mark.slow

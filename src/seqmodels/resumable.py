@@ -8,7 +8,9 @@ as if it had never stopped.
    saved at an epoch's end has Lightning call that epoch's ``on_train_epoch_end`` hooks again, with no validation
    metrics: early stopping raised "metric not available". Both callbacks had run those hooks before the checkpoint
    was saved (the checkpoint is saved in them), so both skip the repeat.
-3. A checkpoint saved at an epoch's end is saved before the plateau schedulers (``ReduceLROnPlateau``) step, and
+3. Resuming from a best checkpoint saved before the run's first ``last.ckpt`` (``--ckpt_path best`` after a best
+   first epoch) had Lightning write ``last-v1.ckpt`` beside the stale ``last.ckpt``, which ``--ckpt_path last`` finds.
+4. A checkpoint saved at an epoch's end is saved before the plateau schedulers (``ReduceLROnPlateau``) step, and
    Lightning, which does not save the metrics they watch, skips that step on resuming: the resumed run's schedule
    fell one epoch behind. :class:`ResumableCheckpoint` records the validation metrics in the checkpoint and takes
    the step when training restarts.
@@ -18,6 +20,7 @@ Both keep Lightning's state keys, so checkpoints written by either class load in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -73,6 +76,10 @@ class ResumableCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.validation = state_dict.get("validation")
+        if self.save_last and not self.last_model_path and self.dirpath == state_dict.get("dirpath"):
+            # a best checkpoint saved before the run's first last.ckpt: that last.ckpt is still the run's to rewrite
+            # (else Lightning writes last-v1.ckpt beside it, and --ckpt_path last would find the stale one)
+            self.last_model_path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)

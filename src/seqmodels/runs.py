@@ -105,6 +105,10 @@ def quiet_lightning() -> None:
       (lightning/pytorch/utilities/_pytree.py: Lightning's to change);
     - the ``dirpath has changed`` warning of ``train.py test|validate|predict --ckpt_path``: each run logs to a new
       ``version_N``, so the checkpoint's folder always differs, and nothing is wrong;
+    - the warning that a run resumed inside an epoch has a loader that is not resumable: the training loader skips
+      the batches the epoch had trained (:func:`seqmodels.data.mixing.batches_already_trained`; tested);
+    - "Checkpoint directory exists and is not empty": only a resumed fit writes into an existing ``version_N``, and
+      it is that run's own;
     - the custom batch sampler warning of ``predict``: the data module's prediction batches return every sentence
       once, sorted by length, and the records are written in file order (tested: ``predictions.jsonl`` has one line
       per sentence, in order);
@@ -121,6 +125,8 @@ NOISE = [  # (message regex, category, module regex) of the warnings quiet_light
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
     (r"The dirpath has changed from", UserWarning, r"lightning\.pytorch\.callbacks\.model_checkpoint"),
     (r"You are using a custom batch sampler", UserWarning, r"lightning\.pytorch\.utilities"),
+    (r"You're resuming from a checkpoint that ended before the epoch ended", UserWarning, r"lightning\.pytorch"),
+    (r"Checkpoint directory .* exists and is not empty", UserWarning, r"lightning\.pytorch\.callbacks"),
 ]
 NOTICES = ("litlogger", "Found current_model_state in the checkpoint")  # Lightning's info records quiet_lightning drops
 

@@ -68,6 +68,18 @@ def test_an_epoch_is_a_function_of_the_seed_and_its_number_so_a_resumed_run_draw
     assert list(resumed) == drawn
 
 
+@pytest.mark.parametrize("mixing", ["proportional", "round_robin", "temperature"])
+def test_a_run_resumed_inside_an_epoch_skips_the_batches_it_had_trained_once(mixing):
+    sampler = mixed(mixing)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler.skip = 7
+    assert list(sampler) == whole[7:]
+    assert list(sampler) == whole  # the next pass (a shorter cycled loader's, or a new epoch's) is whole again
+    sampler.skip = len(whole) + 3  # a shorter loader cycled within the epoch: it wraps around
+    assert list(sampler) == whole[3:]
+
+
 def test_every_rank_draws_the_same_corpus_sequence_and_its_own_examples():
     ranks = [mixed("proportional", rank=r, replicas=2) for r in range(2)]
     for epoch in range(2):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from seqmodels.data.batching import BucketBatchSampler, PadCollator
 from seqmodels.data.corpus import Corpus
 from seqmodels.data.embeddings import CHECKPOINT_SUFFIX, embedding_matrix, load_vectors
-from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, SequentialBatchSampler
+from seqmodels.data.mixing import Corpora, MixedBatchSampler, Mixing, SequentialBatchSampler, batches_already_trained
 from seqmodels.data.fields import Field
 from seqmodels.data.encoding import Numericalizer
 from seqmodels.data.tasks import assign_heads, default_fields, fed_columns, written_columns
@@ -255,14 +255,13 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         datasets = [d.with_format(columns=[c for c in d.column_names if c != "length" and (words or c != "tokens")])
                     for d in datasets]  # fmt: skip
         heads = [self.feeds[name] for name in names] if len(self.sources) > 1 else None
-        trainer = self.trainer
         return DataLoader(
             Corpora(datasets, heads),
             batch_sampler=batch_sampler,
             collate_fn=PadCollator(self.vocabularies["tokens"].stoi["<pad>"], list(self.head_fields.values())),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=bool(trainer and trainer.strategy.root_device.type == "cuda"),
+            pin_memory=bool(self.trainer and self.trainer.strategy.root_device.type == "cuda"),
             # Its own generator: starting an epoch must not draw from torch's global one (dropout's), or a
             # resumed run (which validates before it trains) would drop out other units than the original.
             generator=torch.Generator().manual_seed(self.seed),
@@ -279,6 +278,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
         samplers = self._samplers("train", names, shuffle=True, bucket=self.bucket)
         offsets = [0, *itertools.accumulate(len(self.encoded[name]["train"]) for name in names)]
         mixed = MixedBatchSampler(samplers, offsets, self.mixing, self.temperature, self.seed)
+        mixed.skip = batches_already_trained(self.trainer)
         return self._loader("train", names, mixed, words=False)
 
     def _evaluation_loader(self, split: str, bucket: bool) -> DataLoader:

@@ -11,7 +11,8 @@
   share of that corpus's batches (its :class:`BucketBatchSampler`), so the data stay disjoint.
 - :class:`SequentialBatchSampler`: evaluation and prediction, corpus after corpus.
 
-Everything is a function of the seed and the epoch, so a resumed run draws what the original would.
+Everything is a function of the seed and the epoch, so a resumed run draws what the original would; resumed inside
+an epoch, it skips the batches that the epoch had trained before the checkpoint (:func:`batches_already_trained`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,21 @@ from typing import Literal
 
 import torch
 from datasets import Dataset
+from lightning.pytorch import Trainer
 from torch.utils.data import Sampler
 
 from seqmodels.data.batching import BucketBatchSampler
 
 Mixing = Literal["proportional", "round_robin", "temperature"]
+
+
+def batches_already_trained(trainer: Trainer | None) -> int:
+    """How many of this epoch's batches a run resumed from a checkpoint saved inside the epoch (``trainer.max_steps``
+    ending it there) had trained: its training loader skips them. 0 for a fresh run or one resumed at an epoch's end."""
+    if trainer is None or not trainer.fit_loop.restarting:
+        return 0
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return 0 if progress.is_last_batch else progress.current.completed
 
 
 class Corpora(torch.utils.data.Dataset):
@@ -68,6 +79,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.mixing, self.temperature, self.seed = mixing, temperature, seed
         self.sizes = [len(sampler) for sampler in self.samplers]  # batches per pass, on this rank
         self.epoch = 0
+        self.skip = 0  # batches of the next pass to leave out: those a resumed run had trained (then 0 again)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -88,19 +100,21 @@ class MixedBatchSampler(Sampler[list[int]]):
         return torch.multinomial(weights, steps, replacement=True, generator=generator).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip % len(self), 0  # a cycled shorter loader (data.step: every_corpus) wraps around
         drawn = [0] * len(self.sizes)  # batches each corpus gave in the epochs before this one
         for epoch in range(self.epoch):
             for corpus in self.choices(epoch):
                 drawn[corpus] += 1
         passes: dict[tuple[int, int], list[list[int]]] = {}
-        for corpus in self.choices(self.epoch):
+        for step, corpus in enumerate(self.choices(self.epoch)):
             number, position = divmod(drawn[corpus], self.sizes[corpus])
             drawn[corpus] += 1
             if (corpus, number) not in passes:
                 sampler = self.samplers[corpus]
                 sampler.set_epoch(number)
                 passes[corpus, number] = list(sampler)
-            yield [self.offsets[corpus] + i for i in passes[corpus, number][position]]
+            if step >= skip:
+                yield [self.offsets[corpus] + i for i in passes[corpus, number][position]]
 
 
 class SequentialBatchSampler(Sampler[list[int]]):
