@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,33 +87,33 @@ STEPS += ["--checkpoint.mode", "max"]  # the best checkpoint is epoch 0's (the l
 
 
 @pytest.mark.slow
-def test_a_step_budget_resumed_at_or_inside_an_epoch_equals_an_uninterrupted_run_and_last_follows_validation(runs):
+def test_a_step_budget_stopped_inside_an_epoch_then_at_its_end_resumes_as_an_uninterrupted_run(runs):
+    """Stopped at step 20 (inside epoch 1), resumed to 26 (its end: the batches it had trained are skipped), resumed
+    to 39 (from a resumed run's end-of-epoch checkpoint, which Lightning replays): the same run as one to 39."""
     straight = train(runs / "steps_straight", *STEPS, "--trainer.max_steps", "39")
     expected = read_checkpoint(run_dir(runs / "steps_straight") / "checkpoints" / "last.ckpt")
-    for stop in (26, 20):  # at epoch 1's end; inside it (its 7th batch: the resumed epoch skips the first 7)
-        train(runs / f"steps{stop}", *STEPS, "--trainer.max_steps", str(stop))
-        checkpoints = run_dir(runs / f"steps{stop}") / "checkpoints"
-        assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch=0-step=13.ckpt", "last.ckpt"]
-        assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == stop  # not the best epoch's copy
+    cwd = runs / "steps"
+    train(cwd, *STEPS, "--trainer.max_steps", "20")
+    checkpoints = run_dir(cwd) / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch=0-step=13.ckpt", "last.ckpt"]
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 20  # not the best epoch's copy
+    train(cwd, *STEPS, "--trainer.max_steps", "26", "--ckpt_path", "last")
+    resumed = train(cwd, *STEPS, "--trainer.max_steps", "39", "--ckpt_path", "last")
 
-        resumed = train(runs / f"steps{stop}", *STEPS, "--trainer.max_steps", "39", "--ckpt_path", "last")
-        assert resumed == straight
-        last = read_checkpoint(checkpoints / "last.ckpt")
-        assert last["global_step"] == expected["global_step"] == 39
-        assert all(torch.equal(last["state_dict"][key], value) for key, value in expected["state_dict"].items())
-        if stop == 26:  # inside an epoch, the stopped run's validation at step 20 stood for epoch 1's in the schedule
-            assert last["lr_schedulers"] == expected["lr_schedulers"]
+    assert resumed == straight
+    last = read_checkpoint(checkpoints / "last.ckpt")
+    assert last["global_step"] == expected["global_step"] == 39
+    assert all(torch.equal(last["state_dict"][key], value) for key, value in expected["state_dict"].items())
+    assert last["lr_schedulers"] == expected["lr_schedulers"]  # the plateau schedule took every epoch's step once
+    progress = last["loops"]["fit_loop"]["epoch_progress"]["total"]
+    assert progress == expected["loops"]["fit_loop"]["epoch_progress"]["total"]  # each epoch counted once
 
-
-@pytest.mark.slow
-def test_resuming_from_a_best_first_epoch_keeps_writing_last_ckpt(runs):
-    """The epoch-0 checkpoint is saved before the run's first last.ckpt; resuming from it must rewrite that file."""
-    cwd = runs / "from_best"
-    train(cwd, *STEPS, "--trainer.max_steps", "26")
-    best = run_dir(cwd) / "checkpoints" / "epoch=0-step=13.ckpt"
-    train(cwd, *STEPS, "--trainer.max_steps", "39", "--ckpt_path", str(best))
+    # From the best checkpoint, saved before the run's first last.ckpt: that last.ckpt is the one rewritten.
+    shutil.copytree(runs / "steps_straight", runs / "from_best")
+    best = run_dir(runs / "from_best") / "checkpoints" / "epoch=0-step=13.ckpt"
+    train(runs / "from_best", *STEPS, "--trainer.max_steps", "26", "--ckpt_path", str(best))
     assert sorted(path.name for path in best.parent.iterdir()) == [best.name, "last.ckpt"]
-    assert read_checkpoint(best.parent / "last.ckpt")["global_step"] == 39
+    assert read_checkpoint(best.parent / "last.ckpt")["global_step"] == 26
 
 
 @pytest.mark.slow

@@ -11,9 +11,13 @@ as if it had never stopped.
 3. Resuming from a best checkpoint saved before the run's first ``last.ckpt`` (``--ckpt_path best`` after a best
    first epoch) had Lightning write ``last-v1.ckpt`` beside the stale ``last.ckpt``, which ``--ckpt_path last`` finds.
 4. A checkpoint saved at an epoch's end is saved before the plateau schedulers (``ReduceLROnPlateau``) step, and
-   Lightning, which does not save the metrics they watch, skips that step on resuming: the resumed run's schedule
-   fell one epoch behind. :class:`ResumableCheckpoint` records the validation metrics in the checkpoint and takes
-   the step when training restarts.
+   Lightning, which does not save the metrics they watch, skips that step on resuming, as it skips the step at the
+   end of the first epoch after any restart: the resumed run's schedule fell behind. :class:`ResumableCheckpoint`
+   records the validation metrics in the checkpoint and takes both steps.
+5. A step budget that stops a run inside an epoch ends it through Lightning's epoch end, whose progress counters then
+   say the epoch is over: resumed, it ran the rest of the epoch and counted it over twice, and the next resume from
+   that run's end-of-epoch checkpoint crashed as in 2. :func:`repair_epoch_progress` marks such an epoch as unfinished
+   when the checkpoint is loaded (the data module skips the batches it had trained).
 
 Both keep Lightning's state keys, so checkpoints written by either class load into the other.
 """
@@ -38,11 +42,23 @@ def resuming_at_epoch_end(trainer: Trainer) -> bool:
     return trainer.fit_loop.restarted_on_epoch_end or trainer.fit_loop.resumed_on_epoch_end
 
 
-def step_plateau_schedulers(trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+def step_plateau_schedulers(trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
     """The step the plateau schedulers take after ``epoch``'s validation, as Lightning's fit loop takes it."""
     for config in trainer.lr_scheduler_configs:
-        if config.reduce_on_plateau and config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
+        due = config.reduce_on_plateau and config.interval == "epoch" and (epoch + 1) % config.frequency == 0
+        if due and config.monitor in metrics:  # else Lightning's own step would have failed before (strict)
             trainer.lightning_module.lr_scheduler_step(config.scheduler, metrics[config.monitor])
+
+
+def repair_epoch_progress(fit_loop: dict[str, Any]) -> None:
+    """Mark the epoch of a checkpoint that a step budget saved inside it (fix 5) as unfinished, in the checkpoint's
+    fit-loop state: Lightning then resumes it where it stopped. Also mends the counters of checkpoints written by
+    runs resumed from such a checkpoint before this fix (an epoch processed twice)."""
+    inside_epoch = not fit_loop["epoch_loop.batch_progress"].get("is_last_batch", True)
+    for counts in fit_loop["epoch_progress"].values():  # "total" and "current"
+        counts["processed"] = min(counts["processed"], counts["started"])
+        if inside_epoch and counts["processed"] == counts["started"] == counts["completed"] + 1:
+            counts["processed"] -= 1
 
 
 class ResumableEarlyStopping(EarlyStopping):
@@ -65,6 +81,7 @@ class ResumableCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.validation: dict[str, Any] | None = None  # {"epoch": E, "metrics": {name: value}}: the last validation
+        self.plateau_step_due = False  # the plateau schedulers' step at this epoch's end is ours to take (fix 4)
 
     @property
     def state_key(self) -> str:
@@ -81,8 +98,14 @@ class ResumableCheckpoint(ModelCheckpoint):
             # (else Lightning writes last-v1.ckpt beside it, and --ckpt_path last would find the stale one)
             self.last_model_path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
 
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if "fit_loop" in checkpoint.get("loops", {}):  # loaded before the loops are restored from it
+            repair_epoch_progress(checkpoint["loops"]["fit_loop"])
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        # Lightning skips the plateau step at the end of the first epoch after a restart: take it there (fix 4)
+        self.plateau_step_due = trainer.fit_loop.restarting and not resuming_at_epoch_end(trainer)
         if not resuming_at_epoch_end(trainer) or not trainer.lr_scheduler_configs:
             return
         if self.validation is None:
@@ -93,10 +116,15 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if replaying_epoch_end(trainer):
+            progress = trainer.fit_loop.epoch_progress  # the replay counted the epoch processed again, just before
+            progress.total.processed, progress.current.processed = progress.total.started, progress.current.started
             return
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
             self._save_last(trainer)
+        if self.plateau_step_due:  # after the checkpoint, as Lightning steps after it
+            step_plateau_schedulers(trainer, trainer.current_epoch, trainer.callback_metrics)
+            self.plateau_step_due = False
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
