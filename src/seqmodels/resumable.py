@@ -78,10 +78,9 @@ class ResumableCheckpoint(ModelCheckpoint):
     does not save again at the epoch end a resumed run's checkpoint was saved at, and whose checkpoints carry the
     last validation's metrics for the plateau schedulers' step that resuming there would skip."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.validation: dict[str, Any] | None = None  # {"epoch": E, "metrics": {name: value}}: the last validation
-        self.plateau_step_due = False  # the plateau schedulers' step at this epoch's end is ours to take (fix 4)
+    # No __init__ of its own: the CLI's `checkpoint:` section reads ModelCheckpoint's signature as it is.
+    validation: dict[str, Any] | None = None  # {"epoch": E, "metrics": {name: value}}: the last validation
+    plateau_step_due = False  # the plateau schedulers' step at this epoch's end is ours to take (fix 4)
 
     @property
     def state_key(self) -> str:
