@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import lightning as L
 import pytest
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import PadCollator
 from seqmodels.data.encoding import Numericalizer
+from seqmodels.data.readers.conll import read_conllu
 from seqmodels.data.fields import DEFAULT_FIELDS
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.predict_cli import main
@@ -128,6 +130,24 @@ def test_conllu_is_written_back_with_upos_filled_and_the_label_as_a_comment(chec
             assert fields[:3] + fields[4:] == before_fields[:3] + before_fields[4:] and fields[3] == next(tags)
         else:  # comments, the 2-3 multiword token, the 4.1 empty node, blank lines
             assert line == before
+
+
+def test_text_gives_conllu_that_trains_a_model_with_the_predicted_tags(checkpoints, tmp_path, capsys):
+    """Self-training's silver file: read back by the training reader, the tokens and tags are the predictions;
+    a line without tokens gives no block (CoNLL-U has no empty sentence)."""
+    source, output = tmp_path / "in.txt", tmp_path / "out.conllu"
+    source.write_text("the film was dull .\n\nIt runs fast\n", encoding="utf-8")
+    main([checkpoints["multitask"], "--input", str(source), "--output", str(output)])
+    main([checkpoints["multitask"], "--input", str(source)])
+    predicted = [record for record in records(capsys.readouterr().out) if record["tokens"]]
+    options = types.SimpleNamespace(tag_column="upos", encoding="utf-8")
+    read = [example for _, example in read_conllu(str(output), options)]
+    assert [(r["tokens"], r["tags"]) for r in read] == [(r["tokens"], r["tags"]) for r in predicted]
+    assert [r["tokens"] for r in read] == [["the", "film", "was", "dull", "."], ["It", "runs", "fast"]]
+    assert {r["xpos"][0] for r in read} == {"_"}
+    label = f"# label = {predicted[0]['label']}"  # the classifier's label, as for CoNLL-U input
+    first_word = "\t".join(["1", "the", "_", predicted[0]["tags"][0], *"______"])
+    assert output.read_text(encoding="utf-8").splitlines()[:2] == [label, first_word]
 
 
 def test_conll_gets_a_last_column(checkpoints, tmp_path, capsys):
@@ -332,13 +352,11 @@ def test_options_may_come_before_the_text(checkpoints, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--input", "in.txt", "--output", "out.conllu"], "CoNLL-U output is the CoNLL-U input with the predicted"),
-        (["--input", "in.txt", "--format", "conllu"], "CoNLL-U output is the CoNLL-U input with the predicted"),
         (["--input", "in.conllu", "--output", "out.jsonl", "--format", "conllu"], "--format conllu would write"),
         (["--input", "in.data"], "cannot tell the format of in.data from its suffix; give --input-format"),
         (["--input", "in.conllu", "--output", "out.conll"], "cannot write conll from conllu input"),
     ],
-    ids=["text-to-conllu-file", "text-to-conllu", "format-against-suffix", "unknown-suffix", "conllu-to-conll"],
+    ids=["format-against-suffix", "unknown-suffix", "conllu-to-conll"],
 )
 def test_output_that_cannot_be_right_is_refused_in_one_line(checkpoints, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -81,8 +81,12 @@ def format_conllu(
 ) -> str:
     """The CoNLL-U block with each ``(field, key)`` of ``columns``: ``prediction[key]`` (a head's values) in the
     column (or FEATS/MISC attribute) they came from in training; and each field of ``comments`` (``label``) as a
-    comment (``# label = positive``)."""
-    lines = _with_comments(sentence.lines, {key: prediction[key] for key in comments if key in prediction})
+    comment (``# label = positive``). Text input gets a block of ID and FORM with the other columns ``_`` (so that
+    the output can train a model: self-training on your own text); a line without tokens gets none."""
+    if not sentence.lines and not sentence.tokens:
+        return ""  # CoNLL-U has no empty sentence
+    lines = sentence.lines or [f"{i}\t{token}" + "\t_" * 8 for i, token in enumerate(sentence.tokens, start=1)]
+    lines = _with_comments(lines, {key: prediction[key] for key in comments if key in prediction})
 
     def set_values(fields: list[str], values: tuple[str, ...]) -> str:
         for (place, _), value in zip(columns, values):

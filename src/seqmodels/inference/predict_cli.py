@@ -19,9 +19,10 @@ for text input, the input's format for CoNLL input):
 - ``conllu``: the input lines with each tagger's tags in the column they came from in training (UPOS, XPOS,
   DEPREL, ..., or a ``feats:KEY`` / ``misc:KEY`` attribute), and each sentence-level prediction as a
   ``# label = ...`` comment after the sentence's own comments (replacing one of that name), nothing else changed;
+  text input gets ID and FORM, the other columns ``_`` (a file a model can train on);
 - ``conll``: the input lines with the tag appended as a new last column.
 
-Output that cannot be right is refused in one line (CoNLL-U from text input, tags from a model without a
+Output that cannot be right is refused in one line (tags from a model without a
 tagger, a ``--format`` against ``--output``'s suffix), and so is a token the model cannot read, naming where it
 is: an empty CoNLL-U FORM, an argument's byte that is not UTF-8, or a lone surrogate. A file output is
 written beside its name and renamed when complete. A sentence longer than ``--max-tokens`` is predicted in
@@ -160,11 +161,6 @@ def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
     columns = [(name, head.fields[0]) for name, head in heads if head.conllu == "column"]
     if args.format != "jsonl" and not columns:
         raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
-    if args.format == "conllu" and args.input_format == "text":
-        raise InputError(
-            "CoNLL-U output is the CoNLL-U input with the predicted columns filled in; for text input "
-            "write JSON Lines (--format jsonl, or an --output ending in .jsonl)"
-        )
     if args.format != "conllu":
         keys = [key for _, key in columns]
         return functools.partial(format_conll, columns=keys) if args.format == "conll" else format_jsonl
