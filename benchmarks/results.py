@@ -134,9 +134,11 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
                                 *TEXT_ENCODER)  # fmt: skip
     teacher = ("ud_upos_2000_pretrained", small + NO_WARMUP + [ewt_unlabelled])
 
-    def self_trained(copies: int) -> SelfTrained:
-        name = f"ewt_2000_x{copies}_silver_after_2000"
-        return SelfTrained(name, teacher, subset(ud_train, 2000), unlabelled(ud_train, 2000), copies)
+    def self_trained(copies: int, by: tuple[str, list[str]] = teacher) -> SelfTrained:
+        name = f"ewt_2000_x{copies}_silver_after_2000_by_{by[0]}"
+        return SelfTrained(name, by, subset(ud_train, 2000), unlabelled(ud_train, 2000), copies)
+
+    student = small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]
 
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
     corpora = {"ud": {"format": "conllu", "tag_column": "upos", "heads": ["tagger"]},
@@ -171,7 +173,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # ud_upos_2000_pretrained again, on the 2,000 labelled sentences and the raw text tagged by the
         # ud_upos_2000_pretrained model of the same seed (the labelled ones once, or three times)
         "ud_upos_2000_self_trained": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(1)]),
-        "ud_upos_2000_self_trained_3": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]),
+        "ud_upos_2000_self_trained_3": (tagger, student),
+        # a second round: the student above is the teacher
+        "ud_upos_2000_self_trained_3_twice": (tagger, student + [self_trained(3, ("ud_upos_2000_self_trained_3",
+                                                                                   student))]),  # fmt: skip
         # UPOS trained with XPOS and FEATS (the multitask score chooses the checkpoint), on the first 2,000 sentences
         "ud_joint_2000": ("test/upos/acc", joint + [small_train] + NO_WARMUP),
         "ud_joint_2000_pretrained": ("test/upos/acc", joint + [small_train] + NO_WARMUP + [ewt_unlabelled]),
