@@ -154,6 +154,11 @@ def test_a_label_not_in_training_names_the_split_file_and_the_label(in_tmp, caps
     )
     code, line = train_py(capsys, *files, config="text_classification.yaml")
     assert code == 1 and f"{split}.txt" in line and "['neutral']" in line, line
+    assert "--model.classifier.unseen unknown" in line  # the remedy it names is one train.py takes:
+    config = str(CONFIGS / "text_classification.yaml")
+    cli = main(["fit", "--config", config, *QUIET, "--data.cache_dir", "cache", *files, "--model.classifier.unseen",
+                "unknown", "--trainer.max_steps", "1"], CONFIGS)  # fmt: skip
+    assert cli.model.vocabularies["classifier"].itos[-1] == "<unk>"
 
 
 @pytest.mark.parametrize("option", ["train_file", "val_file", "pretrained_embeddings"])

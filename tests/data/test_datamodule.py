@@ -40,6 +40,22 @@ def test_unseen_tags_stop_the_run_with_their_names(tmp_path):
         _ = data.vocabularies
 
 
+@pytest.mark.parametrize(("tag_column", "refused"), [("upos", True), ("XPOS", True), ("feats", False)])
+def test_training_tags_without_annotation_are_refused_where_underscore_is_no_tag(tmp_path, tag_column, refused):
+    """In a UPOS, XPOS or DEPREL column ``_`` is a word nobody tagged (say, a silver file tagged by a model of another
+    column): a tagger trained on it would learn to predict ``_``. In FEATS, ``_`` is a value: no features."""
+    text = CONLLU.replace("\tADV\tRB\t", "\t_\t_\t").replace("\tNN\t_\t", "\tNN\tNumber=Sing\t")  # one word each
+    train = write(tmp_path, "silver.conllu", text)
+    data = SequenceDataModule(format="conllu", train_file=train, val_file=train, tag_column=tag_column,
+                              cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    if not refused:
+        assert data.vocab["tagger"] == ["Number=Sing", "_"]
+        return
+    with pytest.raises(ValueError, match=rf"silver\.conllu: expected a {tag_column.upper()} tag on every word, "
+                                         r"found _ \(no annotation\) in 1 of 2 sentences"):  # fmt: skip
+        _ = data.vocabularies
+
+
 def test_lowercase_adds_a_case_feature_and_chars_keep_case(tmp_path):
     data = conllu_module(tmp_path, lowercase=True, char_features=True)
     vocab = data.vocab

@@ -241,6 +241,12 @@ def test_hub_on_a_local_parquet_directory_in_the_conll2003_schema(tmp_path, read
             "x\tHe\t_\t_\t_\t_\t_\t_\t_\t_\n",
             r"a\.conllu:1: expected a word ID like 3, 3-4 or 8\.1, found 'x'",
         ),
+        (  # two sentences without the blank line between them (cat of a file that does not end with one)
+            "conllu",
+            "a.conllu",
+            "1\tHe\t_\tPRON\t_\t_\t_\t_\t_\t_\n2\truns\t_\tVERB\t_\t_\t_\t_\t_\t_\n1\tGo\t_\tVERB\t_\t_\t_\t_\t_\t_\n",
+            r"a\.conllu:3: expected word ID 3 \(each sentence counts its words from 1, after a blank line\), found 1",
+        ),
         (
             "conll",
             "a.conll",

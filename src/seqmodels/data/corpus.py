@@ -6,12 +6,14 @@ and each entry of ``data.corpora`` is one (``--data.corpora.NAME.format`` ...).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
 from datasets import DatasetDict
 
 from seqmodels.data.readers import FORMAT_OPTIONS, FORMATS, read_corpus
+from seqmodels.data.readers.common import DataFormatError
 from seqmodels.data.readers.conll import ConlluTagField
 from seqmodels.data.readers.sst import SST_LABELS
 from seqmodels.data.synthetic import load_synthetic_corpus
@@ -109,6 +111,20 @@ class Corpus:
         """Where a split comes from, for error messages: its file, or the split's name."""
         key = {"train": "train_file", "validation": "val_file", "test": "test_file", "predict": "predict_file"}[split]
         return getattr(self, key) or f"the {split} split"
+
+    def check_tags(self, column: str, tags: Sequence[Sequence[str]]) -> None:
+        """Refuse training tags ``_`` in a CoNLL-U UPOS, XPOS or DEPREL column (``column``: a head's, ``tags`` for
+        ``tag_column``'s): there ``_`` is a word without annotation (a file never tagged, or tagged in another column),
+        and a tagger trained on it would learn to predict ``_``."""
+        name = str(self.tag_column or "upos").lower() if column == "tags" else column
+        if self.format != "conllu" or name not in ("upos", "xpos", "deprel"):
+            return
+        if untagged := sum("_" in sentence for sentence in tags):
+            raise DataFormatError(
+                f"{self.file('train')}: expected a {name.upper()} tag on every word, found _ (no annotation) in "
+                f"{untagged} of {len(tags)} sentences; is the {name.upper()} column filled (a silver file tagged by "
+                "a model trained on another column)?"
+            )
 
     def reader(self, split: str) -> Corpus:
         """This corpus as the reader of one split sees it, and as its cache is keyed: the options its format reads,

@@ -162,8 +162,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
             embeddings = f"{embeddings}:{Path(embeddings).stat().st_mtime_ns}"
         heads = sorted(map(repr, self.head_fields.values()))
         options = [self.min_freq, self.lowercase, self.char_features, embeddings, heads]
-        fingerprints = {f"{name}/{split}": dataset._fingerprint for name, corpus in self.raw.items()
-                        for split, dataset in corpus.items()}  # fmt: skip
+        fingerprints = {f"{name}/{split}": d._fingerprint for name, ds in self.raw.items() for split, d in ds.items()}
         return cache_path(self.cache_dir, [fingerprints, options])
 
     def _build_vocabularies(self) -> dict[str, Vocabulary]:
@@ -178,6 +177,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
             for field in (self.head_fields[head] for head in self.feeds[name]):
                 if field.kind != "classes" or field.column is None:
                     continue
+                self.sources[name].check_tags(field.column, corpus["train"][field.name])
                 vocabs[field.name] = field.classes(corpus["train"][field.name])
                 for split in ("validation", "test") if field.unseen == "error" else ():
                     if split in corpus:

@@ -93,7 +93,8 @@ class Vocabulary:
             raise ValueError(
                 f"{where} include {len(unseen)} value(s) the training split never had: {unseen[:20]}. "
                 "A model cannot predict a class it was not trained on; fix the data, add examples to train, or "
-                "give the head unseen: unknown (they then count as its errors)."
+                "give the head unseen: unknown (--model.tagger.unseen unknown, --model.classifier.unseen unknown, or "
+                "in its model.heads entry; they then count as its errors)."
             )
 
 

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import io
 import itertools
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 sentences = read_blocks(lines, args.input_format, name)
             predict(predictor, sentences, write, output)
+    except BrokenPipeError:  # the reader stopped early (| head): quiet, as other command-line tools are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        raise SystemExit(1) from None
     except UnicodeDecodeError as error:
         where = _undecodable(args.input)
         raise SystemExit(f"seqmodels-predict: error: {where}: cannot decode as UTF-8 ({error.reason})") from None

@@ -99,7 +99,12 @@ def read_conllu(path: str, corpus: ReaderOptions) -> Iterator[Located]:
         lines = [(number, line) for number, line in block if not line.startswith("#")]
         if not lines:
             continue  # comments only
-        words = [fields for number, line in lines if (fields := conllu_word(f"{path}:{number}", line)) is not None]
+        numbered = [(number, fields) for number, line in lines if (fields := conllu_word(f"{path}:{number}", line))]
+        for expected, (number, fields) in enumerate(numbered, start=1):
+            if fields[0] != str(expected):  # e.g. two sentences without the blank line between them
+                raise DataFormatError(f"{path}:{number}: expected word ID {expected} (each sentence counts its words "
+                                      f"from 1, after a blank line), found {fields[0]}")  # fmt: skip
+        words = [fields for _, fields in numbered]
         columns = {name: [w[CONLLU_FIELDS.index(name)] for w in words] for name in ("form", *ANNOTATIONS)}
         yield f"{path}:{lines[0][0]}", {"tokens": columns.pop("form"), "tags": [field.get(w) for w in words]} | columns
 

@@ -8,7 +8,7 @@ or an MLP), cross-entropy, decoding to a label with every label's probability, a
 from __future__ import annotations
 
 import warnings
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,13 @@ from seqmodels.models.heads.base import TaskHead
 
 class ClassifierConfig(TypedDict, total=False):
     """``model.classifier`` in the configs; ``mlp_size`` > 0 adds a hidden layer of that size (an MLP head).
-    ``hidden_size`` is its old name (before 0.3.0), read with a deprecation warning."""
+    ``hidden_size`` is its old name (before 0.3.0), read with a deprecation warning. ``unseen``: as the tagger's."""
 
     dropout: float
     mlp_size: int
     loss_weight: float
     hidden_size: int
+    unseen: Literal["error", "unknown"]
 
 
 @register_head

@@ -7,7 +7,7 @@ macro F1 and, for BIO tag sets, span F1, and how an example sentence shows its e
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,11 +22,13 @@ from seqmodels.padding import IGNORE_INDEX, token_mask
 
 
 class TaggerConfig(TypedDict, total=False):
-    """``model.tagger`` in the configs; ``crf`` replaces the per-token softmax by a linear-chain CRF."""
+    """``model.tagger`` in the configs; ``crf`` replaces the per-token softmax by a linear-chain CRF; ``unseen``
+    (``error`` or ``unknown``): what a tag the training split never had does at evaluation (``Field.unseen``)."""
 
     dropout: float
     loss_weight: float
     crf: bool
+    unseen: Literal["error", "unknown"]
 
 
 def is_bio(tags: list[str]) -> bool:
