@@ -134,11 +134,12 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
                                 *TEXT_ENCODER)  # fmt: skip
     teacher = ("ud_upos_2000_pretrained", small + NO_WARMUP + [ewt_unlabelled])
 
-    def self_trained(copies: int, by: tuple[str, list[str]] = teacher) -> SelfTrained:
-        name = f"ewt_2000_x{copies}_silver_after_2000_by_{by[0]}"
-        return SelfTrained(name, by, subset(ud_train, 2000), unlabelled(ud_train, 2000), copies)
+    def self_trained(copies: int, by: tuple[str, list[str]] = teacher, labelled: int = 2000) -> SelfTrained:
+        name = f"ewt_{labelled}_x{copies}_silver_after_2000_by_{by[0]}"
+        return SelfTrained(name, by, subset(ud_train, labelled), unlabelled(ud_train, 2000), copies)
 
     student = small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]
+    tiny500_pretrained = tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]
 
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
     corpora = {"ud": {"format": "conllu", "tag_column": "upos", "heads": ["tagger"]},
@@ -169,7 +170,9 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
-        "ud_upos_500_pretrained": (tagger, tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]),
+        "ud_upos_500_pretrained": (tagger, tiny500_pretrained),
+        "ud_upos_500_self_trained_3": (tagger, tiny500_pretrained + [self_trained(3, ("ud_upos_500_pretrained",
+                                                                                     tiny500_pretrained), 500)]),
         # ud_upos_2000_pretrained again, on the 2,000 labelled sentences and the raw text tagged by the
         # ud_upos_2000_pretrained model of the same seed (the labelled ones once, or three times)
         "ud_upos_2000_self_trained": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(1)]),
