@@ -53,6 +53,30 @@ def runs(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.parametrize(("stop_at", "said"), [(5, "to continue from {last}, rerun the same command with --ckpt_path "
+                                                  "last"), (1, "no checkpoint was written yet")])  # fmt: skip
+def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys, stop_at, said):
+    """Lightning ends a Ctrl-C with "attempting graceful shutdown" only; the run then names the checkpoint that
+    ``--ckpt_path last`` continues from (last.ckpt of the validation at step 4), or says there is none yet."""
+    from seqmodels.models.sequence_model import SequenceModel
+
+    training_step = SequenceModel.training_step
+
+    def interrupted_at(self, batch, batch_idx):
+        if self.global_step == stop_at:
+            raise KeyboardInterrupt
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SequenceModel, "training_step", interrupted_at)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "default.yaml"), *SMALL, "--trainer.val_check_interval", "4",
+              "--trainer.limit_val_batches", "1", "--data.cache_dir", str(tmp_path / "cache")], CONFIGS)  # fmt: skip
+    last = Path("logs", "default", "version_0", "checkpoints", "last.ckpt")
+    assert last.is_file() == (stop_at > 4)
+    assert f"Interrupted: {said.format(last=last)}" in capsys.readouterr().err
+
+
 def metrics_of(root: Path, name: str) -> dict[str, float]:
     """The metrics of the run in ``root / name``."""
     return json.loads((run_dir(root / name) / "metrics_fit.json").read_text())

@@ -19,12 +19,16 @@ as if it had never stopped.
    that run's end-of-epoch checkpoint crashed as in 2. :func:`repair_epoch_progress` marks such an epoch as unfinished
    when the checkpoint is loaded (the data module skips the batches it had trained).
 
+6. Lightning ends a Ctrl-C with "attempting graceful shutdown" and nothing about continuing: the checkpoint callback
+   names the checkpoint ``--ckpt_path last`` continues from.
+
 Both keep Lightning's state keys, so checkpoints written by either class load into the other.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -132,6 +136,15 @@ class ResumableCheckpoint(ModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        if self.last_model_path and os.path.isfile(self.last_model_path):
+            hint = f"to continue from {self.last_model_path}, rerun the same command with --ckpt_path last"
+        else:
+            hint = "no checkpoint was written yet (the first comes with the first validation); rerun to start again"
+        print(f"Interrupted: {hint}", file=sys.stderr, flush=True)  # fix 6
 
     def _save_last(self, trainer: Trainer) -> None:
         """``last.ckpt``, unless this step was saved already (with a new best checkpoint, Lightning saves it too)."""
