@@ -282,7 +282,11 @@ def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
     folder = tmp_path / "logs" / "default" / "version_0" / "checkpoints"
     folder.mkdir(parents=True)
     shutil.copy(checkpoints["multitask"], folder / "last.ckpt")
+    teacher = tmp_path / "logs" / "teacher" / "version_0" / "checkpoints"  # docs/training.md's self-training
+    teacher.mkdir(parents=True)
+    shutil.copy(checkpoints["multitask"], teacher / "BEST.ckpt")
     (tmp_path / "sentences.txt").write_text("I don't like it.\nThe film was great!\n", encoding="utf-8")
+    (tmp_path / "raw.txt").write_text("the film was dull .\nIt runs fast\n", encoding="utf-8")
     (tmp_path / "dev.conllu").write_text(CONLLU, encoding="utf-8")
     for command in commands:
         for produced in ("predictions.jsonl", "dev.pred.conllu"):
@@ -290,6 +294,13 @@ def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
         command = command.replace(" CKPT ", f" {folder / 'last.ckpt'} ")
         result = run(["bash", "-c", command], tmp_path)
         assert result.returncode == 0, (command, result.stderr)
+        if "--output silver.conllu" in command:  # text in, CoNLL-U out: a block of ID, FORM and UPOS per line
+            blocks = (tmp_path / "silver.conllu").read_text(encoding="utf-8").split("\n\n")
+            words = [[line.split("\t") for line in block.splitlines() if not line.startswith("#")] for block in blocks]
+            forms = [[fields[1] for fields in block] for block in words if block]
+            assert forms == [["the", "film", "was", "dull", "."], ["It", "runs", "fast"]]
+            assert all(fields[3] in VOCAB["tags"] for block in words for fields in block)
+            continue
         if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs, and a label comment
             written = (tmp_path / "dev.pred.conllu").read_text(encoding="utf-8").splitlines()
             labels = [line for line in written if line.startswith("# label = ")]
