@@ -10,11 +10,13 @@ classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
   the configured run (``train.py fit`` with the shipped config: its callbacks, TensorBoard logger, weight
   averaging and logging cadence; the validation at its last step and the checkpoint after it not timed); the
   project on a bare ``Trainer`` (no logger, no callbacks); a minimal plain-PyTorch loop over the same batches and
-  the same model; a straightforward plain loop with random batches (packed), each as a ratio;
+  the same model, and the same with the LSTM packed instead of masked (``model.encoder.kernel``: ``auto`` runs
+  masked on the CPU); a straightforward plain loop with random batches (packed), each as a ratio;
 - where the configured run's time goes that the bare Trainer's does not: Lightning's ``SimpleProfiler`` over one
   more configured run, each callback's per-step hooks in ms per step;
 - the same in ``bf16-mixed`` on CPUs with bf16 instructions (AVX-512 BF16, AMX; skipped elsewhere);
-- inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``), fp32 and bf16
+- inference tokens/s through the prediction path (``seqmodels.inference.predictor.Predictor``), fp32 (also with
+  the LSTM packed) and bf16
   (autocast; bf16's accuracy and agreement with fp32, on trained models: ``benchmarks/inference.py``);
 - the machine's matmul peak (a large ``torch.mm``, fp32 and bf16) and each loop's model GFLOP/s as a fraction of it,
   counting the LSTM only: a token costs ``8·h·(d+h)`` FLOPs per layer and direction forward (4 gates, each a
@@ -255,6 +257,8 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
                                                      collate_fn=loader.collate_fn)  # fmt: skip
         sentences = data.raw["data"]["test"]["tokens"]
         predictors = {"fp32": Predictor(copy.deepcopy(initial).eval(), batch_size=data.batch_size)}
+        predictors["fp32_packed"] = Predictor(copy.deepcopy(initial).eval(), batch_size=data.batch_size)
+        predictors["fp32_packed"].model.encoder.kernel = "packed"
         if bf16:
             predictors["bf16"] = Predictor(copy.deepcopy(initial), batch_size=data.batch_size, precision="bf16")
         counts: dict[str, tuple[int, int]] = {}  # loop: (real tokens, positions) of its last round
@@ -271,8 +275,11 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
             counter = project_loop(copy.deepcopy(initial), data, steps, precision=precision, fused=fused)[1]
             return counted("project", counter.tokens, counter.positions, counter.seconds)
 
-        def plain(batches: torch.utils.data.DataLoader, loop: str, **adam: Any) -> tuple[int, float]:
-            seconds, tokens, positions = plain_loop(copy.deepcopy(initial), batches, steps, **adam)
+        def plain(batches: torch.utils.data.DataLoader, loop: str, kernel: str = "auto", **adam: Any
+                  ) -> tuple[int, float]:  # fmt: skip
+            model = copy.deepcopy(initial)
+            model.encoder.kernel = kernel
+            seconds, tokens, positions = plain_loop(model, batches, steps, **adam)
             return counted(loop, tokens, positions, seconds)
 
         def predict(precision: str) -> tuple[int, float]:
@@ -284,8 +291,10 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
             "project": project,
             "minimal": lambda: plain(data.train_dataloader(), "minimal", fused=fused),
             "minimal_other_adam": lambda: plain(data.train_dataloader(), "minimal_other_adam", fused=not fused),
-            "straightforward": lambda: plain(random_batches, "straightforward", fused=fused),
+            "minimal_packed": lambda: plain(data.train_dataloader(), "minimal_packed", "packed", fused=fused),
+            "straightforward": lambda: plain(random_batches, "straightforward", "packed", fused=fused),
             "inference": lambda: predict("fp32"),
+            "inference_packed": lambda: predict("fp32_packed"),
         }
         if bf16:
             loops |= {"project_bf16": lambda: project("bf16-mixed"), "inference_bf16": lambda: predict("bf16")}
@@ -318,11 +327,15 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
         speed(f"training tokens/s, minimal plain loop, same batches{', fused Adam' * fused}", "minimal", train_flops),
         speed(f"training tokens/s, minimal plain loop, {'default' if fused else 'fused'} Adam", "minimal_other_adam",
               train_flops, **ratio(speeds, "minimal_other_adam", "minimal"), ratio_to="minimal"),
+        speed("training tokens/s, minimal plain loop, packed LSTM", "minimal_packed", train_flops,
+              **ratio(speeds, "minimal_packed", "minimal"), ratio_to="minimal"),
         speed("training tokens/s, plain loop, random batches, packed", "straightforward", train_flops,
               **ratio(speeds, "project", "straightforward"), ratio_to="project over it",
               padding=padding("straightforward")),
         speed("inference tokens/s, prediction path", "inference", predict_flops,
               **ratio(speeds, "inference", "project"), ratio_to="training"),
+        speed("inference tokens/s, prediction path, packed LSTM", "inference_packed", predict_flops,
+              **ratio(speeds, "inference_packed", "inference"), ratio_to="inference"),
     ]
     if bf16:
         rows += [

@@ -2,6 +2,7 @@
 random examples and padded batches, the subprocess runner) are in helpers.py, where ``pytest.mark.parametrize``
 lists and module-scoped fixtures can import them too."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,10 @@ def conllu_file(tmp_path) -> Path:
     path = tmp_path / "sample.conllu"
     path.write_text(CONLLU, encoding="utf-8")
     return path
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one process per core (pyproject.toml): more threads would contend
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

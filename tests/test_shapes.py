@@ -59,10 +59,10 @@ def test_a_config_file_with_flags_over_it(capsys):
     assert printed.splitlines()[0].split() == ["tensor", "shape", "axes"] and "char_cnn(char_ids)" in printed
 
 
-def test_separate_directions_show_the_encoders_results_and_each_stacks_final_state():
+def test_separate_directions_show_the_encoders_results():
     """pretrain_lm.yaml's two stacks are no one nn.LSTM: no bare-LSTM rows, the encoder's own instead."""
     rows = shapes(["--config", str(CONFIGS / "pretrain_lm.yaml"), "--hidden_size", "7"])
-    assert "output" not in rows and rows["encoder.outputs"] == (3, 5, 14) and rows["encoder.h_n"] == (4, 3, 7)
+    assert "output" not in rows and rows["encoder.outputs"] == (3, 5, 14) and rows["encoder.final"] == (3, 14)
     assert rows["lm scores"][:3] == (3, 5, 2)
 
 

@@ -139,15 +139,12 @@ def shape_rows(
     if isinstance(model.lstm, nn.LSTM):  # a bare nn.LSTM's layouts; separate_directions' two stacks have no one LSTM
         rows += _lstm_rows(model.lstm, x, batch_first)
 
-    # The encoder (packed) and the heads.
+    # The encoder (padding never changes a result) and the heads.
     encoded = model(**inputs)
     out = _output_axes(model.lstm)
-    rows.append(_row("encoder.outputs", encoded.outputs, f"B, T, {out}: packed, so exact; zero at padding"))
+    rows.append(_row("encoder.outputs", encoded.outputs, f"B, T, {out}: exact at any padding; zero at padding"))
     backward = " ++ backward h at the first" if model.lstm.bidirectional else ""
     rows.append(_row("encoder.final", encoded.final, f"B, {out}: forward h at each true last token{backward}"))
-    if not isinstance(model.lstm, nn.LSTM):
-        stacks = f"L*D={model.lstm.num_layers}*2 (layer*2 + stack), B, H: each stack's final h, as nn.LSTM lays them"
-        rows.append(_row("encoder.h_n", encoded.h_n, stacks))
     for name, config in heads.items():
         head_class, field = head_type(name, config), head_field(name, config)
         if field.column is not None and head_class.target == "classes":  # its column's: a tag set, a label set

@@ -9,6 +9,7 @@ from seqmodels import LSTMEncoder
 
 VOCAB = 50
 TOKENS = range(2, VOCAB)  # the ids of real tokens: not <pad> (0) or <unk> (1)
+KERNELS = ["packed", "masked"]  # how the LSTM skips padding; "auto" is masked on the CPU
 
 
 # The article's three examples (one layer; two layers; two bidirectional layers), batch_first, input (B=3, T=5, 10).
@@ -25,7 +26,6 @@ def test_article_examples_shapes(num_layers, bidirectional, output_shape, h_n_sh
     encoded = encoder(*padded_batch([5, 3, 4], TOKENS))
     assert encoded.outputs.shape == output_shape
     assert encoded.final.shape == (3, output_shape[-1])
-    assert encoded.h_n.shape == h_n_shape and encoded.c_n.shape == h_n_shape
 
 
 def test_batch_first_false_puts_time_first_but_not_in_h_n():
@@ -35,21 +35,25 @@ def test_batch_first_false_puts_time_first_but_not_in_h_n():
     assert h_n.shape == (4, 3, 20)  # h_n is (L*D, B, H) whatever batch_first says
 
 
-def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n():
-    encoder = LSTMEncoder(VOCAB, embedding_dim=10, hidden_size=20, num_layers=2, bidirectional=True, proj_size=7)
-    encoded = encoder(*padded_batch([5, 2], TOKENS))
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n(kernel):
+    encoder = LSTMEncoder(VOCAB, 10, 20, num_layers=2, bidirectional=True, proj_size=7, kernel=kernel)
+    token_ids, lengths = padded_batch([5, 2], TOKENS)
+    encoded = encoder(token_ids, lengths)
     assert encoded.outputs.shape == (2, 5, 14)
     assert encoded.final.shape == (2, 14)
-    assert encoded.h_n.shape == (4, 2, 7)
-    assert encoded.c_n.shape == (4, 2, 20)
     assert encoder.output_size == 14
+    _, (h_n, c_n) = encoder.lstm(encoder.embed(token_ids))  # nn.LSTM's own final states
+    assert h_n.shape == (4, 2, 7) and c_n.shape == (4, 2, 20)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("directions", list(DIRECTIONS))
-def test_padding_never_changes_a_result(num_layers, directions):
+def test_padding_never_changes_a_result(num_layers, directions, kernel):
     torch.manual_seed(num_layers)
-    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, dropout=0.3, **DIRECTIONS[directions]).eval()
+    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, dropout=0.3, kernel=kernel, **DIRECTIONS[directions])
+    encoder.eval()
     lengths = [7, 2, 5, 1, 7, 3]
     batch_ids, batch_lengths = padded_batch(lengths, TOKENS)
     batch = encoder(batch_ids, batch_lengths)
@@ -60,8 +64,41 @@ def test_padding_never_changes_a_result(num_layers, directions):
             torch.testing.assert_close(other.outputs[row, :n], alone.outputs[0], atol=1e-6, rtol=0)
             torch.testing.assert_close(other.final[row], alone.final[0], atol=1e-6, rtol=0)
         assert padded.outputs[row, n:].abs().max() == 0  # zero at padded positions
-    torch.testing.assert_close(batch.h_n, padded.h_n, atol=1e-6, rtol=0)
-    torch.testing.assert_close(batch.c_n, padded.c_n, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("directions", list(DIRECTIONS))
+def test_both_kernels_give_the_same_results_and_gradients(num_layers, directions):
+    """The masked kernel (the CPU's default) against the packed one, on the same weights, in training mode:
+    outputs, final states and every weight's gradient (dropout 0, so that no random mask differs)."""
+    torch.manual_seed(0)
+    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, proj_size=0, **DIRECTIONS[directions])
+    token_ids, lengths = padded_batch([7, 2, 5, 1], TOKENS, pad_to=9)
+    results = {}
+    for kernel in KERNELS:
+        encoder.kernel = kernel
+        encoder.zero_grad()
+        encoded = encoder(token_ids, lengths)
+        (encoded.outputs.square().sum() + encoded.final.sum()).backward()
+        grads = {name: p.grad.clone() for name, p in encoder.named_parameters() if p.grad is not None}
+        results[kernel] = encoded, grads
+    (packed, packed_grads), (masked, masked_grads) = results["packed"], results["masked"]
+    torch.testing.assert_close(masked.outputs, packed.outputs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(masked.final, packed.final, atol=1e-6, rtol=0)
+    assert masked_grads.keys() == packed_grads.keys() and any("weight_hh" in name for name in masked_grads)
+    for name, grad in masked_grads.items():
+        torch.testing.assert_close(grad, packed_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_auto_runs_masked_on_the_cpu_and_packed_where_the_layer_is_no_plain_lstm():
+    encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=2)
+    embedded = torch.zeros(1, 3, 12)
+    assert encoder.runs_masked(embedded)  # on the CPU, oneDNN's kernels take the padded batch
+    encoder.lstm = nn.GRU(12, 16, 2, batch_first=True, bidirectional=True)  # a template user's swap
+    assert not encoder.runs_masked(embedded)
+    encoder.kernel = "masked"
+    with pytest.raises(ValueError, match="model.encoder.kernel masked runs batch-first nn.LSTM only"):
+        encoder.runs_masked(embedded)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -91,7 +128,7 @@ def test_separate_directions_are_two_stacks_one_reading_the_sentence_reversed(nu
     encoder = LSTMEncoder(VOCAB, 12, hidden, num_layers=num_layers, separate_directions=True).eval()
     token_ids, lengths = padded_batch([6, 3], TOKENS, pad_to=9)
     encoded = encoder(token_ids, lengths)
-    assert encoded.outputs.shape == (2, 9, 2 * hidden) and encoded.h_n.shape == (2 * num_layers, 2, hidden)
+    assert encoded.outputs.shape == (2, 9, 2 * hidden)
 
     row, n = 1, 3
     embedded = encoder.embedding(token_ids[row : row + 1, :n])  # (1, n, E)
@@ -100,8 +137,6 @@ def test_separate_directions_are_two_stacks_one_reading_the_sentence_reversed(nu
     torch.testing.assert_close(encoded.outputs[row, :n], torch.cat([forward, backward.flip(1)], -1)[0], atol=1e-6,
                                rtol=0)  # fmt: skip
     torch.testing.assert_close(encoded.final[row], torch.cat([forward_h[-1, 0], backward_h[-1, 0]]), atol=1e-6, rtol=0)
-    torch.testing.assert_close(encoded.h_n[:, row], torch.stack([forward_h, backward_h], 1).flatten(0, 1)[:, 0],
-                               atol=1e-6, rtol=0)  # fmt: skip
 
 
 def test_separate_directions_without_bidirectional_is_a_clear_error():

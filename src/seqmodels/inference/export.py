@@ -21,9 +21,9 @@ with the PyTorch model's (:func:`verify`); a mismatch, a graph that cannot run, 
 exporter does not know ends it with one line, and nothing is written.
 
 Not supported, by design: CRF decoding inside the graph (a CRF tagger exports its emissions; Viterbi runs
-outside); ``proj_size`` > 0 to ONNX (its LSTM operator has no projection; TorchScript exports it); ``h_n`` /
-``c_n`` (the heads read only ``outputs`` and ``final``); training (the graph is the eval-mode model);
-TorchScript on other devices (it is traced on the CPU, and tracing records the device).
+outside); ``proj_size`` > 0 to ONNX (its LSTM operator has no projection; TorchScript exports it);
+training (the graph is the eval-mode model); TorchScript on other devices (it is traced on the CPU, and tracing
+records the device).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from seqmodels.inference.loading import load_model
 from seqmodels.inference.publish import add_arguments, publish
 from seqmodels.inference.onnx_runtime import METADATA, Runner, onnx_runner, torchscript_runner
 from seqmodels.models.encoder import EncoderOutput
-from seqmodels.models.masked_lstm import ExportError, MaskedLSTM
+from seqmodels.models.masked_lstm import ExportError, check_maskable, masked_lstm
 from seqmodels.models.sequence_model import SequenceModel
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -56,12 +56,13 @@ TOLERANCE = 1e-4  # the largest difference from the PyTorch model's scores an ex
 
 
 class ExportableModel(nn.Module):
-    """A :class:`SequenceModel`, put in eval mode, with its packed LSTM replaced by :class:`MaskedLSTM`."""
+    """A :class:`SequenceModel`, put in eval mode, whose LSTM runs on the padded batch
+    (:func:`~seqmodels.models.masked_lstm.masked_lstm`), never packed."""
 
     def __init__(self, model: SequenceModel) -> None:
         super().__init__()
         self.encoder = model.encoder
-        self.lstm = MaskedLSTM(model.encoder.lstm)
+        check_maskable(model.encoder.lstm)
         self.heads = model.heads
         self.input_names = ["token_ids", "lengths"]
         self.input_names += ["char_ids"] if model.encoder.char_cnn is not None else []
@@ -73,9 +74,7 @@ class ExportableModel(nn.Module):
         self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None
     ) -> tuple[Tensor, ...]:
         embedded = self.encoder.embed(token_ids, char_ids, case_ids)  # (B, T, E')
-        outputs, final = self.lstm(embedded, lengths)  # (B, T, D*P), (B, D*P)
-        not_computed = final.new_empty(0)  # h_n, c_n: the heads read only outputs and final
-        encoded = EncoderOutput(outputs, final, not_computed, not_computed)
+        encoded = EncoderOutput(*masked_lstm(self.encoder.lstm, embedded, lengths))  # (B, T, D*P), (B, D*P)
         return tuple(head(encoded) for head in self.heads.values())  # in the order of output_names
 
 

@@ -5,23 +5,29 @@ else 1, H = hidden size, P = ``proj_size`` or H:
 
 - ``outputs``: (B, T, D*P), the last layer's state at every time step; zero at padded positions.
 - ``final``:   (B, D*P), the last layer's final forward state, concatenated with its final backward
-  state, which is the one computed *from the true first token*, not from the padding.
-- ``h_n``:     (L*D, B, P), and ``c_n``: (L*D, B, H), PyTorch's raw final states, layer-major
-  (index ``layer * D + direction``), whatever ``batch_first`` says.
+  state, which is the one computed *from the true first token*, not from the padding. In ``nn.LSTM``'s
+  terms: ``h_n``'s last layer, ``h_n.view(L, D, B, P)[-1]``, taken per sentence at its true length.
 
-Sequences are packed, so an example's results never depend on how much padding its batch has.
+An example's results never depend on how much padding its batch has: the LSTM runs on packed sequences
+(``kernel="packed"``, what cuDNN takes), or on the padded batch with each sentence's backward direction
+reversed within its length (``kernel="masked"``, :mod:`~seqmodels.models.masked_lstm`: what the CPU's
+fast kernels take). ``"auto"`` picks the second on the CPU and the first elsewhere; both give the same results.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, TypedDict
+from typing import Literal, NamedTuple, TypedDict
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.models.layers import CharCNN, LockedDropout, word_dropout
+from seqmodels.models.masked_lstm import maskable, masked_lstm
 from seqmodels.models.separate_directions import SeparateDirectionsLSTM
+
+
+Kernel = Literal["auto", "packed", "masked"]  # how the LSTM skips padding (module docstring)
 
 
 class EncoderConfig(TypedDict, total=False):
@@ -41,6 +47,7 @@ class EncoderConfig(TypedDict, total=False):
     word_dropout: float
     locked_dropout: bool
     freeze_embeddings: bool
+    kernel: Kernel
 
 
 class EncoderOutput(NamedTuple):
@@ -48,8 +55,6 @@ class EncoderOutput(NamedTuple):
 
     outputs: Tensor  # (B, T, D*P)
     final: Tensor  # (B, D*P)
-    h_n: Tensor  # (L*D, B, P)
-    c_n: Tensor  # (L*D, B, H)
 
 
 class LSTMEncoder(nn.Module):
@@ -70,6 +75,7 @@ class LSTMEncoder(nn.Module):
         word_dropout: in training, the chance that a token is replaced by ``unk_idx``.
         locked_dropout: one dropout mask per sentence on the LSTM's input, instead of one per token.
         pretrained: (vocab_size, embedding_dim) initial word vectors; ``freeze_embeddings`` keeps them fixed.
+        kernel: how the LSTM skips padding (module docstring): ``"auto"``, ``"packed"`` or ``"masked"``.
     """
 
     def __init__(
@@ -94,9 +100,10 @@ class LSTMEncoder(nn.Module):
         locked_dropout: bool = False,
         pretrained: Tensor | None = None,
         freeze_embeddings: bool = False,
+        kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
-        self.padding_idx, self.unk_idx, self.word_dropout = padding_idx, unk_idx, word_dropout
+        self.padding_idx, self.unk_idx, self.word_dropout, self.kernel = padding_idx, unk_idx, word_dropout, kernel
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         if pretrained is not None:
             self.embedding.weight.data.copy_(pretrained)
@@ -137,6 +144,8 @@ class LSTMEncoder(nn.Module):
         batch_size, max_len = token_ids.shape
         check_lengths(lengths, max_len)
         embedded = self.embed(token_ids, char_ids, case_ids)  # (B, T, E')
+        if self.runs_masked(embedded):
+            return EncoderOutput(*masked_lstm(self.lstm, embedded, lengths))  # (B, T, D*P), (B, D*P)
         # cuDNN wants the weights in one contiguous chunk; anything that swaps the weight tensors (DataParallel
         # replicas, load_state_dict(assign=True)) breaks it. No-op when they already are, and on the CPU; a
         # dynamically quantised LSTM (int8 inference) has no such chunk.
@@ -144,11 +153,19 @@ class LSTMEncoder(nn.Module):
             self.lstm.flatten_parameters()
         # Packing needs the lengths on the CPU; keeping them there avoids a device sync.
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_outputs, (h_n, c_n) = self.lstm(packed)  # h_n: (L*D, B, P), c_n: (L*D, B, H)
+        packed_outputs, (h_n, _) = self.lstm(packed)  # h_n: (L*D, B, P), layer-major, whatever batch_first says
         outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=max_len)  # (B, T, D*P)
         last_layer = h_n.view(self.lstm.num_layers, self.num_directions, batch_size, -1)[-1]  # (D, B, P)
         final = last_layer.transpose(0, 1).reshape(batch_size, self.output_size)  # (B, D*P)
-        return EncoderOutput(outputs, final, h_n, c_n)
+        return EncoderOutput(outputs, final)
+
+    def runs_masked(self, embedded: Tensor) -> bool:
+        """Whether this batch runs on the padded batch (:mod:`~seqmodels.models.masked_lstm`) or packed."""
+        if self.kernel == "masked" and not maskable(self.lstm):
+            raise ValueError(f"model.encoder.kernel masked runs batch-first nn.LSTM only, not {type(self.lstm)}")
+        # oneDNN has no LSTM with projections: those run packed, as elsewhere than on the CPU.
+        fast = embedded.is_cpu and maskable(self.lstm) and not self.lstm.proj_size
+        return self.kernel == "masked" or (self.kernel == "auto" and fast)
 
 
 def check_lengths(lengths: Tensor, max_len: int) -> None:

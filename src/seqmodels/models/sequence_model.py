@@ -199,8 +199,8 @@ class SequenceModel(L.LightningModule):
             step = self.losses_and_predictions(batch, stage)
         for name, head_loss in step["losses"].items() if stage == "train" else ():
             self.log(f"{stage}/{name}/loss", head_loss, batch_size=step["batch_size"])
-        self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], prog_bar=True,
-                 sync_dist=stage != "train")  # on the clean input
+        self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], sync_dist=stage != "train",
+                 prog_bar=stage != "train" or self.device.type == "cpu")  # the bar reads it each step: a GPU sync
         loss = step["loss"] + perturbed if adversarial else step["loss"]
         return {"loss": loss, "preds": step["preds"], "probs": step["probs"]}
 
