@@ -255,7 +255,7 @@ def measure(name: str, config_file: str, files: dict[str, str], val_file: str, s
         random_sampler = BucketBatchSampler(data.encoded["data"]["train"]["length"], data.batch_size, bucket=False, seed=0)
         random_batches = torch.utils.data.DataLoader(loader.dataset, batch_sampler=random_sampler,
                                                      collate_fn=loader.collate_fn)  # fmt: skip
-        sentences = data.raw["data"]["test"]["tokens"]
+        sentences = list(data.raw["data"]["test"]["tokens"])  # lists, as users pass them: not a lazy Arrow column
         predictors = {"fp32": Predictor(copy.deepcopy(initial).eval(), batch_size=data.batch_size)}
         predictors["fp32_packed"] = Predictor(copy.deepcopy(initial).eval(), batch_size=data.batch_size)
         predictors["fp32_packed"].model.encoder.kernel = "packed"

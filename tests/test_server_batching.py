@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from test_server import SENTENCES, ready, trained_checkpoint
 
@@ -175,3 +176,16 @@ def test_the_other_backends_predict_what_the_model_does(checkpoint, tmp_path, ba
     assert len(list(tmp_path.glob(f"model.*.{'onnx' if backend == 'onnx' else 'pt'}"))) == 1
     load_predictor(copy, backend)  # reused, not made again
     assert len(list(tmp_path.glob("model.*"))) == 2
+
+
+def test_int8_runs_packed_whatever_kernel_the_model_trained_with(checkpoint, tmp_path):
+    """An int8 LSTM runs packed only: a checkpoint that names ``model.encoder.kernel: masked`` still predicts."""
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["hyper_parameters"]["encoder"]["kernel"] = "masked"
+    torch.save(saved, tmp_path / "masked.ckpt")
+    tokens = [s.split() for s in SENTENCES]
+    expected = load_predictor(tmp_path / "masked.ckpt")(tokens)
+    got = load_predictor(tmp_path / "masked.ckpt", "torch-int8")(tokens)
+    assert [len(record["tags"]) for record in got] == [len(record["tags"]) for record in expected]
+    same = sum(a == b for e, g in zip(expected, got) for a, b in zip(e["tags"], g["tags"]))
+    assert same >= 0.8 * sum(map(len, tokens))

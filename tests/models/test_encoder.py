@@ -47,7 +47,7 @@ def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n(kernel):
     assert h_n.shape == (4, 2, 7) and c_n.shape == (4, 2, 20)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", [*KERNELS, "auto"])  # auto: masked alone, packed in the 60%-padding batch
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("directions", list(DIRECTIONS))
 def test_padding_never_changes_a_result(num_layers, directions, kernel):
@@ -90,15 +90,26 @@ def test_both_kernels_give_the_same_results_and_gradients(num_layers, directions
         torch.testing.assert_close(grad, packed_grads[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
-def test_auto_runs_masked_on_the_cpu_and_packed_where_the_layer_is_no_plain_lstm():
+def test_auto_runs_masked_on_the_cpu_unless_the_batch_is_mostly_padding_or_the_layer_no_plain_lstm():
     encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=2)
-    embedded = torch.zeros(1, 3, 12)
-    assert encoder.runs_masked(embedded)  # on the CPU, oneDNN's kernels take the padded batch
+    embedded = torch.zeros(4, 10, 12)  # (B, T, E)
+    assert encoder.runs_masked(embedded, torch.tensor([10, 9, 8, 8]))  # on the CPU, oneDNN's kernels
+    assert not encoder.runs_masked(embedded, torch.tensor([10, 2, 3, 1]))  # masked would compute 60% padding
     encoder.lstm = nn.GRU(12, 16, 2, batch_first=True, bidirectional=True)  # a template user's swap
-    assert not encoder.runs_masked(embedded)
+    assert not encoder.runs_masked(embedded, torch.tensor([10, 9, 8, 8]))
     encoder.kernel = "masked"
     with pytest.raises(ValueError, match="model.encoder.kernel masked runs batch-first nn.LSTM only"):
-        encoder.runs_masked(embedded)
+        encoder.runs_masked(embedded, torch.tensor([10, 9, 8, 8]))
+    with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'packed', 'masked'\), got 'Masked'"):
+        LSTMEncoder(VOCAB, 12, 16, kernel="Masked")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_lengths_of_any_integer_type(dtype):
+    encoder = LSTMEncoder(VOCAB, 12, 16, kernel="masked").eval()
+    token_ids, lengths = padded_batch([4, 3], TOKENS)
+    expected = encoder(token_ids, lengths)
+    torch.testing.assert_close(encoder(token_ids, lengths.to(dtype)).final, expected.final)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

@@ -67,6 +67,7 @@ def load_predictor(
         return Predictor(model, batch_size, max_tokens, precision=precision)
     if backend == "torch-int8":  # the LSTM's and the linear layers' weights as int8, activations quantised on the fly
         quantized = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+        quantized.encoder.kernel = "packed"  # an int8 LSTM runs packed only, whatever kernel the model trained with
         return Predictor(quantized, batch_size, max_tokens)
     try:
         path = cached_export(checkpoint, backend)

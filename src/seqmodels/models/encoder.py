@@ -11,12 +11,13 @@ else 1, H = hidden size, P = ``proj_size`` or H:
 An example's results never depend on how much padding its batch has: the LSTM runs on packed sequences
 (``kernel="packed"``, what cuDNN takes), or on the padded batch with each sentence's backward direction
 reversed within its length (``kernel="masked"``, :mod:`~seqmodels.models.masked_lstm`: what the CPU's
-fast kernels take). ``"auto"`` picks the second on the CPU and the first elsewhere; both give the same results.
+fast kernels take). Both give the same results, up to float rounding. ``"auto"`` picks the second on the CPU for
+batches that are mostly words (length-bucketed ones), the first elsewhere (:meth:`LSTMEncoder.runs_masked`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, TypedDict
+from typing import Literal, NamedTuple, TypedDict, get_args
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 
 
 Kernel = Literal["auto", "packed", "masked"]  # how the LSTM skips padding (module docstring)
+MASKED_MAX_PADDING = 0.25  # "auto": a batch with more padding runs packed (masked computes every padded step)
 
 
 class EncoderConfig(TypedDict, total=False):
@@ -103,6 +105,8 @@ class LSTMEncoder(nn.Module):
         kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
+        if kernel not in get_args(Kernel):
+            raise ValueError(f"model.encoder.kernel must be one of {get_args(Kernel)}, got {kernel!r}")
         self.padding_idx, self.unk_idx, self.word_dropout, self.kernel = padding_idx, unk_idx, word_dropout, kernel
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         if pretrained is not None:
@@ -144,7 +148,7 @@ class LSTMEncoder(nn.Module):
         batch_size, max_len = token_ids.shape
         check_lengths(lengths, max_len)
         embedded = self.embed(token_ids, char_ids, case_ids)  # (B, T, E')
-        if self.runs_masked(embedded):
+        if self.runs_masked(embedded, lengths):
             return EncoderOutput(*masked_lstm(self.lstm, embedded, lengths))  # (B, T, D*P), (B, D*P)
         # cuDNN wants the weights in one contiguous chunk; anything that swaps the weight tensors (DataParallel
         # replicas, load_state_dict(assign=True)) breaks it. No-op when they already are, and on the CPU; a
@@ -159,13 +163,18 @@ class LSTMEncoder(nn.Module):
         final = last_layer.transpose(0, 1).reshape(batch_size, self.output_size)  # (B, D*P)
         return EncoderOutput(outputs, final)
 
-    def runs_masked(self, embedded: Tensor) -> bool:
-        """Whether this batch runs on the padded batch (:mod:`~seqmodels.models.masked_lstm`) or packed."""
+    def runs_masked(self, embedded: Tensor, lengths: Tensor) -> bool:
+        """Whether this batch runs on the padded batch (:mod:`~seqmodels.models.masked_lstm`) or packed. ``auto``:
+        masked where oneDNN's kernels run (the CPU, no projection) and the batch is mostly words, as length-bucketed
+        batches and sorted prediction batches are; packed elsewhere."""
         if self.kernel == "masked" and not maskable(self.lstm):
             raise ValueError(f"model.encoder.kernel masked runs batch-first nn.LSTM only, not {type(self.lstm)}")
-        # oneDNN has no LSTM with projections: those run packed, as elsewhere than on the CPU.
-        fast = embedded.is_cpu and maskable(self.lstm) and not self.lstm.proj_size
-        return self.kernel == "masked" or (self.kernel == "auto" and fast)
+        if self.kernel != "auto":
+            return self.kernel == "masked"
+        if not (embedded.is_cpu and maskable(self.lstm) and not self.lstm.proj_size):
+            return False
+        padding = 1 - float(lengths.sum()) / max(lengths.numel() * embedded.size(1), 1)
+        return padding <= MASKED_MAX_PADDING
 
 
 def check_lengths(lengths: Tensor, max_len: int) -> None:

@@ -1,8 +1,9 @@
 """The encoder's LSTM run on a padded batch without packing, with the packed LSTM's results.
 
-Two reasons to run it so. On the CPU, PyTorch's fast LSTM kernels (oneDNN's) take only unpacked input: a training
-step of UD-EWT's 2-layer BiLSTM runs about 1.4x faster, a forward pass 1.2x (benchmarks/README.md). And export:
-ONNX has no PackedSequence, and tracing would bake in one batch's lengths.
+Two reasons to run it so. On the CPU, PyTorch's fast LSTM kernels (oneDNN's) take only unpacked input: UD-EWT's
+tagger trains 1.15x and predicts 1.21x as fast as packed (benchmarks/README.md), and under bf16 autocast the LSTM
+itself runs in bf16. And export: ONNX has no PackedSequence, and tracing would bake in one batch's lengths. It
+computes every padded step, so :class:`~seqmodels.models.encoder.LSTMEncoder` uses it on length-bucketed batches.
 
 Each direction of each layer runs as its own one-layer LSTM call on the original's weights, and the padding is
 handled by reordering time within each sentence's length:
@@ -87,7 +88,7 @@ def masked_lstm(lstm: nn.LSTM | SeparateDirectionsLSTM, x: Tensor, lengths: Tens
     """Run ``lstm`` over ``x`` (B, T, E') with ``lengths`` (B,) in 1..T -> ``outputs`` (B, T, D*P), zero at padding
     as ``pad_packed_sequence`` leaves them, and ``final`` (B, D*P), as the encoder returns them."""
     positions = torch.arange(x.size(1), device=x.device)  # (T,)
-    lengths = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    lengths = lengths.to(x.device, torch.long).unsqueeze(1)  # (B, 1), the index type gather takes
     real = positions < lengths  # (B, T)
     # t -> length-1-t at real tokens, t at padding: reverses each sentence in place (its own inverse).
     reverse = torch.where(real, lengths - 1 - positions, positions)  # (B, T)
