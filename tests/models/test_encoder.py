@@ -47,14 +47,14 @@ def test_proj_size_shrinks_outputs_and_h_n_but_not_c_n(kernel):
     assert h_n.shape == (4, 2, 7) and c_n.shape == (4, 2, 20)
 
 
-@pytest.mark.parametrize("kernel", [*KERNELS, "auto"])  # auto: masked alone, packed in the 60%-padding batch
+@pytest.mark.parametrize("kernel", [*KERNELS, "auto"])  # auto: masked for the long ones alone, else packed
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("directions", list(DIRECTIONS))
 def test_padding_never_changes_a_result(num_layers, directions, kernel):
     torch.manual_seed(num_layers)
     encoder = LSTMEncoder(VOCAB, 12, 16, num_layers=num_layers, dropout=0.3, kernel=kernel, **DIRECTIONS[directions])
     encoder.eval()
-    lengths = [7, 2, 5, 1, 7, 3]
+    lengths = [9, 2, 8, 1, 9, 3]
     batch_ids, batch_lengths = padded_batch(lengths, TOKENS)
     batch = encoder(batch_ids, batch_lengths)
     padded = encoder(*padded_batch(lengths, TOKENS, pad_to=15))  # same tokens, much more padding
@@ -95,6 +95,7 @@ def test_auto_runs_masked_on_the_cpu_unless_the_batch_is_mostly_padding_or_the_l
     embedded = torch.zeros(4, 10, 12)  # (B, T, E)
     assert encoder.runs_masked(embedded, torch.tensor([10, 9, 8, 8]))  # on the CPU, oneDNN's kernels
     assert not encoder.runs_masked(embedded, torch.tensor([10, 2, 3, 1]))  # masked would compute 60% padding
+    assert not encoder.runs_masked(embedded[:, :5], torch.tensor([5, 5, 4, 4]))  # too few steps to pay
     encoder.lstm = nn.GRU(12, 16, 2, batch_first=True, bidirectional=True)  # a template user's swap
     assert not encoder.runs_masked(embedded, torch.tensor([10, 9, 8, 8]))
     encoder.kernel = "masked"

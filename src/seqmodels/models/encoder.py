@@ -29,7 +29,9 @@ from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 
 
 Kernel = Literal["auto", "packed", "masked"]  # how the LSTM skips padding (module docstring)
-MASKED_MAX_PADDING = 0.25  # "auto": a batch with more padding runs packed (masked computes every padded step)
+# "auto" runs packed a batch with more padding (masked computes every padded step) or fewer steps (oneDNN's set-up
+# per call outweighs its gain below about 8 steps: benchmarks/README.md).
+MASKED_MAX_PADDING, MASKED_MIN_STEPS = 0.25, 8
 
 
 class EncoderConfig(TypedDict, total=False):
@@ -165,13 +167,15 @@ class LSTMEncoder(nn.Module):
 
     def runs_masked(self, embedded: Tensor, lengths: Tensor) -> bool:
         """Whether this batch runs on the padded batch (:mod:`~seqmodels.models.masked_lstm`) or packed. ``auto``:
-        masked where oneDNN's kernels run (the CPU, no projection) and the batch is mostly words, as length-bucketed
-        batches and sorted prediction batches are; packed elsewhere."""
+        masked where oneDNN's kernels run (the CPU, no projection) on a batch of 8 steps or more that is mostly
+        words, as length-bucketed batches and sorted prediction batches are; packed elsewhere."""
         if self.kernel == "masked" and not maskable(self.lstm):
             raise ValueError(f"model.encoder.kernel masked runs batch-first nn.LSTM only, not {type(self.lstm)}")
         if self.kernel != "auto":
             return self.kernel == "masked"
         if not (embedded.is_cpu and maskable(self.lstm) and not self.lstm.proj_size):
+            return False
+        if embedded.size(1) < MASKED_MIN_STEPS:
             return False
         padding = 1 - float(lengths.sum()) / max(lengths.numel() * embedded.size(1), 1)
         return padding <= MASKED_MAX_PADDING
