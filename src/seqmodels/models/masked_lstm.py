@@ -1,7 +1,7 @@
 """The encoder's LSTM run on a padded batch without packing, with the packed LSTM's results.
 
 Two reasons to run it so. On the CPU, PyTorch's fast LSTM kernels (oneDNN's) take only unpacked input: UD-EWT's
-tagger trains 1.15x and predicts 1.21x as fast as packed (benchmarks/README.md), and under bf16 autocast the LSTM
+tagger trains and predicts 1.15–1.21x as fast as packed (benchmarks/README.md), and under bf16 autocast the LSTM
 itself runs in bf16. And export: ONNX has no PackedSequence, and tracing would bake in one batch's lengths. It
 computes every padded step, so :class:`~seqmodels.models.encoder.LSTMEncoder` uses it on length-bucketed batches.
 
