@@ -2,9 +2,9 @@
 unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoint.
 
 The encoder's shape (sizes, layers, directions, character CNN) comes from the pretrained checkpoint, its
-regularisation (dropouts, frozen embeddings) from the task's config. Weights are copied as they are, except the
-embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained vector
-whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
+regularisation (dropouts, frozen embeddings) and ``kernel`` from the task's config. Weights are copied as they
+are, except the embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained
+vector whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
 learning rate for the encoder than for the heads (``model.encoder_lr_factor``) keeps more of what it learnt.
 """
 
@@ -21,16 +21,16 @@ from torch import Tensor, nn
 from seqmodels.checkpoints import CheckpointError
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 
-# Settings that change how the encoder trains, not its weights' shapes: the task's config decides these.
-REGULARISATION = ("dropout", "word_dropout", "locked_dropout", "freeze_embeddings")
+# Settings that change how the encoder trains or runs, not its weights' shapes: the task's config decides these.
+TASK_SETTINGS = ("dropout", "word_dropout", "locked_dropout", "freeze_embeddings", "kernel")
 # Each embedding table, by the vocabulary that indexes its rows.
 TABLES = {"embedding.weight": "tokens", "char_cnn.embedding.weight": "chars", "case_embedding.weight": "cases"}
 
 
 def encoder_config(pretrained: dict[str, Any], task: EncoderConfig) -> EncoderConfig:
-    """The pretrained encoder's settings, with the task's regularisation."""
+    """The pretrained encoder's settings, with the task's regularisation and kernel."""
     config = dict(pretrained["hyper_parameters"].get("encoder") or {})
-    for key in REGULARISATION:
+    for key in TASK_SETTINGS:
         config.pop(key, None)
         if key in task:
             config[key] = task[key]
