@@ -24,6 +24,7 @@ from seqmodels.checkpoints import (
     read_checkpoint,
 )
 from seqmodels.cli import main
+from seqmodels.models import loss_guard
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.predictor import Predictor
 
@@ -240,8 +241,15 @@ class PoisonWeights(L.Callback):
                 pl_module.encoder.embedding.weight.fill_(math.nan)
 
 
-def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("read_every", [None, 4, 50], ids=["every step (CPU)", "every 4 steps", "at checkpoints"])
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys, read_every
+):
+    """On the CPU the loss is read at every step; on a GPU every few steps and before each checkpoint (forced
+    here on the CPU): either way the error names the first bad step and the checkpoints on disk are good."""
     monkeypatch.chdir(tmp_path)
+    if read_every is not None:
+        monkeypatch.setattr(loss_guard, "read_every", lambda device: read_every)
     args = ["fit", "--config", str(CONFIGS / "default.yaml"), "--data.cache_dir", str(tmp_path / "cache")]
     args += ["--data.train_size", "96", "--data.val_size", "16", "--data.test_size", "16", "--data.batch_size", "16"]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+=test_reliability.PoisonWeights"]
@@ -250,7 +258,11 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     assert stop.value.code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in errors[0]
-    assert "the training loss is nan at global step 8 (epoch 1, batch 2: 16 sentences of lengths" in errors[0]
+    if read_every is None:
+        assert "the training loss is nan at global step 8 (epoch 1, batch 2: 16 sentences of lengths" in errors[0]
+    else:  # steps 0-3 and 4-7 read fine at every 4; at 50, epoch 0's checkpoint read steps 0-5
+        since = 8 if read_every == 4 else 6
+        assert f"the training loss is not finite at global step 8 (found reading steps {since}-11" in errors[0]
     last = read_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 0 and last["global_step"] == 6  # 96 / 16 = 6 steps per epoch
     assert all(torch.isfinite(weights).all() for weights in last["state_dict"].values())

@@ -32,15 +32,12 @@ from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_f
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
+from seqmodels.models.loss_guard import LossGuard
 from seqmodels.models.pretrained import (check_same_groups, check_same_reading, encoder_config, load_encoder,
                                          with_encoder_lr)
 
 EVAL_STAGES = ("val", "test")
 NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; raised before that step's update."""
 
 
 class SequenceModel(L.LightningModule):
@@ -107,6 +104,7 @@ class SequenceModel(L.LightningModule):
         self.fields: dict[str, Field] = {name: head_field(name, config) for name, config in configs.items()}
         self.multitask_score = multitask_score
         self.adversarial = checked(adversarial)
+        self.loss_guard = LossGuard()  # a NaN loss stops training
         self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
         self.metrics = nn.ModuleDict({
             stage: nn.ModuleDict({
@@ -115,18 +113,15 @@ class SequenceModel(L.LightningModule):
             for stage in EVAL_STAGES
         })
         # Evaluation losses as metrics too: every process then logs the same keys, whichever corpora it saw.
-        self.eval_losses = nn.ModuleDict({
-            stage: nn.ModuleDict({name: MeanMetric() for name in self.heads}) for stage in EVAL_STAGES
-        })
+        self.eval_losses = nn.ModuleDict({stage: nn.ModuleDict({name: MeanMetric() for name in self.heads})
+                                          for stage in EVAL_STAGES})  # fmt: skip
 
     def _build_encoder(self, config: EncoderConfig, initial_embeddings: Tensor | None) -> LSTMEncoder:
-        """The encoder, sized by the vocabularies: a character CNN if there are ``chars``, a case feature if
-        ``cases``."""
+        """The encoder, sized by the vocabularies: a character CNN with ``chars``, a case feature with ``cases``."""
         if initial_embeddings is not None and initial_embeddings.size(1) != config.get("embedding_dim", 100):
-            raise ValueError(
-                f"the pretrained embeddings (data.pretrained_embeddings) have dimension {initial_embeddings.size(1)}, "
-                f"but model.encoder.embedding_dim is {config.get('embedding_dim', 100)}"
-            )
+            raise ValueError(f"the pretrained embeddings (data.pretrained_embeddings) have dimension "
+                             f"{initial_embeddings.size(1)}, but model.encoder.embedding_dim is "
+                             f"{config.get('embedding_dim', 100)}")  # fmt: skip
         tokens = self.vocabularies["tokens"]
         return LSTMEncoder(
             len(tokens),
@@ -235,13 +230,15 @@ class SequenceModel(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")["loss"]
-        if not torch.isfinite(loss):  # stop before the update: the checkpoints on disk stay good
-            raise NonFiniteLossError(
-                f"the training loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
-                f"batch {batch_idx}: {len(batch['lengths'])} sentences of lengths {batch['lengths'].tolist()}); "
-                "stopped before updating the weights: the last checkpoint is from a good step"
-            )
+        self.loss_guard.watch(loss, self.global_step, lambda: (
+            f"epoch {self.current_epoch}, batch {batch_idx}: {len(batch['lengths'])} sentences of lengths "
+            f"{batch['lengths'].tolist()}"))
         return loss
+
+    def on_validation_start(self) -> None:  # not on weights that a NaN loss ruined: see the loss guard
+        self.loss_guard.read()
+
+    on_train_end = on_validation_start
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._shared_step(batch, "val")
@@ -277,7 +274,9 @@ class SequenceModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version, the config and the RNG states (:func:`seqmodels.checkpoints.provenance`). Drop
-        LightningCLI's ``_instantiator``: re-parsing it (type-checking every vocabulary entry) makes loading slow."""
+        LightningCLI's ``_instantiator``: re-parsing it (type-checking every vocabulary entry) makes loading slow.
+        First, a NaN loss that the guard has not read yet stops the run here, before the file is written."""
+        self.loss_guard.read()
         checkpoint["hyper_parameters"].pop("_instantiator", None)
         checkpoint[KEY] = provenance(self.training_config)
 
