@@ -365,7 +365,7 @@ def test_train_py_with_a_checkpoint_of_other_data_says_which_vocabulary_differs(
 
 PREDICT_ERRORS = {
     **CHECKPOINT_ERRORS,
-    "classifier": "--format conllu writes tags, but this model has no tagger; use --format jsonl",
+    "classifier": "--format conll writes tags, but this model has no tagger; use --format jsonl or conllu",
     "other-size": "{} is for another model: 'encoder.lstm.weight_ih_l0' is (32, 8) there and (64, 8) here",
 }
 
@@ -374,7 +374,7 @@ PREDICT_ERRORS = {
 def test_seqmodels_predict_with_a_bad_checkpoint_is_one_line_naming_it(capsys, checkpoints, kind):
     path = checkpoints[kind]
     with pytest.raises(SystemExit) as exit_info:
-        predict.main([str(path), "a good film", "--format", "conllu"])
+        predict.main([str(path), "a good film", "--format", "conll"])
     message = str(exit_info.value.code)
     assert message.startswith("seqmodels-predict: error: ") and "\n" not in message
     assert PREDICT_ERRORS[kind].format(path) in message, message

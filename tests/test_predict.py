@@ -147,7 +147,22 @@ def test_text_gives_conllu_that_trains_a_model_with_the_predicted_tags(checkpoin
     assert {r["xpos"][0] for r in read} == {"_"}
     label = f"# label = {predicted[0]['label']}"  # the classifier's label, as for CoNLL-U input
     first_word = "\t".join(["1", "the", "_", predicted[0]["tags"][0], *"______"])
-    assert output.read_text(encoding="utf-8").splitlines()[:2] == [label, first_word]
+    first_block = ["# sent_id = 1", "# text = the film was dull .", label, first_word]
+    assert output.read_text(encoding="utf-8").splitlines()[:4] == first_block
+    assert "# sent_id = 3" in output.read_text(encoding="utf-8").splitlines()  # its line's number
+
+
+def test_a_classifier_alone_writes_conllu_with_its_labels_as_comments(tmp_path, capsys):
+    vocab = {key: VOCAB[key] for key in ("tokens", "tags", "labels")}  # (the helper draws tags it does not use)
+    fit_checkpoint(tmp_path / "classifier.ckpt", vocab, classifier={})
+    main([str(tmp_path / "classifier.ckpt"), "--format", "conllu", "the film", "was\ndull"])
+    labels = [record["label"] for record in Predictor(load_model(tmp_path / "classifier.ckpt"))([["the", "film"],
+                                                                                                ["was", "dull"]])]
+    assert capsys.readouterr().out.split("\n\n") == [
+        f"# sent_id = 1\n# text = the film\n# label = {labels[0]}\n1\tthe" + "\t_" * 8 + "\n2\tfilm" + "\t_" * 8,
+        f"# sent_id = 2\n# text = was dull\n# label = {labels[1]}\n1\twas" + "\t_" * 8 + "\n2\tdull" + "\t_" * 8,
+        "",
+    ]  # a line break inside an argument is a space in # text
 
 
 def test_conll_gets_a_last_column(checkpoints, tmp_path, capsys):
@@ -212,6 +227,8 @@ def test_batches_are_formed_by_length_and_the_records_come_back_in_input_order(c
         ("It's a well-known U.S. film, isn't it?", "It 's a well-known U.S. film , is n't it ?"),
         ("We can’t (really) pay $3.50 at 5 o'clock!", "We ca n't ( really ) pay $ 3.50 at 5 o'clock !"),
         ('the actors\' "best" 😀', 'the actors \' " best " 😀'),
+        ("Mr. Smith met Dr. Jones of Acme Inc. in St. Louis.", "Mr. Smith met Dr. Jones of Acme Inc. in St. Louis ."),
+        ("Stop. MR. Co.op co. Mrs.", "Stop . MR . Co.op co . Mrs."),  # the titles as written, nothing else
     ],
 )
 def test_simple_tokenizer_splits_like_the_ptb(text, tokens):
@@ -299,6 +316,9 @@ def test_the_readmes_predict_commands_as_written(checkpoints, tmp_path):
             words = [[line.split("\t") for line in block.splitlines() if not line.startswith("#")] for block in blocks]
             forms = [[fields[1] for fields in block] for block in words if block]
             assert forms == [["the", "film", "was", "dull", "."], ["It", "runs", "fast"]]
+            comments = [[line for line in block.splitlines() if line.startswith("#")] for block in blocks if block]
+            assert [block[:2] for block in comments] == [["# sent_id = 1", "# text = the film was dull ."],
+                                                         ["# sent_id = 2", "# text = It runs fast"]]  # fmt: skip
             assert all(fields[3] in VOCAB["tags"] for block in words for fields in block)
             continue
         if "--output dev.pred.conllu" in command:  # CoNLL-U in, CoNLL-U out: only UPOS differs, and a label comment

@@ -27,6 +27,7 @@ class Sentence:
     tokens: list[str]
     lines: list[str] = field(default_factory=list)
     where: str = ""  # "input:line", for warnings
+    text: str = ""  # for text input, the line it was read from (without line breaks)
 
 
 def _checked(sentence: Sentence) -> Sentence:
@@ -40,7 +41,8 @@ def _checked(sentence: Sentence) -> Sentence:
 def read_text(lines: Iterable[str], tokenizer: Callable[[str], list[str]], name: str) -> Iterator[Sentence]:
     """One sentence per line."""
     for number, line in enumerate(lines, start=1):
-        yield _checked(Sentence(tokenizer(line), where=f"{name}:{number}"))
+        text = " ".join(line.splitlines()).strip()  # an argument may hold line breaks; a CoNLL-U comment may not
+        yield _checked(Sentence(tokenizer(line), where=f"{name}:{number}", text=text))
 
 
 def read_blocks(lines: Iterable[str], input_format: str, name: str) -> Iterator[Sentence]:
@@ -81,11 +83,16 @@ def format_conllu(
 ) -> str:
     """The CoNLL-U block with each ``(field, key)`` of ``columns``: ``prediction[key]`` (a head's values) in the
     column (or FEATS/MISC attribute) they came from in training; and each field of ``comments`` (``label``) as a
-    comment (``# label = positive``). Text input gets a block of ID and FORM with the other columns ``_`` (so that
-    the output can train a model: self-training on your own text); a line without tokens gets none."""
+    comment (``# label = positive``). Text input gets a block of ``# sent_id`` (the line's number), ``# text`` and
+    ID and FORM with the other columns ``_`` (so that the output can train a model: self-training on your own
+    text); a line without tokens gets none."""
     if not sentence.lines and not sentence.tokens:
         return ""  # CoNLL-U has no empty sentence
-    lines = sentence.lines or [f"{i}\t{token}" + "\t_" * 8 for i, token in enumerate(sentence.tokens, start=1)]
+    lines = sentence.lines or [
+        f"# sent_id = {sentence.where.rpartition(':')[2]}",
+        f"# text = {sentence.text}",
+        *(f"{i}\t{token}" + "\t_" * 8 for i, token in enumerate(sentence.tokens, start=1)),
+    ]
     lines = _with_comments(lines, {key: prediction[key] for key in comments if key in prediction})
 
     def set_values(fields: list[str], values: tuple[str, ...]) -> str:
@@ -93,7 +100,8 @@ def format_conllu(
             fields = place.set(fields, value)
         return "\t".join(fields)
 
-    return _tag_lines(lines, _per_word(prediction, [key for _, key in columns]), "conllu", set_values)
+    values = _per_word(prediction, [key for _, key in columns]) if columns else [()] * len(sentence.tokens)
+    return _tag_lines(lines, values, "conllu", set_values)
 
 
 def format_conll(sentence: Sentence, prediction: dict[str, Any], columns: list[str]) -> str:

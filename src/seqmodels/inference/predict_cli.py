@@ -19,7 +19,8 @@ for text input, the input's format for CoNLL input):
 - ``conllu``: the input lines with each tagger's tags in the column they came from in training (UPOS, XPOS,
   DEPREL, ..., or a ``feats:KEY`` / ``misc:KEY`` attribute), and each sentence-level prediction as a
   ``# label = ...`` comment after the sentence's own comments (replacing one of that name), nothing else changed;
-  text input gets ID and FORM, the other columns ``_`` (a file a model can train on);
+  text input gets ``# sent_id`` (its line's number), ``# text`` and ID and FORM, the other columns ``_`` (a file
+  a model can train on); a classifier without a tagger writes its labels alone;
 - ``conll``: the input lines with the tag appended as a new last column.
 
 Output that cannot be right is refused in one line (tags from a model without a
@@ -103,7 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Formats: the input's from its suffix (.conllu, .conll; .txt or none: text), the output's from "
         "its suffix (.conllu, .conll, .jsonl), else JSON Lines for text and the input's format for CoNLL. "
         "Tokenizers: whitespace splits on ASCII whitespace (pre-tokenized text, as the corpora are); "
-        "simple also splits punctuation and English clitics PTB-style (don't -> do n't, film. -> film .).",
+        "simple also splits punctuation and English clitics PTB-style (don't -> do n't, film. -> film .), "
+        "keeping abbreviations and titles whole (U.S., Mr.).",
     )
     parser.add_argument("checkpoint")
     parser.add_argument("text", nargs="*", metavar="TEXT", help="sentences (else --input, else stdin)")
@@ -160,12 +162,15 @@ def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
     each head with ``conllu = "comment"`` (a classifier's ``label``)."""
     heads = model.heads.items()
     columns = [(name, head.fields[0]) for name, head in heads if head.conllu == "column"]
-    if args.format != "jsonl" and not columns:
-        raise InputError(f"--format {args.format} writes tags, but this model has no tagger; use --format jsonl")
+    comments = [head.fields[0] for _, head in heads if head.conllu == "comment"]
+    if args.format == "conll" and not columns:
+        also = " or conllu (labels as comments)" if comments else ""
+        raise InputError(f"--format conll writes tags, but this model has no tagger; use --format jsonl{also}")
+    if args.format == "conllu" and not columns + comments:
+        raise InputError("--format conllu writes tags and labels, but this model has neither; use --format jsonl")
     if args.format != "conllu":
         keys = [key for _, key in columns]
         return functools.partial(format_conll, columns=keys) if args.format == "conll" else format_jsonl
-    comments = [head.fields[0] for _, head in heads if head.conllu == "comment"]
     fields = [(ConlluTagField.parse(conllu_column(model, name)), key) for name, key in columns]
     return functools.partial(format_conllu, columns=fields, comments=comments)
 

@@ -28,6 +28,7 @@ from seqmodels.runs import cpu_runs_bf16_lstm
 _SIMPLE_TOKEN = re.compile(
     r"""
       (?:[^\W\d_]\.){2,}                                  # abbreviations stay whole: U.S. e.g.
+    | (?-i:Mrs|Mr|Ms|Dr|Prof|Sr|Jr|St|Mt|Inc|Ltd|Corp|Co|vs|etc)\.(?!\w)  # and titles: Mr. Dr. St. Inc. etc.
     | \w+?(?=n't\b) | n't\b                              # don't -> do n't, can't -> ca n't
     | '(?:s|re|ve|ll|d|m)\b                               # it's -> it 's, we're -> we 're
     | \w+(?: [-.]\w+ | '(?!(?:s|re|ve|ll|d|m)\b)\w+ )*   # words: well-known, 3.5, o'clock
