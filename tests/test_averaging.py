@@ -3,9 +3,11 @@ shorter than its span is not dragged back to its first steps, validation logs th
 averaged weights are what validation, the test after fit and the checkpoint use."""
 
 import json
+import types
 import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from helpers import CONFIGS
@@ -13,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from seqmodels.averaging import WarmedUpDecay
+from seqmodels.averaging import ExponentialMovingAverage, WarmedUpDecay
 from seqmodels.checkpoints import read_checkpoint
 from seqmodels.cli import main
 
@@ -49,6 +51,50 @@ def test_the_fused_update_is_the_per_tensor_formula(max_share, start):
         expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, model.parameters())]
     for got, want in zip(averaged.module.parameters(), expected):
         torch.testing.assert_close(got, want)
+
+
+class Weights(L.LightningModule):
+    """Parameters, float buffers (averaged) and an integer buffer (copied), as a model may have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.LSTM(3, 2))
+
+
+def fake_trainer(device: str) -> types.SimpleNamespace:
+    return types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device(device)), global_step=0)
+
+
+@pytest.mark.parametrize("start", [0, 5])
+def test_the_callbacks_update_is_torchs_update_bit_for_bit(start):
+    """The callback's update, on lists of the weights gathered once, gives exactly what torch's
+    ``AveragedModel.update_parameters`` gives, the first update's copy and the warm-up included."""
+    torch.manual_seed(0)
+    model, trainer, callback = Weights(), fake_trainer("cpu"), ExponentialMovingAverage()
+    callback.setup(trainer, model, "fit")
+    callback.update.decay, callback.update.start = 0.9, start
+    torch_average = AveragedModel(model, multi_avg_fn=WarmedUpDecay(max_share=0.1, decay=0.9, start=start),
+                                  use_buffers=True)  # fmt: skip
+    for step in range(1, 30):
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                tensor.add_(torch.randn_like(tensor.float()).to(tensor.dtype))
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, model, None, None, step - 1)
+        torch_average.update_parameters(model)
+    ours = [*callback._average_model.module.parameters(), *callback._average_model.module.buffers()]
+    theirs = [*torch_average.module.parameters(), *torch_average.module.buffers()]
+    assert len(ours) == len(theirs) == 11 and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert int(callback._average_model.n_averaged) == int(torch_average.n_averaged) == 29
+    assert not torch.equal(ours[0], next(model.parameters()))  # an average, not a copy
+
+
+def test_the_average_lives_on_the_device_that_trains():
+    """Lightning's base class would take the module's device at ``setup``, the CPU's before the strategy moves the
+    module; the callback takes the strategy's (``meta`` stands for a GPU here)."""
+    callback = ExponentialMovingAverage()
+    callback.setup(fake_trainer("meta"), Weights(), "fit")
+    assert {tensor.device.type for tensor in callback._average_model.parameters()} == {"meta"}
 
 
 def test_an_average_over_a_longer_span_than_the_run_follows_its_recent_weights():

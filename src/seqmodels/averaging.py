@@ -5,10 +5,12 @@ validation logs the raw weights' metrics beside the averaged ones (``val_raw/...
 
 from __future__ import annotations
 
+import itertools
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 
@@ -49,13 +51,36 @@ class ExponentialMovingAverage(WeightAveraging):
         self.epochs, self.start_epochs, self.log_raw = epochs, start_epochs, log_raw
         self.update = WarmedUpDecay(max_share=max_share)
         self._raw_loss = MeanMetric()  # the raw weights' val_raw/loss (the heads' own losses are the model's metrics)
+        self._groups: list[tuple[list[Tensor], list[Tensor]]] | None = None  # (averaged, current), gathered once
         super().__init__(multi_avg_fn=self.update)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The average lives on the device that trains. (Lightning's base class takes the module's device, which at
+        ``setup`` is still the CPU: on a GPU each update would copy every weight to the host and average there.)"""
+        self._device = self._device or trainer.strategy.root_device
+        self._groups = None
+        super().setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         steps_per_epoch = trainer.num_training_batches
         self.update.decay = 1 - 1 / max(1.0, self.epochs * steps_per_epoch)
         self.update.start = round(self.start_epochs * steps_per_epoch)
         self._raw_loss.to(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """After each optimizer step, Lightning's update with torch's arithmetic (the first update copies, since
+        :class:`WarmedUpDecay`'s share is 1 before the start), on lists of the weights gathered once: torch's
+        ``AveragedModel.update_parameters`` walks every submodule, the metrics' included, at every step, and reads
+        its update count on the host (on a GPU, a wait for the device at every step)."""
+        if trainer.global_step <= self._latest_update_step or not self.should_update(step_idx=trainer.global_step - 1):
+            return
+        average = self._average_model
+        if self._groups is None:
+            self._groups = same_device_and_dtype(average.module, pl_module)
+        for averaged, current in self._groups:
+            self.update(averaged, [tensor.to(averaged[0].device) for tensor in current], average.n_averaged)
+        average.n_averaged += 1
+        self._latest_update_step = trainer.global_step
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, pl_module)  # the average in pl_module, the raw weights in ours
@@ -93,6 +118,18 @@ class ExponentialMovingAverage(WeightAveraging):
         to restore: the checkpoint's weights are the average already, which is what testing and prediction use."""
         if self._average_model is not None:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+def same_device_and_dtype(average: nn.Module, model: nn.Module) -> list[tuple[list[Tensor], list[Tensor]]]:
+    """The pairs (averaged, current) of parameters and buffers, as lists of one device and dtype each: what one fused
+    update takes."""
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+    averaged_tensors = itertools.chain(average.parameters(), average.buffers())
+    for averaged, current in zip(averaged_tensors, itertools.chain(model.parameters(), model.buffers()), strict=True):
+        averaged_group, current_group = groups.setdefault((averaged.device, averaged.dtype), ([], []))
+        averaged_group.append(averaged)
+        current_group.append(current)
+    return list(groups.values())
 
 
 class WarmedUpDecay:
