@@ -365,7 +365,7 @@ def test_train_py_with_a_checkpoint_of_other_data_says_which_vocabulary_differs(
 
 PREDICT_ERRORS = {
     **CHECKPOINT_ERRORS,
-    "classifier": "--format conll writes tags, but this model has no tagger; use --format jsonl or conllu",
+    "classifier": "CoNLL output writes tags, but this model has no tagger; use --format jsonl or conllu",
     "other-size": "{} is for another model: 'encoder.lstm.weight_ih_l0' is (32, 8) there and (64, 8) here",
 }
 
@@ -378,6 +378,15 @@ def test_seqmodels_predict_with_a_bad_checkpoint_is_one_line_naming_it(capsys, c
     message = str(exit_info.value.code)
     assert message.startswith("seqmodels-predict: error: ") and "\n" not in message
     assert PREDICT_ERRORS[kind].format(path) in message, message
+
+
+def test_a_classifier_on_conll_input_is_offered_jsonl_alone(tmp_path, checkpoints):
+    """CoNLL input gives CoNLL output by default, which a classifier cannot write; CoNLL-U from it is refused too."""
+    source = tmp_path / "in.conll"
+    source.write_text("the DT\nfilm NN\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(checkpoints["classifier"]), "--input", str(source)])
+    assert str(exit_info.value.code).endswith("this model has no tagger; use --format jsonl")
 
 
 @pytest.mark.parametrize(

@@ -48,13 +48,13 @@ def conllu(path: Path, n: int, seed: int, feats: bool = True) -> Path:
     return path
 
 
-def scored(path: Path, n: int, seed: int, bad_line: int | None = None) -> Path:
-    """JSON Lines of texts with a number (how many "great"s), optionally one that is not a number."""
+def scored(path: Path, n: int, seed: int, bad_line: int | None = None, bad: str = "lots") -> Path:
+    """JSON Lines of texts with a number (how many "great"s), optionally one that is ``bad``."""
     rng = random.Random(seed)
     lines = []
     for i in range(n):
         words = [rng.choice(["great", "film", "the", "was"]) for _ in range(rng.randint(2, 6))]
-        score = "lots" if i + 1 == bad_line else words.count("great")
+        score = bad if i + 1 == bad_line else words.count("great")
         lines.append(json.dumps({"text": " ".join(words), "label": score}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -186,15 +186,17 @@ def test_bad_wiring_is_one_line_naming_the_head_and_the_corpus(tmp_path, capsys,
     assert message in line, line
 
 
-def test_a_regression_target_that_is_not_a_number_names_the_file_and_the_sentence(tmp_path, capsys):
-    train = scored(tmp_path / "train.jsonl", 20, 0, bad_line=7)
+@pytest.mark.parametrize("bad", ["lots", "nan", "-inf"])
+def test_a_regression_target_that_is_not_a_finite_number_names_the_file_and_the_sentence(tmp_path, capsys, bad):
+    """Not a number, or NaN (which pads token targets: it would be read as no target) or infinite."""
+    train = scored(tmp_path / "train.jsonl", 20, 0, bad_line=7, bad=bad)
     line = one_line_error(capsys, lambda: main([
         "fit", "--config", str(Path(__file__).parents[1] / "configs" / "classifier.yaml"), "--data.format", "jsonl",
         *SMALL, "--model.classifier", "null", "--model.heads", "{score: {type: regressor}}",
         f"--data.train_file={train}", f"--data.cache_dir={tmp_path / 'cache'}",
         f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]))
-    bad = json.loads(train.read_text().splitlines()[6])["text"]
-    assert f"{train} (data): the score head expected a number, found 'lots' (sentence '{bad}')" in line, line
+    sentence = json.loads(train.read_text().splitlines()[6])["text"]
+    assert f"{train} (data): the score head expected a finite number, found '{bad}' (sentence '{sentence}')" in line
 
 
 def test_conllu_output_fills_each_taggers_column_and_no_other(three_taggers, tmp_path):

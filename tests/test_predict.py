@@ -229,6 +229,8 @@ def test_batches_are_formed_by_length_and_the_records_come_back_in_input_order(c
         ('the actors\' "best" 😀', 'the actors \' " best " 😀'),
         ("Mr. Smith met Dr. Jones of Acme Inc. in St. Louis.", "Mr. Smith met Dr. Jones of Acme Inc. in St. Louis ."),
         ("Stop. MR. Co.op co. Mrs.", "Stop . MR . Co.op co . Mrs."),  # the titles as written, nothing else
+        ("Un cafe\u0301, s'il vous pla\u0131\u0302t.", "Un cafe\u0301 , s'il vous pla\u0131\u0302t ."),  # NFD accents
+        ("नमस्ते दुनिया!", "नमस्ते दुनिया !"),  # vowel signs and virama inside a word
     ],
 )
 def test_simple_tokenizer_splits_like_the_ptb(text, tokens):

@@ -84,11 +84,14 @@ class Field:
 
 
 def number(value: Any) -> float:
-    """A regression target as a float; a clear error for anything else."""
+    """A regression target as a finite float (NaN pads a batch's token targets); a clear error for anything else."""
     try:
-        return float(value)
+        result = float(value)
     except (TypeError, ValueError):
-        raise FieldError(f"expected a number, found {value!r}") from None
+        result = math.nan
+    if not math.isfinite(result):
+        raise FieldError(f"expected a finite number, found {value!r}")
+    return result
 
 
 

@@ -164,8 +164,8 @@ def writer(args: argparse.Namespace, model: SequenceModel) -> Writer:
     columns = [(name, head.fields[0]) for name, head in heads if head.conllu == "column"]
     comments = [head.fields[0] for _, head in heads if head.conllu == "comment"]
     if args.format == "conll" and not columns:
-        also = " or conllu (labels as comments)" if comments else ""
-        raise InputError(f"--format conll writes tags, but this model has no tagger; use --format jsonl{also}")
+        also = " or conllu (labels as comments)" if comments and args.input_format != "conll" else ""
+        raise InputError(f"CoNLL output writes tags, but this model has no tagger; use --format jsonl{also}")
     if args.format == "conllu" and not columns + comments:
         raise InputError("--format conllu writes tags and labels, but this model has neither; use --format jsonl")
     if args.format != "conllu":

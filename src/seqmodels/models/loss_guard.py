@@ -43,7 +43,8 @@ class LossGuard:
         if self.every == 1:
             if not torch.isfinite(loss):  # before the update: the weights in memory are still good too
                 raise NonFiniteLossError(f"the training loss is {loss.item()} at global step {step} ({describe()}); "
-                                         "stopped before updating the weights: the last checkpoint is from a good step")
+                                         "stopped before updating the weights: any checkpoint on disk is from a good "
+                                         "step")
             return
         bad = ~torch.isfinite(loss.detach())  # (), on the device: nothing waits for it
         if self.first_bad is None:
