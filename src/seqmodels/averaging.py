@@ -78,7 +78,7 @@ class ExponentialMovingAverage(WeightAveraging):
         if self._groups is None:
             self._groups = same_device_and_dtype(average.module, pl_module)
         for averaged, current in self._groups:
-            self.update(averaged, [tensor.to(averaged[0].device) for tensor in current], average.n_averaged)
+            self.update(averaged, current, average.n_averaged)  # one device: the average lives where the module does
         average.n_averaged += 1
         self._latest_update_step = trainer.global_step
 
