@@ -35,6 +35,7 @@ from seqmodels.models.heads.tagger import TaggerConfig
 from seqmodels.models.loss_guard import LossGuard
 from seqmodels.models.pretrained import (check_same_groups, check_same_reading, encoder_config, load_encoder,
                                          with_encoder_lr)
+from seqmodels.models.step_logging import logs_step
 
 EVAL_STAGES = ("val", "test")
 NAMED_HEADS = ("tagger", "classifier", "lm")  # the 0.3 config keys: a head of that name and type each
@@ -183,19 +184,20 @@ class SequenceModel(L.LightningModule):
         return {"loss": loss, "losses": losses, "preds": preds, "probs": probs, "batch_size": batch_size}
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
-        """The weighted sum of the head losses, logged (in training, plus the adversarial loss with
-        ``adversarial``); in evaluation also the predictions and probabilities, for the report."""
+        """The weighted sum of the head losses, logged (in training each head's and ``adversarial``'s too, on the
+        steps of :func:`logs_step`); in evaluation also the predictions and probabilities, for the report."""
         adversarial = stage == "train" and self.adversarial is not None
         if adversarial:
             compute = functools.partial(self.losses_and_predictions, batch, stage)
             step, perturbed = clean_and_adversarial(compute, self.encoder, **self.adversarial)
-            self.log("train/adversarial/loss", perturbed, batch_size=step["batch_size"])
         else:
             step = self.losses_and_predictions(batch, stage)
-        for name, head_loss in step["losses"].items() if stage == "train" else ():
-            self.log(f"{stage}/{name}/loss", head_loss, batch_size=step["batch_size"])
-        self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], sync_dist=stage != "train",
-                 prog_bar=stage != "train" or self.device.type == "cpu")  # the bar reads it each step: a GPU sync
+        if stage != "train" or logs_step(self._trainer, self.global_step):
+            extra = {"adversarial": perturbed} if adversarial else {}
+            for name, head_loss in (step["losses"] | extra).items() if stage == "train" else ():
+                self.log(f"train/{name}/loss", head_loss, batch_size=step["batch_size"])
+            self.log(f"{stage}/loss", step["loss"], batch_size=step["batch_size"], sync_dist=stage != "train",
+                     prog_bar=stage != "train" or self.device.type == "cpu")  # the bar reads it: a GPU sync
         loss = step["loss"] + perturbed if adversarial else step["loss"]
         return {"loss": loss, "preds": step["preds"], "probs": step["probs"]}
 
@@ -230,9 +232,8 @@ class SequenceModel(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")["loss"]
-        self.loss_guard.watch(loss, self.global_step, lambda: (
-            f"epoch {self.current_epoch}, batch {batch_idx}: {len(batch['lengths'])} sentences of lengths "
-            f"{batch['lengths'].tolist()}"))
+        self.loss_guard.watch(loss, self.global_step, lambda: f"epoch {self.current_epoch}, batch {batch_idx}: "
+                              f"{len(batch['lengths'])} sentences of lengths {batch['lengths'].tolist()}")
         return loss
 
     def on_validation_start(self) -> None:  # not on weights that a NaN loss ruined: see the loss guard
