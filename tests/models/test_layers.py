@@ -21,6 +21,23 @@ def test_char_cnn_ignores_padding_characters_and_padded_words():
     assert small[1, 1].abs().max() == 0  # a padded word
 
 
+
+def test_char_cnn_runs_each_distinct_word_once_with_each_words_own_vector_and_gradient():
+    torch.manual_seed(0)
+    cnn = CharCNN(num_chars=20, embedding_dim=6, channels=5, kernel_size=3)
+    words = [[[3, 4, 5], [6, 7], [3, 4, 5]], [[6, 7], [3, 4, 5], [8]]]  # two words, each seen more than once
+    convolved = []
+    cnn.conv.register_forward_hook(lambda module, inputs, output: convolved.append(output.size(0)))
+    together = cnn(pad_chars(words))  # (2, 3, 5)
+    assert convolved == [3]  # three distinct words of five
+    together.square().sum().backward()
+    gradient = cnn.embedding.weight.grad.clone()
+    cnn.zero_grad()
+    alone = torch.stack([torch.stack([cnn(pad_chars([[word]]))[0, 0] for word in sentence]) for sentence in words])
+    torch.testing.assert_close(together, alone)  # every occurrence gets its word's vector
+    alone.square().sum().backward()
+    torch.testing.assert_close(gradient, cnn.embedding.weight.grad)  # and passes back every occurrence's gradient
+
 def test_locked_dropout_uses_one_mask_per_sentence():
     torch.manual_seed(0)
     dropout = LockedDropout(0.5).train()

@@ -22,13 +22,14 @@ class CharCNN(nn.Module):
         batch_size, max_len, word_len = char_ids.shape
         words = char_ids.view(-1, word_len)  # (B*T, W)
         real = words[:, 0] != 0  # (B*T,) padding words have no characters
-        # only the real words go through the CNN: its cost follows the tokens, not the padded batch's B*T
-        chars = self.embedding(words[real])  # (N, W, C)
+        # each distinct word of the batch goes through the CNN once (about half its tokens in UD-EWT's batches)
+        distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W), (R,)
+        chars = self.embedding(distinct)  # (N, W, C)
         features = self.conv(chars.transpose(1, 2))  # (N, F, W)
-        padding = (words[real] == 0).unsqueeze(1)  # (N, 1, W)
+        padding = (distinct == 0).unsqueeze(1)  # (N, 1, W)
         features = features.masked_fill(padding, float("-inf")).amax(-1)  # (N, F)
         out = features.new_zeros(batch_size * max_len, self.output_size)  # (B*T, F), padding words: 0
-        out[real] = features
+        out[real] = features[occurrence]  # (R, F) into the real words' rows
         return out.view(batch_size, max_len, -1)  # (B, T, F)
 
 
