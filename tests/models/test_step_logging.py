@@ -52,3 +52,11 @@ def test_the_logger_writes_every_loss_it_wrote_before_and_other_steps_log_nothin
         steps = {step for logged_name, step in logged if logged_name == name}
         assert steps == set(written) | reference.last_batches, name  # and no other step called self.log
     assert len(logged) < 4 * 2 * 10  # the four losses of all 20 batches, before
+
+
+def test_a_run_shorter_than_the_logging_cadence_still_logs_its_last_steps_loss(make_model):
+    model = make_model(tagger={})
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, log_every_n_steps=50, logger=False, limit_val_batches=0,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))  # 10 batches an epoch
+    assert "train/loss" in trainer.callback_metrics  # what the end-of-run table and a train/loss monitor read
