@@ -23,7 +23,7 @@ class CharCNN(nn.Module):
         words = char_ids.view(-1, word_len)  # (B*T, W)
         real = words[:, 0] != 0  # (B*T,) padding words have no characters
         # each distinct word of the batch goes through the CNN once (about half its tokens in UD-EWT's batches)
-        distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W), (R,)
+        distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W) of the R real, (R,)
         chars = self.embedding(distinct)  # (N, W, C)
         features = self.conv(chars.transpose(1, 2))  # (N, F, W)
         padding = (distinct == 0).unsqueeze(1)  # (N, 1, W)
