@@ -1,10 +1,12 @@
-"""The training step logs its losses only where they are read: on the steps Lightning's logger writes, and at each
-epoch's last batch (callbacks read it then); the logger writes what it wrote before."""
+"""The training step logs its losses only where they are read: on the steps Lightning's logger writes, on an epoch's
+or the run's last step (callbacks read it then), and on every step when a monitor or a timer may read them after any
+step; the logger writes what it wrote before."""
 
 import csv
 
 import lightning as L
 import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from helpers import random_examples
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
@@ -59,4 +61,22 @@ def test_a_run_shorter_than_the_logging_cadence_still_logs_its_last_steps_loss(m
     trainer = L.Trainer(accelerator="cpu", max_steps=2, log_every_n_steps=50, logger=False, limit_val_batches=0,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))  # 10 batches an epoch
-    assert "train/loss" in trainer.callback_metrics  # what the end-of-run table and a train/loss monitor read
+    assert "train/loss" in trainer.callback_metrics  # what a callback monitoring train/loss reads at the end
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [lambda path: ModelCheckpoint(path, monitor="train/loss", every_n_train_steps=3),
+     lambda path: Timer("00:01:00:00")],
+    ids=["checkpoint-every-3-steps-on-train-loss", "max-time"],
+)  # fmt: skip
+def test_a_monitor_or_timer_that_may_read_after_any_step_has_every_step_log(make_model, tmp_path, reader):
+    model = make_model(tagger={})
+    logged: list[int] = []
+    log = model.log
+    model.log = lambda name, value, **options: (logged.append(model.global_step), log(name, value, **options))
+    trainer = L.Trainer(accelerator="cpu", max_steps=7, log_every_n_steps=50, logger=False, limit_val_batches=0,
+                        callbacks=[reader(tmp_path)], enable_progress_bar=False,
+                        enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))
+    assert sorted(set(logged)) == list(range(7))  # each step's own loss, whenever it is read
