@@ -6,12 +6,25 @@ import csv
 
 import lightning as L
 import pytest
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from helpers import random_examples
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from seqmodels.data.batching import PadCollator
+
+
+def count_logs(model) -> list[tuple[str, int]]:
+    """Record (name, global step) of each ``model.log`` call from now on; the calls still log."""
+    logged: list[tuple[str, int]] = []
+    log = model.log
+
+    def counting_log(name, value, **options):
+        logged.append((name, model.global_step))
+        log(name, value, **options)
+
+    model.log = counting_log
+    return logged
 
 
 class Reference(L.Callback):
@@ -32,14 +45,7 @@ class Reference(L.Callback):
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_the_logger_writes_every_loss_it_wrote_before_and_other_steps_log_nothing(make_model, tmp_path, accumulate):
     model = make_model(tagger={}, classifier={}, adversarial={"epsilon": 0.5})
-    logged: list[tuple[str, int]] = []
-    log = model.log
-
-    def counting_log(name, value, **options):
-        logged.append((name, model.global_step))
-        log(name, value, **options)
-
-    model.log = counting_log
+    logged = count_logs(model)
     reference = Reference()
     trainer = L.Trainer(accelerator="cpu", max_epochs=2, log_every_n_steps=3, logger=CSVLogger(tmp_path),
                         callbacks=[reference], limit_val_batches=0, accumulate_grad_batches=accumulate,
@@ -72,11 +78,9 @@ def test_a_run_shorter_than_the_logging_cadence_still_logs_its_last_steps_loss(m
 )  # fmt: skip
 def test_a_monitor_or_timer_that_may_read_after_any_step_has_every_step_log(make_model, tmp_path, reader):
     model = make_model(tagger={})
-    logged: list[int] = []
-    log = model.log
-    model.log = lambda name, value, **options: (logged.append(model.global_step), log(name, value, **options))
+    logged = count_logs(model)
     trainer = L.Trainer(accelerator="cpu", max_steps=7, log_every_n_steps=50, logger=False, limit_val_batches=0,
                         callbacks=[reader(tmp_path)], enable_progress_bar=False,
                         enable_model_summary=False)  # fmt: skip
     trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))
-    assert sorted(set(logged)) == list(range(7))  # each step's own loss, whenever it is read
+    assert sorted({step for _, step in logged}) == list(range(7))  # each step's own loss, whenever it is read
