@@ -293,7 +293,8 @@ def load_phases(
         result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
                                    clients, offline, args.seconds))  # fmt: skip
         after = httpx.get(f"{base}/stats").json()
-        result["model_busy_share"] = round((after["busy_s"] - before["busy_s"]) / result["wall_s"], 2)
+        busy_s = (after["busy_s"] - before["busy_s"]) / after["model_processes"]  # per model process
+        result["model_busy_share"] = round(busy_s / result["wall_s"], 2)
         counts = {size: n - before["batch_sizes"].get(size, 0) for size, n in after["batch_sizes"].items()}
         formed = {size: n for size, n in counts.items() if n}
         result["batch_sizes"] = formed

@@ -20,7 +20,7 @@ from seqmodels.cli import main
 from seqmodels.inference.backends import load_predictor
 from seqmodels.inference.server.app import Settings, create_app
 from seqmodels.inference.server.cli import parse_args
-from seqmodels.inference.server.worker import ModelProcess
+from seqmodels.inference.server.worker import ModelProcess, split_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["the plot was not dull .", "i do n't think that the cast played well .", "great !"]
@@ -176,17 +176,27 @@ def test_info_lists_each_heads_fields_and_stats_the_batches(client):
     assert stats["in_flight"] == stats["queued"] == 0  # every request so far has had its answer
 
 
-def test_threads_sets_torchs_threads_in_the_models_thread(checkpoint, monkeypatch):
+def test_threads_and_model_processes_are_set_in_the_models_processes(checkpoint):
     before = torch.get_num_threads()
-    with TestClient(create_app(Settings(str(checkpoint), threads=1))) as session:
-        assert ready(session).get("/stats").json()["threads"] == 1
-    assert torch.get_num_threads() == before  # the event loop's thread keeps its own
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert parse_args(["model.ckpt"]).threads == 3 and parse_args(["model.ckpt", "--threads", "2"]).threads == 2
-    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # OpenMP's list of levels: the first is this process's
-    assert parse_args(["model.ckpt"]).threads == 2
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert parse_args(["model.ckpt"]).threads == 0  # torch's default
+    with TestClient(create_app(Settings(str(checkpoint), model_processes=3, threads=1))) as session:
+        stats = ready(session).get("/stats").json()
+        info = session.get("/info").json()["serving"]
+    assert stats["threads"] == info["threads"] == 1 and stats["model_processes"] == info["model_processes"] == 3
+    assert len(set(stats["model_pids"])) == 3 and os.getpid() not in stats["model_pids"]
+    assert torch.get_num_threads() == before  # the server's process keeps its own
+    assert parse_args(["model.ckpt", "--model-processes", "2", "--threads", "4"]).threads == 4
+    assert parse_args(["model.ckpt"]).model_processes == parse_args(["model.ckpt"]).threads == 0  # the defaults
+
+
+@pytest.mark.parametrize(
+    ("torch_threads", "asked", "device", "started"),
+    [(4, (0, 0), "cpu", (2, 2)), (5, (0, 0), "cpu", (2, 2)), (1, (0, 0), "cpu", (1, 1)), (4, (0, 0), "cuda", (1, 4)),
+     (4, (3, 0), "cpu", (3, 1)), (4, (0, 3), "cpu", (2, 3)), (2, (1, 0), "cpu", (1, 2))],
+)
+def test_the_cores_are_shared_between_the_model_processes(torch_threads, asked, device, started, monkeypatch):
+    """torch's threads (one per core, or OMP_NUM_THREADS) are the budget: two processes on the CPU by default."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    assert split_cores(*asked, device) == started
 
 
 @pytest.mark.parametrize(
@@ -214,7 +224,7 @@ def test_an_option_out_of_range_is_a_usage_error(args, env, message, monkeypatch
 def test_readiness_is_503_while_the_model_loads_and_liveness_is_200(checkpoint, monkeypatch):
     gate = Gate(lambda args: load(*args))
     load = ModelProcess.load
-    monkeypatch.setattr(ModelProcess, "load", lambda *args: gate(args))
+    monkeypatch.setattr(ModelProcess, "load", lambda *args: gate(args))  # each of the model's processes
     with TestClient(create_app(Settings(str(checkpoint)))) as session:
         until(lambda: gate.batches, "loading did not start")
         assert session.get("/health/live").json() == {"status": "ok"}
@@ -251,10 +261,10 @@ def test_draining_turns_readiness_503_closes_connections_and_past_its_timeout_50
     assert "drain: 1 requests not answered within --drain-timeout 0.5 s got a 503" in caplog.text
 
 
-def test_readiness_turns_503_once_the_models_process_is_killed_without_waiting_for_a_request(checkpoint):
-    with TestClient(create_app(Settings(str(checkpoint)))) as session:
+def test_readiness_turns_503_once_a_models_process_is_killed_without_waiting_for_a_request(checkpoint):
+    with TestClient(create_app(Settings(str(checkpoint), model_processes=2))) as session:
         serving = ready(session).app.state.serving
-        os.kill(serving.model.pid, signal.SIGKILL)
+        os.kill(serving.model.pids[1], signal.SIGKILL)
         until(lambda: session.get("/health/ready").status_code == 503, "readiness stayed 200")
         why = "the model's process stopped (killed, out of memory or crashed)"
         assert session.get("/health/ready").json() == {"error": why}
@@ -264,7 +274,7 @@ def test_readiness_turns_503_once_the_models_process_is_killed_without_waiting_f
 
 
 def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
-    settings = Settings(str(checkpoint), max_sentences=4, max_queue=4, batch_timeout_ms=1)
+    settings = Settings(str(checkpoint), max_sentences=4, max_queue=4, batch_timeout_ms=1, model_processes=1)
     with TestClient(create_app(settings)) as session:
         serving = ready(session).app.state.serving
         gate = serving.batcher.predictor = Gate(serving.batcher.predictor)
@@ -288,7 +298,8 @@ def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
 
 
 def test_past_request_timeout_a_request_gets_504_and_its_other_batches_are_dropped(checkpoint):
-    settings = Settings(str(checkpoint), max_batch_size=1, batch_timeout_ms=1, request_timeout_s=0.3)
+    settings = Settings(str(checkpoint), max_batch_size=1, batch_timeout_ms=1, request_timeout_s=0.3,
+                        model_processes=1)  # one batch at a time  # fmt: skip
     with TestClient(create_app(settings)) as session:
         serving = ready(session).app.state.serving
         gate = serving.batcher.predictor = Gate(serving.batcher.predictor)

@@ -189,3 +189,29 @@ def test_int8_runs_packed_whatever_kernel_the_model_trained_with(checkpoint, tmp
     assert [len(record["tags"]) for record in got] == [len(record["tags"]) for record in expected]
     same = sum(a == b for e, g in zip(expected, got) for a, b in zip(e["tags"], g["tags"]))
     assert same >= 0.8 * sum(map(len, tokens))
+
+
+def test_batches_run_concurrently_and_each_request_gets_its_records_in_order():
+    """With ``concurrency`` 2, a second batch runs while the first is held; a request cut into two batches gets
+    its records in its own order when its second batch ends first."""
+    batches, in_model, release = [], threading.Semaphore(0), {}
+
+    def predictor(sentences):
+        key = sentences[0][0]
+        release[key] = threading.Event()
+        in_model.release()
+        assert release[key].wait(30)
+        return echo(batches)(sentences)
+
+    async def scenario():
+        async with running_batcher(predictor, max_batch_size=2, concurrency=2) as batcher:
+            request = asyncio.create_task(batcher.predict([["a"], ["b"], ["c"], ["d"]]))
+            for _ in range(2):  # both of its batches are in the model at once
+                assert await asyncio.to_thread(in_model.acquire, timeout=30)
+            release["c"].set()  # the second batch ends first
+            await asyncio.sleep(0.05)
+            release["a"].set()
+            return await request
+
+    assert asyncio.run(scenario()) == [{"tokens": [word]} for word in "abcd"]
+    assert batches == [["c", "d"], ["a", "b"]]

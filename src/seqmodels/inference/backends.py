@@ -23,7 +23,6 @@ from seqmodels.inference.predictor import Predictor
 from seqmodels.models.masked_lstm import ExportError
 
 BACKENDS = ("torch", "torch-int8", "onnx", "torchscript")
-RUNNERS = {"onnx": onnx_runner, "torchscript": torchscript_runner}
 
 
 def cached_export(source: str | Path, format: str) -> Path:
@@ -74,5 +73,7 @@ def load_predictor(
     except ExportError as error:
         raise ValueError(f"cannot serve {checkpoint} with the {backend} backend: {error}") from None
     wrapper = ExportableModel(model)
-    scorer = ExportedScorer(RUNNERS[backend](path), wrapper.input_names, wrapper.output_names)
+    # ONNX Runtime takes torch's threads, which the server sets per model process (it would take every core)
+    run = onnx_runner(path, torch.get_num_threads()) if backend == "onnx" else torchscript_runner(path)
+    scorer = ExportedScorer(run, wrapper.input_names, wrapper.output_names)
     return Predictor(model, batch_size, max_tokens, scorer=scorer)

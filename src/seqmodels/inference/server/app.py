@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict
 from seqmodels.checkpoints import package_version
 from seqmodels.data.readers.common import token_problem
 from seqmodels.inference.predictor import TOKENIZERS
-from seqmodels.inference.server.batcher import Batcher, QueueFull, model_thread
+from seqmodels.inference.server.batcher import Batcher, QueueFull, model_threads
 from seqmodels.inference.server.drain import CloseWhileDraining, Drain
 from seqmodels.inference.server.errors import RequestLimits, add_error_handlers, error_response
 from seqmodels.inference.server.metrics import Metrics, PredictMetrics
-from seqmodels.inference.server.worker import ModelProcess, ModelStopped
+from seqmodels.inference.server.worker import ModelPool, ModelStopped, split_cores
 
 STATIC = Path(__file__).parent / "static"  # the demo page
 SETTINGS_ENV = "SEQMODELS_SERVE"  # how the settings reach each uvicorn worker process
@@ -54,7 +54,8 @@ class Settings:
     max_queue: int = 4096  # sentences waiting for a batch; past it, 503
     request_timeout_s: float = 0.0  # 0: none (a request within the limits may take minutes)
     drain_timeout_s: float = 30.0
-    threads: int = 0  # torch's intra-op threads per process; 0: its default
+    model_processes: int = 0  # processes that each run batches on a copy of the model; 0: 2 on the CPU, 1 on a GPU
+    threads: int = 0  # torch's intra-op threads per model process; 0: torch's default shared between the processes
     host: str = "127.0.0.1"  # where uvicorn listens: for the start-up line and /info
     port: int = 8000
     workers: int = 1
@@ -75,15 +76,16 @@ class ServingState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.model = ModelProcess(settings.threads)
-        self.executor = model_thread()  # where the batcher waits for the model's process
+        self.processes, threads = split_cores(settings.model_processes, settings.threads, settings.device)
+        self.model = ModelPool(self.processes, threads)
+        self.executor = model_threads(self.processes)  # where the batcher waits for the model's processes
         self.batcher: Batcher | None = None
         self.info: dict[str, Any] = {}
         self.drain = Drain(settings.drain_timeout_s, self.answer_unanswered)
         self.failure: str | None = None  # why the model cannot serve: it failed to load, or its process stopped
 
     async def run(self) -> None:
-        """Load the model in its process, log the start-up line (or why loading failed), then batch until
+        """Load the model in its processes, log the start-up line (or why loading failed), then batch until
         cancelled."""
         s, started, loop = self.settings, time.perf_counter(), asyncio.get_running_loop()
         try:
@@ -96,31 +98,36 @@ class ServingState:
             return
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
-        self.info, threads = info(model, s), model["threads"]
+        self.info, threads = info(model | {"processes": self.processes}, s), model["threads"]
         self.batcher = Batcher(self.model, s.max_batch_size, s.batch_timeout_ms / 1000, s.max_batch_tokens,
-                               s.max_queue, self.executor, self.metrics.observe_batch)  # fmt: skip
+                               s.max_queue, self.executor, self.metrics.observe_batch, self.processes)  # fmt: skip
         self.metrics.watch_queue(lambda: self.batcher.queued)
         heads = ", ".join(self.info["heads"])
-        logger.info("seqmodels-serve: serving %s (heads: %s) on http://%s:%d; backend %s on %s, torch threads %d, "
-                    "workers %d (this one pid %d); loaded in %.2f s", Path(s.checkpoint).name, heads, s.host, s.port,
-                    s.backend, s.device, threads, s.workers, os.getpid(), seconds)  # fmt: skip
+        logger.info("seqmodels-serve: serving %s (heads: %s) on http://%s:%d; backend %s on %s, model processes %d, "
+                    "torch threads %d each, workers %d (this one pid %d); loaded in %.2f s", Path(s.checkpoint).name,
+                    heads, s.host, s.port, s.backend, s.device, self.processes, threads, s.workers, os.getpid(),
+                    seconds)  # fmt: skip
         await self.batcher.run()
 
     def not_ready(self) -> str | None:
         """Why the server cannot take predictions now, or None."""
         if self.drain.draining:
             return "draining: the server is shutting down"
+        return self.model_failure() or (None if self.batcher else "the model is still loading")
+
+    def model_failure(self) -> str | None:
+        """Why the model cannot serve (it failed to load, or one of its processes stopped), or None."""
         if not self.failure and not self.model.alive():
             self.stopped(str(ModelStopped()))
-        if self.failure:
-            return self.failure
-        return None if self.batcher else "the model is still loading"
+        return self.failure
 
     async def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
         if self.drain.expired:
             raise HTTPException(503, "draining: past --drain-timeout; the server is shutting down")
         if self.batcher is None:
             raise HTTPException(503, self.not_ready(), {"Retry-After": "1"})
+        if failure := self.model_failure():  # the other model processes could still answer: not by chance
+            raise HTTPException(503, failure)
         try:
             return await self.batcher.predict(sentences, self.settings.request_timeout_s or None)
         except QueueFull as error:
@@ -133,7 +140,8 @@ class ServingState:
                                      "its remaining batches were dropped") from None  # fmt: skip
 
     def stopped(self, why: str) -> None:
-        """The model's process has gone: readiness turns 503, so that the orchestrator restarts the server."""
+        """A model's process has gone: readiness and predictions turn 503, so that the orchestrator restarts the
+        server."""
         if not self.failure:
             self.failure = why
             logger.error("seqmodels-serve: %s; readiness is now 503", why)
@@ -226,9 +234,9 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
         if batcher is None:
             raise HTTPException(503, serving.not_ready())
         return {"requests": batcher.requests, "sentences": batcher.sentences, "in_flight": batcher.in_flight,
-                "queued": batcher.queued, "pid": os.getpid(), "model_pid": serving.model.pid,
-                "busy_s": round(batcher.busy_s, 3),
-                "threads": serving.info["serving"]["threads"],  # in the model's process
+                "queued": batcher.queued, "pid": os.getpid(), "model_pids": serving.model.pids,
+                "busy_s": round(batcher.busy_s, 3),  # summed over the model processes
+                "model_processes": serving.processes, "threads": serving.info["serving"]["threads"],  # in each
                 "batch_sizes": {str(size): n for size, n in sorted(batcher.batch_sizes.items())}}  # fmt: skip
 
     @app.get("/metrics", include_in_schema=False)
@@ -244,7 +252,8 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
 
 def info(model: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """What ``/info`` answers: the model's heads and settings (:func:`.worker.model_info`), the serving settings
-    (with the torch threads the model runs with)."""
-    serving = asdict(settings) | {"checkpoint": Path(settings.checkpoint).name, "threads": model["threads"]}
+    (with the model processes and the torch threads of each)."""
+    serving = asdict(settings) | {"checkpoint": Path(settings.checkpoint).name, "threads": model["threads"],
+                                  "model_processes": model["processes"]}  # fmt: skip
     return {"version": package_version(), "heads": model["heads"],
             "model": json.loads(json.dumps(model["model"], default=str)), "serving": serving}

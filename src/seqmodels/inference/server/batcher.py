@@ -11,9 +11,10 @@ requests cannot starve a large one: under load, short and long batches alternate
 So a 2 MB request is cut into batches that alternate with the other requests', and a one-sentence request that
 arrives meanwhile waits for the batch running (at most one long batch), then runs in a short batch.
 
-The batch is handed to the predictor from one worker thread (the model's), not the event loop's: the server's
-predictor runs the model in a process of its own (:mod:`.worker`), so probes, new requests and signals are served
-between and during batches.
+Each batch is handed to the predictor from a worker thread, not the event loop's, and up to ``concurrency`` batches
+run at once: the server's predictor runs them in model processes of their own (:mod:`.worker`), so probes, new
+requests and signals are served between and during batches. Each request's records are put back in its order,
+whichever of its batches ends first.
 """
 
 from __future__ import annotations
@@ -42,21 +43,27 @@ class Job:
     future: asyncio.Future[Records]
     arrived: float  # loop time
     short: bool  # it fits in one batch
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # by sentence; filled as its batches end
     taken: int = 0  # sentences [0, taken) are in a batch already
+    answered: int = 0  # sentences with their record
+
+    def __post_init__(self) -> None:
+        self.records = [{}] * len(self.sentences)
 
     @property
     def left(self) -> int:
         return len(self.sentences) - self.taken
 
 
-def model_thread() -> ThreadPoolExecutor:
-    """The one thread that hands each batch to the model and waits for its records, off the event loop's thread."""
-    return ThreadPoolExecutor(1, "model")
+def model_threads(count: int = 1) -> ThreadPoolExecutor:
+    """The threads that hand batches to the model and wait for their records, off the event loop's thread: one per
+    batch that may run at once."""
+    return ThreadPoolExecutor(count, "model")
 
 
 class Batcher:
-    """Forms batches of the queued sentences (see the module) and runs them through ``predictor`` in ``executor``.
+    """Forms batches of the queued sentences (see the module) and runs them through ``predictor`` in ``executor``,
+    ``concurrency`` at a time (``executor`` needs as many threads, and ``predictor`` must take as many calls at once).
 
     A batch waits at most ``timeout`` seconds (from its oldest sentence's arrival) for more sentences when fewer
     than ``max_batch_size`` are queued. ``on_batch(sentences, tokens, seconds)`` is told of every batch run."""
@@ -70,18 +77,19 @@ class Batcher:
         max_queue: int = 4096,
         executor: ThreadPoolExecutor | None = None,
         on_batch: Callable[[int, int, float], None] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.predictor, self.max_batch_size, self.timeout = predictor, max_batch_size, timeout
-        self.max_batch_tokens, self.max_queue = max_batch_tokens, max_queue
-        self.executor = executor or model_thread()
+        self.max_batch_tokens, self.max_queue, self.concurrency = max_batch_tokens, max_queue, concurrency
+        self.executor = executor or model_threads(concurrency)
         self.on_batch = on_batch or (lambda sentences, tokens, seconds: None)
         self.jobs: list[Job] = []
         self.arrival = asyncio.Event()
         self.batch_sizes: Counter[int] = Counter()
         self.requests = self.sentences = 0
         self.in_flight = 0  # requests received and not yet answered
-        self.busy_s = 0.0  # time spent in the predictor: how busy batching keeps the model
-        self.running: list[Job] = []  # the jobs whose sentences are in the batch being run
+        self.busy_s = 0.0  # time spent in the predictor, summed over the batches run at once
+        self.running: list[list[Job]] = []  # each batch being run: the jobs whose sentences are in it
         self.short_passed_long = False  # the last batch was of short jobs while long ones waited
 
     @property
@@ -108,34 +116,50 @@ class Batcher:
     def fail_pending(self, error: Exception) -> int:
         """Answer every request still waiting with ``error`` (its batches still queued are dropped); how many."""
         waiting = [job for job in self.jobs if not job.future.done()]
-        waiting += [job for job in self.running if not job.future.done() and job not in waiting]
+        waiting += [job for jobs in self.running for job in jobs if not job.future.done() and job not in waiting]
         for job in waiting:
             job.future.set_exception(error)
         return len(waiting)
 
     async def run(self) -> None:
-        """Form and run batches until cancelled; a failing batch fails its requests, not the server."""
+        """Form batches and run up to ``concurrency`` at once, until cancelled; a failing batch fails its requests,
+        not the server."""
         loop = asyncio.get_running_loop()
-        while True:
-            await self._gather(loop)
-            pieces = self._take()
-            if not pieces:
-                continue
-            flat = [sentence for job, start, stop in pieces for sentence in job.sentences[start:stop]]
-            self.running = [job for job, _, _ in pieces]
-            started = loop.time()
-            try:
-                records = await loop.run_in_executor(self.executor, self.predictor, flat)
-            except Exception as error:  # noqa: BLE001  (reported to each waiting request)
-                for job in self.running:
-                    if not job.future.done():
-                        job.future.set_exception(error)
-                continue
-            finally:
-                seconds, self.running = loop.time() - started, []
-                self.busy_s += seconds
-            self._count(pieces, flat, seconds)
-            self._answer(pieces, records)
+        free = asyncio.Semaphore(self.concurrency)  # a slot per batch that may run at once
+        batches: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await free.acquire()
+                await self._gather(loop)
+                pieces = self._take()
+                if not pieces:
+                    free.release()
+                    continue
+                batch = loop.create_task(self._run_batch(loop, pieces))
+                batches.add(batch)
+                batch.add_done_callback(lambda done: (batches.discard(done), free.release()))
+        finally:
+            for batch in batches:
+                batch.cancel()
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, pieces: list[tuple[Job, int, int]]) -> None:
+        flat = [sentence for job, start, stop in pieces for sentence in job.sentences[start:stop]]
+        jobs = [job for job, _, _ in pieces]
+        self.running.append(jobs)
+        started = loop.time()
+        try:
+            records = await loop.run_in_executor(self.executor, self.predictor, flat)
+        except Exception as error:  # noqa: BLE001  (reported to each waiting request)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        finally:
+            seconds = loop.time() - started
+            self.busy_s += seconds
+            self.running.remove(jobs)
+        self._count(pieces, flat, seconds)
+        self._answer(pieces, records)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until a full batch is queued, or the oldest queued sentence has waited ``timeout``."""
@@ -190,7 +214,8 @@ class Batcher:
     def _answer(pieces: list[tuple[Job, int, int]], records: Records) -> None:
         start = 0
         for job, first, stop in pieces:
-            job.records += records[start : start + stop - first]
+            job.records[first:stop] = records[start : start + stop - first]
             start += stop - first
-            if len(job.records) == len(job.sentences) and not job.future.done():
+            job.answered += stop - first
+            if job.answered == len(job.sentences) and not job.future.done():
                 job.future.set_result(job.records)

@@ -1,6 +1,6 @@
 """``seqmodels-serve``: a checkpoint behind HTTP, with dynamic batching and a demo page (FastAPI + uvicorn).
 
-``seqmodels-serve CHECKPOINT [--host 127.0.0.1] [--port 8000] [--workers N] [--threads N]
+``seqmodels-serve CHECKPOINT [--host 127.0.0.1] [--port 8000] [--workers N] [--model-processes N] [--threads N]
 [--backend torch|torch-int8|onnx|torchscript] [--device cpu|cuda] [--precision 32|bf16]
 [--tokenizer simple|whitespace] [limits]``
 
@@ -14,9 +14,9 @@
 
 Concurrent requests' sentences are batched (:mod:`.batcher`): at most ``--max-batch-size`` sentences and
 ``--max-batch-tokens`` tokens per forward pass, a large request cut into several batches that alternate with the
-others', in a thread of the model's own. Every error is ``{"error": "one line"}`` (:mod:`.errors`). SIGTERM
-drains (:mod:`.drain`): readiness turns 503, new connections are refused, every request received is answered (a
-503 past ``--drain-timeout``), then the process exits 0.
+others', run by model processes of their own (two on the CPU, each on half the cores: :mod:`.worker`). Every error
+is ``{"error": "one line"}`` (:mod:`.errors`). SIGTERM drains (:mod:`.drain`): readiness turns 503, new connections
+are refused, every request received is answered (a 503 past ``--drain-timeout``), then the process exits 0.
 """
 
 from __future__ import annotations
@@ -52,8 +52,12 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=POSITIVE_INT, default=1, help="server processes, each with the model")
-    parser.add_argument("--threads", type=POSITIVE_INT,
-                        help="torch threads per worker (default: $OMP_NUM_THREADS if set, else torch's default)")
+    parser.add_argument("--model-processes", type=POSITIVE_INT, default=0,
+                        help="processes per worker that each run batches on a copy of the model (default: 2 on the "
+                        "CPU, 1 on a GPU)")  # fmt: skip
+    parser.add_argument("--threads", type=POSITIVE_INT, default=0,
+                        help="torch threads per model process (default: torch's threads, one per core or "
+                        "$OMP_NUM_THREADS, shared between the model processes)")  # fmt: skip
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (the torch backend)")
     parser.add_argument("--precision", choices=PRECISIONS, default="32",
@@ -80,11 +84,10 @@ def parse_args(argv: list[str] | None) -> Settings:
         parser.error(f"--max-queue {args.max_queue} is below --max-sentences {args.max_sentences}: a request of "
                      "--max-sentences sentences could never be queued")  # fmt: skip
     omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # "2" or OpenMP's list of levels "2,1"
-    if args.threads is None and omp and not (omp.isdigit() and int(omp) > 0):
+    if not args.threads and omp and not (omp.isdigit() and int(omp) > 0):
         parser.error(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r}: expected a number of threads above 0 "
                      "(or give --threads)")  # fmt: skip
-    threads = args.threads or int(omp or 0)  # 0: torch's default
-    return Settings(**vars(args) | {"threads": threads})  # each option's dest is a Settings field
+    return Settings(**vars(args))  # each option's dest is a Settings field
 
 
 def main(argv: list[str] | None = None) -> None:
