@@ -7,8 +7,9 @@ requests beside small ones; SIGTERM under load.
 Starts the server (127.0.0.1 only) and runs the phases asked for (`load` by default) from aiohttp clients in this
 process (`client_cpu_share` in each phase's JSON line: the CPU they take from the server on the same cores):
 
-- `load`, per number of `--clients`: `--requests` requests, single sentences and batches of 2-8 from the UD and
-  SST test files (or `--inputs`: CoNLL-U, or a sentence per line), `--malformed` of them broken. Each answer must
+- `load`, per number of `--clients`: `--requests` requests, single sentences (`--singles`, 70%) and batches of 2-8
+  from the UD and SST test files (or `--inputs`: CoNLL-U, or a sentence per line), `--malformed` of them broken.
+  `--singles 1 --malformed 0` is a plain client's load: one sentence per request. Each answer must
   equal the offline record (`Predictor`, what `seqmodels-predict` writes; probabilities within 1e-5), each broken
   one get a 4xx; throughput against the offline predictor's, timed just before and just after the phase.
 - `mixed`: `--large-clients` send 2 MB requests (256 sentences of 1,000 tokens) back to back beside 8 clients of
@@ -64,15 +65,18 @@ def read_sentences(path: Path) -> list[list[str]]:
     return [tokenize(line)[1:] if path.name.startswith("stsa.") else tokenize(line) for line in lines if line.strip()]
 
 
-def requests_for(sentences: list[list[str]], count: int, malformed: float, seed: int) -> list[dict]:
-    """``count`` requests: each a single sentence (70%), a batch of 2-8 (the rest), or broken (``malformed``)."""
+def requests_for(
+    sentences: list[list[str]], count: int, malformed: float, seed: int, singles: float = 0.7
+) -> list[dict]:
+    """``count`` requests: each a single sentence (``singles``), a batch of 2-8 (the rest), or broken
+    (``malformed``)."""
     rng = random.Random(seed)
     made = []
     for _ in range(count):
         if rng.random() < malformed:
             body, kind = rng.choice(MALFORMED)
             made.append({"body": body, "type": kind, "expect": None})
-        elif rng.random() < 0.7:
+        elif rng.random() < singles:
             sentence = rng.choice(sentences)
             made.append({"body": json.dumps({"tokens": sentence}).encode(), "type": "application/json",
                          "expect": [sentence], "single": True})  # fmt: skip
@@ -284,14 +288,14 @@ def load_phases(
     """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline: to the
     mean of the offline speeds measured just before and just after the phase, since this machine's speed drifts
     (offline passes a few minutes apart differ by up to 30% on a shared 2-core VM)."""
-    warmup = requests_for(sentences, args.requests, 0.0, seed=-1)  # untimed: the server's kernels warm up too
+    warmup = requests_for(sentences, args.requests, 0.0, -1, args.singles)  # untimed: the server's kernels warm up
     asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
     rows = []
     for clients in args.clients:
         offline_before = offline_pass(predictor, sentences)[1]
         before = httpx.get(f"{base}/stats").json()
-        result = asyncio.run(phase(f"{base}/predict", requests_for(sentences, args.requests, args.malformed, clients),
-                                   clients, offline, args.seconds))  # fmt: skip
+        requests = requests_for(sentences, args.requests, args.malformed, clients, args.singles)
+        result = asyncio.run(phase(f"{base}/predict", requests, clients, offline, args.seconds))
         after = httpx.get(f"{base}/stats").json()
         busy_s = (after["busy_s"] - before["busy_s"]) / after["model_processes"]  # per model process
         result["model_busy_share"] = round(busy_s / result["wall_s"], 2)
@@ -318,6 +322,8 @@ def main() -> None:
     parser.add_argument("--large-clients", type=int, default=2, help="the mixed phase's clients of 2 MB requests")
     parser.add_argument("--fault-clients", type=int, default=32)
     parser.add_argument("--malformed", type=float, default=0.05)
+    parser.add_argument("--singles", type=float, default=0.7,
+                        help="the share of requests of one sentence (1: a plain client's; the rest 2-8)")
     parser.add_argument("--seconds", type=float, default=300, help="at most, per load phase")
     parser.add_argument("--server", nargs=argparse.REMAINDER, default=[], help="more seqmodels-serve options")
     args = parser.parse_args()

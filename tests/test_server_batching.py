@@ -215,3 +215,25 @@ def test_batches_run_concurrently_and_each_request_gets_its_records_in_order():
 
     assert asyncio.run(scenario()) == [{"tokens": [word]} for word in "abcd"]
     assert batches == [["c", "d"], ["a", "b"]]
+
+
+def test_the_sentences_queued_are_shared_between_the_idle_model_processes():
+    """Four one-sentence requests and two idle slots: two batches of two at once, not one of four while the other
+    model process waits."""
+    batches, in_model, go = [], threading.Semaphore(0), threading.Event()
+
+    def predictor(sentences):
+        in_model.release()
+        assert go.wait(30)
+        return echo(batches)(sentences)
+
+    async def scenario():
+        async with running_batcher(predictor, max_batch_size=8, concurrency=2) as batcher:
+            requests = [asyncio.create_task(batcher.predict([[word]])) for word in "abcd"]
+            for _ in range(2):
+                assert await asyncio.to_thread(in_model.acquire, timeout=30)
+            go.set()
+            return await asyncio.gather(*requests)
+
+    assert asyncio.run(scenario()) == [[{"tokens": [word]}] for word in "abcd"]
+    assert sorted(batches) == [["a", "b"], ["c", "d"]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,8 @@ class Batcher:
         self.busy_s = 0.0  # time spent in the predictor, summed over the batches run at once
         self.running: list[list[Job]] = []  # each batch being run: the jobs whose sentences are in it
         self.short_passed_long = False  # the last batch was of short jobs while long ones waited
+        self.idle = concurrency  # slots free for a batch
+        self.slot_freed = asyncio.Event()
 
     @property
     def queued(self) -> int:
@@ -123,21 +126,31 @@ class Batcher:
 
     async def run(self) -> None:
         """Form batches and run up to ``concurrency`` at once, until cancelled; a failing batch fails its requests,
-        not the server."""
+        not the server. The sentences queued are shared between the idle slots, so that 32 one-sentence requests
+        become two batches of 16 on two idle model processes, not one of 32 while the other waits."""
         loop = asyncio.get_running_loop()
-        free = asyncio.Semaphore(self.concurrency)  # a slot per batch that may run at once
         batches: set[asyncio.Task[None]] = set()
+
+        def done(batch: asyncio.Task[None]) -> None:
+            batches.discard(batch)
+            self.idle += 1
+            self.slot_freed.set()
+
         try:
             while True:
-                await free.acquire()
+                while not self.idle:
+                    self.slot_freed.clear()
+                    await self.slot_freed.wait()
                 await self._gather(loop)
-                pieces = self._take()
-                if not pieces:
-                    free.release()
-                    continue
-                batch = loop.create_task(self._run_batch(loop, pieces))
-                batches.add(batch)
-                batch.add_done_callback(lambda done: (batches.discard(done), free.release()))
+                share = math.ceil(self.queued / self.idle)
+                for _ in range(self.idle):
+                    pieces = self._take(min(share, self.max_batch_size))
+                    if not pieces:
+                        break
+                    self.idle -= 1
+                    batch = loop.create_task(self._run_batch(loop, pieces))
+                    batches.add(batch)
+                    batch.add_done_callback(done)
         finally:
             for batch in batches:
                 batch.cancel()
@@ -162,12 +175,13 @@ class Batcher:
         self._answer(pieces, records)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until a full batch is queued, or the oldest queued sentence has waited ``timeout``."""
+        """Wait until the idle slots' share of a full batch is queued (all of it when every slot is idle), or the
+        oldest queued sentence has waited ``timeout``."""
         while True:
             waiting = [job for job in self.jobs if not job.future.done()]
             self.arrival.clear()
             if waiting:
-                full = sum(job.left for job in waiting) >= self.max_batch_size
+                full = sum(job.left for job in waiting) >= self.idle * self.max_batch_size / self.concurrency
                 left = min(job.arrived for job in waiting) + self.timeout - loop.time()
                 if full or left <= 0:
                     return
@@ -176,8 +190,9 @@ class Batcher:
             else:
                 await self.arrival.wait()
 
-    def _take(self) -> list[tuple[Job, int, int]]:
-        """The next batch, as (job, first sentence, end) pieces (see the module for the order)."""
+    def _take(self, most: int) -> list[tuple[Job, int, int]]:
+        """The next batch of at most ``most`` sentences, as (job, first sentence, end) pieces (see the module for the
+        order)."""
         # a job answered already (its deadline passed) is dropped, with its sentences not run yet
         waiting = [job for job in self.jobs if not job.future.done()]
         short = [job for job in waiting if job.short]
@@ -190,7 +205,7 @@ class Batcher:
         size = tokens = 0
         for job in order:
             stop = job.taken
-            while stop < len(job.sentences) and size < self.max_batch_size:
+            while stop < len(job.sentences) and size < most:
                 length = len(job.sentences[stop])
                 if size and tokens + length > self.max_batch_tokens:  # a longer sentence than that goes alone
                     break
@@ -198,7 +213,7 @@ class Batcher:
             if stop > job.taken:
                 pieces.append((job, job.taken, stop))
                 job.taken = stop
-            if size >= self.max_batch_size or tokens >= self.max_batch_tokens:
+            if size >= most or tokens >= self.max_batch_tokens:
                 break
         ran = {job for job, _, _ in pieces}  # to the back of the queue: the other requests' turn
         self.jobs = [job for job in waiting if job not in ran] + [job for job, _, _ in pieces if job.left]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
@@ -135,14 +134,14 @@ def split_cores(processes: int, threads: int, device: str) -> tuple[int, int]:
 
 
 class ModelPool:
-    """``processes`` :class:`ModelProcess` children behind one call: each call runs on a child that is free, so up to
-    ``processes`` calls (from as many threads) run at once. Load once with :meth:`load`."""
+    """``processes`` :class:`ModelProcess` children behind one call, which several threads may make at once: each
+    call goes to the child with the fewest calls in flight (an idle one, when the batcher runs at most ``processes``
+    batches at once). Load once with :meth:`load`."""
 
     def __init__(self, processes: int = 1, threads: int = 0) -> None:
         self.models = [ModelProcess(threads) for _ in range(processes)]
-        self.free: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
-        for model in self.models:
-            self.free.put(model)
+        self.calls = [0] * processes  # in flight, per child
+        self.lock = threading.Lock()
 
     @property
     def pids(self) -> list[int | None]:
@@ -160,11 +159,14 @@ class ModelPool:
         return all(model.alive() for model in self.models)
 
     def __call__(self, sentences: list[list[str]]) -> Records:
-        model = self.free.get()
+        with self.lock:
+            child = self.calls.index(min(self.calls))
+            self.calls[child] += 1
         try:
-            return model(sentences)
+            return self.models[child](sentences)
         finally:
-            self.free.put(model)
+            with self.lock:
+                self.calls[child] -= 1
 
     def close(self) -> None:
         for model in self.models:
