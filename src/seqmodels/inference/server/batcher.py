@@ -44,7 +44,7 @@ class Job:
     future: asyncio.Future[Records]
     arrived: float  # loop time
     short: bool  # it fits in one batch
-    records: list[dict[str, Any]] = field(default_factory=list)  # by sentence; filled as its batches end
+    records: list[dict[str, Any]] = field(init=False)  # by sentence; filled as its batches end
     taken: int = 0  # sentences [0, taken) are in a batch already
     answered: int = 0  # sentences with their record
 
@@ -67,7 +67,8 @@ class Batcher:
     ``concurrency`` at a time (``executor`` needs as many threads, and ``predictor`` must take as many calls at once).
 
     A batch waits at most ``timeout`` seconds (from its oldest sentence's arrival) for more sentences when fewer
-    than ``max_batch_size`` are queued. ``on_batch(sentences, tokens, seconds)`` is told of every batch run."""
+    than the idle slots' share of ``max_batch_size`` are queued (all of it with every slot idle).
+    ``on_batch(sentences, tokens, seconds)`` is told of every batch run."""
 
     def __init__(
         self,
