@@ -191,10 +191,13 @@ def test_threads_and_model_processes_are_set_in_the_models_processes(checkpoint)
 @pytest.mark.parametrize(
     ("torch_threads", "asked", "device", "started"),
     [(4, (0, 0), "cpu", (2, 2)), (5, (0, 0), "cpu", (2, 2)), (1, (0, 0), "cpu", (1, 1)), (4, (0, 0), "cuda", (1, 4)),
-     (4, (3, 0), "cpu", (3, 1)), (4, (0, 3), "cpu", (2, 3)), (2, (1, 0), "cpu", (1, 2))],
+     (4, (3, 0), "cpu", (3, 1)), (4, (0, 3), "cpu", (1, 3)), (4, (0, 2), "cpu", (2, 2)), (2, (0, 2), "cpu", (1, 2)),
+     (2, (1, 0), "cpu", (1, 2))],
 )
 def test_the_cores_are_shared_between_the_model_processes(torch_threads, asked, device, started, monkeypatch):
-    """torch's threads (one per core, or OMP_NUM_THREADS) are the budget: two processes on the CPU by default."""
+    """torch's threads (one per core, or OMP_NUM_THREADS) are the budget: two processes on the CPU by default, one
+    where ``--threads`` alone leaves no room for two (``--threads 2`` on 2 cores: one process of two threads, as
+    before)."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
     assert split_cores(*asked, device) == started
 

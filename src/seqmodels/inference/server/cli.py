@@ -43,6 +43,9 @@ from seqmodels.inference.server.app import SETTINGS_ENV, Settings
 from seqmodels.inference.server.drain import DrainingH11Protocol, DrainingServer
 
 DRAIN_MARGIN_S = 5.0  # past --drain-timeout, the time the 503s have to go out before uvicorn cancels what is left
+# How long uvicorn's supervisor (--workers N) waits for a worker's answer before killing it as hung: its 5 s default
+# killed workers still importing torch and starting their model processes on a busy machine, again and again.
+WORKER_HEALTHCHECK_S = 60
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--workers", type=POSITIVE_INT, default=1, help="server processes, each with the model")
     parser.add_argument("--model-processes", type=POSITIVE_INT, default=0,
                         help="processes per worker that each run batches on a copy of the model (default: 2 on the "
-                        "CPU, 1 on a GPU)")  # fmt: skip
+                        "CPU where the cores allow two of --threads, else 1; 1 on a GPU)")  # fmt: skip
     parser.add_argument("--threads", type=POSITIVE_INT, default=0,
                         help="torch threads per model process (default: torch's threads, one per core or "
                         "$OMP_NUM_THREADS, shared between the model processes)")  # fmt: skip
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     config = uvicorn.Config("seqmodels.inference.server.app:create_app", factory=True, host=settings.host,
                             port=settings.port, workers=settings.workers, http=DrainingH11Protocol,
                             log_config=log_config, log_level="warning",
-                            timeout_graceful_shutdown=graceful_s)  # fmt: skip
+                            timeout_graceful_shutdown=graceful_s,
+                            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)  # fmt: skip
     if settings.workers > 1:  # uvicorn's supervisor, with uvicorn's server in each worker (see DrainingServer)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:

@@ -125,11 +125,11 @@ class ModelProcess:
 
 
 def split_cores(processes: int, threads: int, device: str) -> tuple[int, int]:
-    """The model processes to start and the torch threads of each: ``processes`` 0 is 2 on a CPU where torch uses 2
-    threads or more, else 1 (a GPU runs one process); ``threads`` 0 shares torch's default threads (one per core, or
-    ``OMP_NUM_THREADS``) between them."""
+    """The model processes to start and the torch threads of each: ``processes`` 0 is 2 on a CPU where torch's threads
+    (one per core, or ``OMP_NUM_THREADS``) are enough for two processes of ``threads`` each (of 1 when ``threads`` is
+    0), else 1 (and 1 on a GPU); ``threads`` 0 shares torch's threads between the processes."""
     cores = torch.get_num_threads()
-    processes = processes or (2 if device == "cpu" and cores >= 2 else 1)
+    processes = processes or (2 if device == "cpu" and cores >= 2 * max(threads, 1) else 1)
     return processes, threads or max(1, cores // processes)
 
 
