@@ -107,6 +107,7 @@ def test_past_the_drain_timeout_the_requests_still_unanswered_get_503_and_the_lo
     assert all(len(answer.json()) == 64 for answer in answers if answer.status_code == 200)
     log = (tmp_path / "server.log").read_text()
     assert f"drain: {len(late)} requests not answered within --drain-timeout 0.2 s got a 503" in log
+    assert f"stopped: {len(late)} requests got a 503 past --drain-timeout" in log
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/health", timeout=1)
 
@@ -125,6 +126,35 @@ def metric(base: str, name: str) -> float:
     return next(float(line.split()[-1]) for line in lines if line.startswith(name))
 
 
+def test_a_hung_model_process_does_not_keep_the_server_from_exiting(checkpoint, tmp_path):
+    """A model process stopped in a batch (SIGSTOP): its request gets the drain's 503, and the server still exits 0,
+    the child with it (the interpreter's exit used to wait for the child's call forever)."""
+    server, base = start_server(checkpoint, tmp_path / "server.log", "--drain-timeout", "1")
+    model = httpx.get(f"{base}/stats", timeout=30).json()["model_pids"][0]
+    os.kill(model, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, f"{base}/predict", json={"text": "a"}, timeout=120)
+            in_flight(base, 1)
+            server.send_signal(signal.SIGTERM)
+            assert pending.result().status_code == 503
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+        if running(model):
+            os.kill(model, signal.SIGKILL)
+    for _ in range(100):
+        if not running(model):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the stopped model process outlived the server")
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (exists and is not a zombie)."""
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def test_a_server_killed_with_sigkill_leaves_no_model_process_behind(checkpoint, tmp_path):
     """The model's process (and with it the fork server) exits once the server has gone, whatever stopped it."""
     server, base = start_server(checkpoint, tmp_path / "serve.log")
@@ -132,10 +162,6 @@ def test_a_server_killed_with_sigkill_leaves_no_model_process_behind(checkpoint,
     assert models and None not in models  # one per model process (two by default, on two cores or more)
     server.kill()
     server.wait(30)
-
-    def running(pid: int) -> bool:
-        return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-
     for _ in range(100):
         if not any(map(running, models)):
             return

@@ -165,7 +165,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         running.cancel()  # uvicorn has answered the requests in flight by now
         serving.executor.shutdown(wait=False, cancel_futures=True)
         serving.model.close()
-        logger.info("stopped: every request received got its answer")
+        if serving.drain.past_timeout:
+            logger.info("stopped: %d requests got a 503 past --drain-timeout", serving.drain.past_timeout)
+        else:
+            logger.info("stopped: every request received got its answer")
 
     # /docs and /redoc with the Swagger UI and ReDoc assets shipped in fastapi-offline: FastAPI's own load from a CDN
     app = FastAPIOffline(title="seqmodels", version=package_version(), lifespan=lifespan,

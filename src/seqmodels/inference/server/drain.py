@@ -43,11 +43,12 @@ logger = logging.getLogger("seqmodels.inference.server")
 
 class Drain:
     """The drain's state: ``draining`` from SIGTERM (or SIGINT) on, ``expired`` once ``timeout`` seconds have passed;
-    then ``on_expire()`` answers the requests still waiting (it returns how many)."""
+    then ``on_expire()`` answers the requests still waiting (it returns how many: ``past_timeout``)."""
 
     def __init__(self, timeout: float, on_expire: Callable[[], int]) -> None:
         self.timeout, self.on_expire = timeout, on_expire
         self.draining = self.expired = False
+        self.past_timeout = 0  # requests answered with a 503 when the timeout passed
 
     def hook_signals(self) -> None:
         """Start draining on SIGTERM (or SIGINT), then let the handler installed before (uvicorn's) shut the server
@@ -74,6 +75,7 @@ class Drain:
     def _expire(self) -> None:
         self.expired = True
         if unanswered := self.on_expire():
+            self.past_timeout = unanswered
             logger.warning("drain: %d requests not answered within --drain-timeout %g s got a 503", unanswered,
                            self.timeout)  # fmt: skip
 

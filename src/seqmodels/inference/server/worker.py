@@ -121,7 +121,11 @@ class ModelProcess:
             raise ModelStopped from None
 
     def close(self) -> None:
+        """Stop the child, at once: the server has answered every request by now, and a child that hangs (stopped,
+        or stuck in a batch past the drain's timeout) would keep this process's exit waiting for its call."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pid is not None and _exists(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def split_cores(processes: int, threads: int, device: str) -> tuple[int, int]:
