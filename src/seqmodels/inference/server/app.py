@@ -54,7 +54,7 @@ class Settings:
     max_queue: int = 4096  # sentences waiting for a batch; past it, 503
     request_timeout_s: float = 0.0  # 0: none (a request within the limits may take minutes)
     drain_timeout_s: float = 30.0
-    model_processes: int = 0  # processes that each run batches on a copy of the model; 0: 2 on the CPU, 1 on a GPU
+    model_processes: int = 0  # processes that each run batches on a copy of the model; 0: worker.split_cores's choice
     threads: int = 0  # torch's intra-op threads per model process; 0: torch's default shared between the processes
     host: str = "127.0.0.1"  # where uvicorn listens: for the start-up line and /info
     port: int = 8000
@@ -98,7 +98,7 @@ class ServingState:
             return
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
-        self.info, threads = info(model | {"processes": self.processes}, s), model["threads"]
+        self.info, threads = info(model, s, self.processes), model["threads"]
         self.batcher = Batcher(self.model, s.max_batch_size, s.batch_timeout_ms / 1000, s.max_batch_tokens,
                                s.max_queue, self.executor, self.metrics.observe_batch, self.processes)  # fmt: skip
         self.metrics.watch_queue(lambda: self.batcher.queued)
@@ -253,10 +253,10 @@ def add_routes(app: FastAPI, serving: ServingState) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-def info(model: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def info(model: dict[str, Any], settings: Settings, processes: int) -> dict[str, Any]:
     """What ``/info`` answers: the model's heads and settings (:func:`.worker.model_info`), the serving settings
     (with the model processes and the torch threads of each)."""
     serving = asdict(settings) | {"checkpoint": Path(settings.checkpoint).name, "threads": model["threads"],
-                                  "model_processes": model["processes"]}  # fmt: skip
+                                  "model_processes": processes}  # fmt: skip
     return {"version": package_version(), "heads": model["heads"],
             "model": json.loads(json.dumps(model["model"], default=str)), "serving": serving}
