@@ -40,7 +40,7 @@ from seqmodels.checkpoints import CheckpointError
 from seqmodels.inference.backends import BACKENDS, load_predictor
 from seqmodels.inference.predictor import PRECISIONS, TOKENIZERS
 from seqmodels.inference.server.app import SETTINGS_ENV, Settings
-from seqmodels.inference.server.drain import DrainingH11Protocol, DrainingServer
+from seqmodels.inference.server.drain import DrainingHttpProtocol, DrainingServer
 
 DRAIN_MARGIN_S = 5.0  # past --drain-timeout, the time the 503s have to go out before uvicorn cancels what is left
 # How long uvicorn's supervisor (--workers N) waits for a worker's answer before killing it as hung: its 5 s default
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     log_config["loggers"]["seqmodels"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     graceful_s = math.ceil(settings.drain_timeout_s + DRAIN_MARGIN_S)
     config = uvicorn.Config("seqmodels.inference.server.app:create_app", factory=True, host=settings.host,
-                            port=settings.port, workers=settings.workers, http=DrainingH11Protocol,
+                            port=settings.port, workers=settings.workers, http=DrainingHttpProtocol,
                             log_config=log_config, log_level="warning",
                             timeout_graceful_shutdown=graceful_s,
                             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)  # fmt: skip

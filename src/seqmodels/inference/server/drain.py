@@ -8,7 +8,7 @@ are refused), tells each connection to close once its response is sent, waits fo
   ``--drain-timeout`` the requests still waiting are answered 503 (and the log says how many), not cut off;
 - :class:`CloseWhileDraining`: while draining, every response says ``Connection: close``, so that a client
   does not send its next request on a connection that is about to close;
-- :class:`DrainingH11Protocol`: uvicorn closes an idle keep-alive connection at once, which resets a request
+- :class:`DrainingHttpProtocol`: uvicorn closes an idle keep-alive connection at once, which resets a request
   the client has just sent on it (unread bytes make the kernel answer RST); here it stays open for
   ``IDLE_GRACE_S``, so such a request is read and answered (with ``Connection: close``);
 - :class:`DrainingServer`: uvicorn closes the listening socket up to 0.1 s after SIGTERM (its main loop's
@@ -35,7 +35,7 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 IDLE_GRACE_S = 1.0  # an idle connection's last chance to deliver a request already sent, once draining starts
 logger = logging.getLogger("seqmodels.inference.server")
@@ -95,10 +95,11 @@ class CloseWhileDraining:
         await self.app(scope, receive, send_closing if scope["type"] == "http" else send)
 
 
-class DrainingH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol (h11), except that shutdown leaves an idle connection open for ``IDLE_GRACE_S``
-    (its keep-alive timer, re-armed) instead of closing it at once; a request arriving meanwhile cancels the
-    timer, is answered, and its ``Connection: close`` ends the connection."""
+class DrainingHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools' C parser (with h11's pure-Python one, one sentence per request got
+    about a tenth fewer tokens/s: benchmarks/README.md), except that shutdown leaves an idle connection open for
+    ``IDLE_GRACE_S`` (its keep-alive timer, re-armed) instead of closing it at once; a request arriving meanwhile
+    cancels the timer, is answered, and its ``Connection: close`` ends the connection."""
 
     def shutdown(self) -> None:
         if self.cycle is None or self.cycle.response_complete:
