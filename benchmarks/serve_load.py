@@ -11,7 +11,8 @@ process (`client_cpu_share` in each phase's JSON line: the CPU they take from th
   from the UD and SST test files (or `--inputs`: CoNLL-U, or a sentence per line), `--malformed` of them broken.
   `--singles 1 --malformed 0` is a plain client's load: one sentence per request. Each answer must
   equal the offline record (`Predictor`, what `seqmodels-predict` writes; probabilities within 1e-5), each broken
-  one get a 4xx; throughput against the offline predictor's, timed just before and just after the phase.
+  one get a 4xx; throughput against the offline predictor's, timed just before and just after the phase (the median of
+  three passes each).
 - `mixed`: `--large-clients` send 2 MB requests (256 sentences of 1,000 tokens) back to back beside 8 clients of
   `--requests` single sentences and a `/health` probe every 50 ms: their latency, also in units of one large
   batch's forward pass (`large_batch_ms`: `--max-batch-tokens` // 1,000 sentences, timed on the server first).
@@ -46,6 +47,7 @@ from seqmodels.data.readers.conll import conllu_word
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.predictor import Predictor
 
+OFFLINE_PASSES = 3  # offline passes timed before and after each load phase; their median counts
 MALFORMED = [
     (b"{not json", "application/json"),
     (b'{"txt": "a missing field"}', "application/json"),
@@ -282,17 +284,24 @@ def offline_pass(predictor: Predictor, sentences: list[list[str]]) -> tuple[list
     return records, sum(map(len, sentences)) / (time.perf_counter() - start)
 
 
+def offline_speed(predictor: Predictor, sentences: list[list[str]], passes: int = OFFLINE_PASSES) -> float:
+    """The median tokens/s of ``passes`` offline passes: one pass of a few seconds varied by up to 25% from the
+    next on this 2-core VM."""
+    return statistics.median(offline_pass(predictor, sentences)[1] for _ in range(passes))
+
+
 def load_phases(
     base: str, args: argparse.Namespace, sentences: list, offline: dict, predictor: Predictor
 ) -> list[dict]:
     """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline: to the
-    mean of the offline speeds measured just before and just after the phase, since this machine's speed drifts
+    mean of the offline speeds measured just before and just after the phase (each the median of three passes),
+    since this machine's speed drifts
     (offline passes a few minutes apart differ by up to 30% on a shared 2-core VM)."""
     warmup = requests_for(sentences, args.requests, 0.0, -1, args.singles)  # untimed: the server's kernels warm up
     asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
     rows = []
     for clients in args.clients:
-        offline_before = offline_pass(predictor, sentences)[1]
+        offline_before = offline_speed(predictor, sentences)
         before = httpx.get(f"{base}/stats").json()
         requests = requests_for(sentences, args.requests, args.malformed, clients, args.singles)
         result = asyncio.run(phase(f"{base}/predict", requests, clients, offline, args.seconds))
@@ -303,7 +312,7 @@ def load_phases(
         formed = {size: n for size, n in counts.items() if n}
         result["batch_sizes"] = formed
         result["mean_batch"] = round(sum(int(s) * n for s, n in formed.items()) / max(1, sum(formed.values())), 2)
-        offline_speeds = [offline_before, offline_pass(predictor, sentences)[1]]
+        offline_speeds = [offline_before, offline_speed(predictor, sentences)]
         result["offline_tokens_per_s"] = [round(speed) for speed in offline_speeds]  # before and after
         result["ratio_to_offline"] = round(result["tokens_per_s"] / statistics.mean(offline_speeds), 3)
         print(json.dumps(result), flush=True)
