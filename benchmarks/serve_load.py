@@ -295,8 +295,8 @@ def load_phases(
 ) -> list[dict]:
     """The ``load`` phase at each number of clients, with the batches that formed and the ratio to offline: to the
     mean of the offline speeds measured just before and just after the phase (each the median of three passes),
-    since this machine's speed drifts
-    (offline passes a few minutes apart differ by up to 30% on a shared 2-core VM)."""
+    since this machine's speed drifts (offline passes a few minutes apart differ by up to 30% on a shared 2-core
+    VM)."""
     warmup = requests_for(sentences, args.requests, 0.0, -1, args.singles)  # untimed: the server's kernels warm up
     asyncio.run(phase(f"{base}/predict", warmup, max(args.clients), offline, args.seconds))
     rows = []
