@@ -1,13 +1,14 @@
 """The real seqmodels-serve (a subprocess, uvicorn) under faults and load: SIGTERM under 32 clients and 8 large
 requests resets no connection and exits 0 (503 past --drain-timeout), a probe and a one-sentence request are answered
-while a 2 MB request runs, a small load test loses nothing, and the demo page in a real (headless) Chromium shows
-every head as /predict answers."""
+while a 2 MB request runs, a request head over 1 MiB gets a 400, a small load test loses nothing, and the demo page
+in a real (headless) Chromium shows every head as /predict answers."""
 
 import asyncio
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -188,6 +189,25 @@ def test_a_probe_and_a_one_sentence_request_are_answered_while_a_2mb_request_run
         assert large.result().status_code == 200 and len(large.result().json()) == 256
     assert probe.status_code == small.status_code == 200
     assert predicted < 256  # both were answered between the large request's batches, not after the last one
+
+
+def raw_request(base: str, head: bytes) -> bytes:
+    """Send ``head`` (a request line and headers, then the blank line) on a new connection; all of the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(head + b"\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_request_head_over_1_mib_gets_a_400_and_the_server_keeps_answering(served):
+    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    assert raw_request(served, request + b"X-Long: " + b"a" * 100_000 + b"\r\n").startswith(b"HTTP/1.1 200")
+    refused = raw_request(served, request + b"X-Long: " + b"a" * 2**21 + b"\r\n")
+    assert refused.startswith(b"HTTP/1.1 400") and refused.endswith(b"Request line and headers over 1048576 bytes.")
+    assert httpx.get(f"{served}/health", timeout=60).status_code == 200
 
 
 def test_a_small_load_test_loses_nothing_and_every_answer_equals_the_offline_record(checkpoint, tmp_path):

@@ -4,7 +4,8 @@
 ``--max-body-bytes``, too many sentences or tokens; 415: a content type other than JSON; 422: JSON of the
 wrong shape; 503: shed (queue full, loading, draining past its timeout); 504: past ``--request-timeout``;
 500: a bug, its traceback in the server's log. FastAPI's and starlette's own errors come through the same
-handlers, so no error answers in another shape.
+handlers, so no error answers in another shape. Malformed HTTP never reaches the application: uvicorn answers it
+with a plain-text 400 and closes the connection, as it does past ``MAX_HEAD_BYTES`` (:class:`BoundedHttpProtocol`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 2**20  # a request line and headers longer than this get a 400 (h11 refused a 1 MB header too)
+LINGER_S = 1.0  # how long a refused request's connection stays open, its bytes dropped
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -83,3 +88,39 @@ class RequestLimits:
 
     def too_large(self, size: str) -> str:
         return f"a body of {size} bytes; at most {self.max_bytes} (--max-body-bytes)"
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools' C parser, with the request line and headers bounded: httptools
+    buffers a header whole before the server sees it, so a 300 MB header used to take 300 MB of memory. Counted per
+    read from the socket, so a read that also holds the previous request's end counts whole (at most 256 KiB).
+    Past the bound: a 400, then the rest of what the client sends is read and dropped for ``LINGER_S`` before the
+    connection closes (closing with unread bytes would reset it, and the client would never see the 400)."""
+
+    in_head = True  # between a request's first byte and the end of its headers
+    head_bytes = 0
+    refused = False
+
+    def on_message_begin(self) -> None:
+        self.in_head, self.head_bytes = True, 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        super().data_received(data)
+        if self.in_head and not self.transport.is_closing():
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.refuse(f"Request line and headers over {MAX_HEAD_BYTES} bytes.")
+
+    def refuse(self, message: str) -> None:
+        self.refused = True
+        body = message.encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+        self.loop.call_later(LINGER_S, self.transport.close)
