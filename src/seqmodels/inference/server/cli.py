@@ -41,11 +41,18 @@ from seqmodels.inference.backends import BACKENDS, load_predictor
 from seqmodels.inference.predictor import PRECISIONS, TOKENIZERS
 from seqmodels.inference.server.app import SETTINGS_ENV, Settings
 from seqmodels.inference.server.drain import DrainingHttpProtocol, DrainingServer
+from seqmodels.inference.server.errors import BoundedHttpProtocol
 
 DRAIN_MARGIN_S = 5.0  # past --drain-timeout, the time the 503s have to go out before uvicorn cancels what is left
 # How long uvicorn's supervisor (--workers N) waits for a worker's answer before killing it as hung: its 5 s default
 # killed workers still importing torch and starting their model processes on a busy machine, again and again.
 WORKER_HEALTHCHECK_S = 60
+
+
+class HttpProtocol(DrainingHttpProtocol, BoundedHttpProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools' C parser (with h11's pure-Python one, one sentence per request got
+    about a tenth fewer tokens/s: benchmarks/README.md), with the drain's grace for idle connections and the request
+    head bounded."""
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     log_config["loggers"]["seqmodels"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     graceful_s = math.ceil(settings.drain_timeout_s + DRAIN_MARGIN_S)
     config = uvicorn.Config("seqmodels.inference.server.app:create_app", factory=True, host=settings.host,
-                            port=settings.port, workers=settings.workers, http=DrainingHttpProtocol,
+                            port=settings.port, workers=settings.workers, http=HttpProtocol,
                             log_config=log_config, log_level="warning",
                             timeout_graceful_shutdown=graceful_s,
                             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)  # fmt: skip

@@ -35,8 +35,7 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from seqmodels.inference.server.errors import BoundedHttpProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 IDLE_GRACE_S = 1.0  # an idle connection's last chance to deliver a request already sent, once draining starts
 logger = logging.getLogger("seqmodels.inference.server")
@@ -96,11 +95,10 @@ class CloseWhileDraining:
         await self.app(scope, receive, send_closing if scope["type"] == "http" else send)
 
 
-class DrainingHttpProtocol(BoundedHttpProtocol):
-    """The server's HTTP protocol (:class:`~.errors.BoundedHttpProtocol`: with h11's pure-Python parser, one sentence
-    per request got about a tenth fewer tokens/s, benchmarks/README.md), except that shutdown leaves an idle
-    connection open for ``IDLE_GRACE_S`` (its keep-alive timer, re-armed) instead of closing it at once; a request
-    arriving meanwhile cancels the timer, is answered, and its ``Connection: close`` ends the connection."""
+class DrainingHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools' C parser, except that shutdown leaves an idle connection open for
+    ``IDLE_GRACE_S`` (its keep-alive timer, re-armed) instead of closing it at once; a request arriving meanwhile
+    cancels the timer, is answered, and its ``Connection: close`` ends the connection."""
 
     def shutdown(self) -> None:
         if self.cycle is None or self.cycle.response_complete:
