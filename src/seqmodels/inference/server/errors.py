@@ -93,7 +93,8 @@ class RequestLimits:
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol on httptools' C parser, with the request line and headers bounded: httptools
     buffers a header whole before the server sees it, so a 300 MB header used to take 300 MB of memory. Counted per
-    read from the socket, so a read that also holds the previous request's end counts whole (at most 256 KiB).
+    read from the socket (at most 256 KiB): the read that ends the head is not counted, so a head of up to one read
+    over the bound may pass, and a read that also holds the previous request's end counts whole.
     Past the bound: a 400, then the rest of what the client sends is read and dropped for ``LINGER_S`` before the
     connection closes (closing with unread bytes would reset it, and the client would never see the 400)."""
 
