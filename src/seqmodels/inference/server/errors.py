@@ -5,7 +5,8 @@
 wrong shape; 503: shed (queue full, loading, draining past its timeout); 504: past ``--request-timeout``;
 500: a bug, its traceback in the server's log. FastAPI's and starlette's own errors come through the same
 handlers, so no error answers in another shape. Malformed HTTP never reaches the application: uvicorn answers it
-with a plain-text 400 and closes the connection, as it does past ``MAX_HEAD_BYTES`` (:class:`BoundedHttpProtocol`).
+with a plain-text 400 and closes the connection, and the server does the same for a request line and headers past
+``MAX_HEAD_BYTES`` (:class:`BoundedHttpProtocol`).
 """
 
 from __future__ import annotations
