@@ -265,12 +265,16 @@ def start_server(
                "--port", str(port), *options]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w") if log else None, env=env)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                return server, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                    return server, base
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    except BaseException:  # interrupted while the server loads: it stops too
+        server.kill()
+        raise
     server.kill()
     said = log.read_text() if log else ""
     raise SystemExit(f"serve_load.py: error: the server was not ready within 2 minutes {said}")
@@ -336,6 +340,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300, help="at most, per load phase")
     parser.add_argument("--server", nargs=argparse.REMAINDER, default=[], help="more seqmodels-serve options")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a run killed with SIGTERM still stops its server
     data = Path(args.data_dir)
     inputs = args.inputs or [data / "ud_english_ewt" / "en_ewt-ud-test.conllu", data / "sst2" / "stsa.binary.test"]
     sentences = [s for path in inputs for s in read_sentences(path) if s]
