@@ -30,6 +30,8 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from seqmodels.files import replacing
+
 # 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states (0.2.0);
 # 3: + the data options in the hyperparameters (0.3.0)
 FORMAT = 3
@@ -179,9 +181,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as file:
+        with replacing(path) as partial, partial.open("wb") as file:
             torch.save(checkpoint, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(partial, path)  # atomic within one file system

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from seqmodels.checkpoints import CheckpointError
+from seqmodels.files import replacing
 from seqmodels.inference.folder import resolve
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.publish import add_arguments, publish
@@ -185,13 +186,9 @@ def _export(
     """Write the export beside ``path``, run it against the model (:func:`verify`), and only then rename it to
     ``path``: a failed export leaves no file."""
     wrapper = ExportableModel(model)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with replacing(path) as partial:
         write(model, wrapper, partial)
         verify(model, wrapper, runner(partial))
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return wrapper
 
 

@@ -47,6 +47,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from seqmodels.data.readers.conll import ConlluTagField
+from seqmodels.files import replacing
 from seqmodels.inference.backends import BACKENDS, load_predictor
 from seqmodels.inference.formats import (
     FORMATS,
@@ -196,17 +197,12 @@ def predict(predictor: Predictor, sentences: Iterable[Sentence], write: Writer, 
 
 @contextlib.contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
-    """stdout, or ``path`` written beside it and renamed over it at the end: a failed run leaves no half file."""
+    """stdout, or ``path`` (:func:`~seqmodels.files.replacing`: a failed run leaves no half file)."""
     if path is None:
         yield _utf8(sys.stdout)
         return
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as file:
-            yield file
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing(path) as target, target.open("w", encoding="utf-8") as file:
+        yield file
 
 
 def main(argv: list[str] | None = None) -> None:
