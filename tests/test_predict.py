@@ -185,6 +185,14 @@ def test_empty_lines_and_unusual_unicode(checkpoints, tmp_path, capsys):
     assert out[1] == {"tokens": []} and len(out[2]["tags"]) == 5 and "label" in out[2]
 
 
+def test_a_file_gives_a_record_per_line_break_whatever_its_carriage_returns(checkpoints, tmp_path, capsys):
+    """"\r\n" ends a line as "\n" does; a "\r" alone is inside its line, as it is read from stdin."""
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"the cat\rsat down\r\nhello world\n")
+    main([checkpoints["multitask"], "--input", str(source)])
+    assert [r["tokens"] for r in records(capsys.readouterr().out)] == [["the", "cat", "sat", "down"], ["hello", "world"]]
+
+
 def test_a_long_sentence_is_predicted_in_chunks_with_a_warning(checkpoints, capsys):
     main([checkpoints["multitask"], " ".join(["the film"] * 5000)])
     captured = capsys.readouterr()

@@ -216,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
             if args.text:
                 lines, name = args.text, "argument"
             elif args.input:
-                lines, name = files.enter_context(args.input.open(encoding="utf-8-sig")), str(args.input)
+                # lines end at "\n" only (a "\r" inside a line is no line break), as on stdin and in _undecodable
+                lines = files.enter_context(args.input.open(encoding="utf-8-sig", newline="\n"))
+                name = str(args.input)
             else:
                 lines, name = _utf8(sys.stdin, "utf-8-sig"), "<stdin>"
             output = files.enter_context(_output(args.output))
