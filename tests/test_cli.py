@@ -280,6 +280,16 @@ class Steps(Callback):
 
 
 @pytest.mark.slow
+def test_a_validation_split_held_out_of_train_is_said_on_stderr(tmp_path):
+    train_file = tmp_path / "train.txt"
+    train_file.write_text("".join(f"{i % 2} a sentence numbered {i}\n" for i in range(40)))
+    command = [*TRAIN_PY, "fit", "--config", str(CONFIGS / "text_classification.yaml"), "--trainer.max_steps", "1",
+               "--data.train_file", str(train_file), "--data.cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no validation file: holding out 4 of 40 training sentences as validation" in result.stderr
+
+
 def test_a_run_prints_no_warning_the_user_cannot_act_on(tmp_path):
     """Bare ``train.py``'s config and task (tiny), with the weight averaging the real-data configs have, then ``test``
     and ``predict`` of its checkpoint: no deprecation from Lightning's internals, no litlogger tip, no notice about

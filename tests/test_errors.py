@@ -161,6 +161,20 @@ def test_a_label_not_in_training_names_the_split_file_and_the_label(in_tmp, caps
     assert cli.model.vocabularies["classifier"].itos[-1] == "<unk>"
 
 
+def test_a_training_split_of_one_class_is_one_line_naming_the_file_and_the_class(in_tmp, capsys):
+    train = write(in_tmp / "train.txt", "pos a good film\npos great\npos fine\n")
+    files = ["--data.train_file", train, "--data.val_file", train]
+    code, line = train_py(capsys, *files, config="text_classification.yaml")
+    assert code == 1, line
+    assert "train.txt: the classifier head's column 'label' has one class in the training split ('pos')" in line
+
+
+def test_a_training_file_too_small_to_hold_out_validation_is_one_line_naming_it(in_tmp, capsys):
+    train = write(in_tmp / "one.txt", "pos a good film\n")
+    code, line = train_py(capsys, "--data.train_file", train, config="text_classification.yaml")
+    assert code == 1 and "one.txt: 1 training sentence(s), too few to hold out val_fraction=0.1" in line, line
+
+
 @pytest.mark.parametrize("option", ["train_file", "val_file", "pretrained_embeddings"])
 def test_a_missing_file_is_one_line_naming_it(in_tmp, capsys, conllu_file, option):
     train = conllu_file.name

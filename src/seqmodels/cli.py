@@ -44,7 +44,9 @@ from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.heads import head_configs, head_field
 from seqmodels.models.sequence_model import NAMED_HEADS, SequenceModel
 from seqmodels.resumable import ResumableCheckpoint, ResumableEarlyStopping
-from seqmodels.runs import ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning
+from seqmodels.runs import (
+    ValidateOnLastStep, check_monitored, check_precision, never_validated, quiet_lightning, show_project_notices,
+)
 from seqmodels.summary import format_metrics, run_hparams
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -274,6 +276,7 @@ def main(
             # Given args, LightningCLI warns whenever sys.argv has some too (the tuner's, pytest's): it reads only args.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
             quiet_lightning()
+            show_project_notices()
             return (cli_class or SeqModelsCLI)(
                 SequenceModel,
                 SequenceDataModule,

@@ -5,7 +5,8 @@ Lightning validates at the end of each epoch (or every ``trainer.val_check_inter
 ``trainer.max_steps`` stops inside an epoch would end between two validations: no metric for early stopping
 (which then raises), no best checkpoint to test. :class:`ValidateOnLastStep` has it validate after its last step,
 so that it checkpoints and ``fit`` tests it as a full run; where no validation can run, :func:`never_validated`
-is the one-line error that names the setting. :func:`quiet_lightning` silences what a user cannot act on.
+is the one-line error that names the setting. :func:`quiet_lightning` silences what a user cannot act on, and
+:func:`show_project_notices` prints what the project has to say.
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ def quiet_lightning() -> None:
     for message, category, module in NOISE:
         warnings.filterwarnings("ignore", message, category, module)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_a_notice)  # added once: one object
+
+
+def show_project_notices() -> None:
+    """Print the project's own notices (``seqmodels`` log records of level INFO: a validation split held out of train,
+    a Hub split left out) on stderr, as Lightning prints its own. Python drops them where no handler takes them, and
+    where the application configured logging itself (the root logger has a handler), they go there instead."""
+    project = logging.getLogger("seqmodels")
+    if not project.handlers and not logging.getLogger().handlers:  # added once per process
+        project.addHandler(logging.StreamHandler())
+        project.setLevel(logging.INFO)
 
 
 NOISE = [  # (message regex, category, module regex) of the warnings quiet_lightning drops

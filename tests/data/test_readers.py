@@ -382,6 +382,16 @@ def test_missing_validation_is_carved_from_train_and_logged(write, read, caplog)
     assert read("label_text", path, val_fraction=0.25, seed=4)["validation"]["tokens"] != corpus["validation"]["tokens"]
 
 
+
+def test_a_training_file_too_small_to_hold_out_validation_is_one_error_naming_it(write, read):
+    path = write("one.txt", "1 good film\n")
+    with pytest.raises(ValueError, match=r"one\.txt: 1 training sentence\(s\), too few .*--data\.val_file"):
+        read("label_text", path, val_fraction=0.1)
+    two = write("two.txt", "1 good film\n0 bad film\n")  # one held out, one to train on
+    corpus = read("label_text", two, val_fraction=0.1)
+    assert (corpus["train"].num_rows, corpus["validation"].num_rows) == (1, 1)
+
+
 # -------------------------------------------------------------------------------------------------- real data
 
 DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR")

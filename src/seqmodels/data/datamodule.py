@@ -178,7 +178,7 @@ class SequenceDataModule(Corpus, L.LightningDataModule):
                 if field.kind != "classes" or field.column is None:
                     continue
                 self.sources[name].check_tags(field.column, corpus["train"][field.name])
-                vocabs[field.name] = field.classes(corpus["train"][field.name])
+                vocabs[field.name] = field.training_classes(corpus["train"][field.name], self.sources[name])
                 for split in ("validation", "test") if field.unseen == "error" else ():
                     if split in corpus:
                         values = field.classes(corpus[split][field.name]).itos

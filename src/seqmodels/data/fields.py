@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from torch.nn.utils.rnn import pad_sequence
 from seqmodels.data.readers.conll import attributes
 from seqmodels.data.vocab import UNK, Vocabulary
 from seqmodels.padding import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from seqmodels.data.corpus import Corpus
 
 MISSING = "_"  # CoNLL's empty value: a column that holds only this has no annotation
 
@@ -64,6 +67,17 @@ class Field:
         """The class vocabulary of the training split's values (sorted; ``<unk>`` last with ``unseen: unknown``)."""
         found = Vocabulary.for_labels(value for item in train for value in (item if self.level == "token" else [item]))
         return Vocabulary([*found.itos, UNK], unk=UNK) if self.unseen == "unknown" else found
+
+    def training_classes(self, train: Sequence[Any], corpus: Corpus) -> Vocabulary:
+        """:meth:`classes` of ``corpus``'s training split, which must have two or more: from one, a head has nothing to
+        learn (and its metrics cannot be built)."""
+        classes = self.classes(train)
+        if len(found := [value for value in classes.itos if value != UNK]) < 2:
+            raise ValueError(
+                f"{corpus.file('train')}: the {self.name} head's column {self.column!r} has one class in the training "
+                f"split ({found[0]!r}); a head needs two or more to learn to tell them apart"
+            )
+        return classes
 
     def encode(self, values: list[Any], classes: Vocabulary | None) -> list[Any]:
         """A batch of raw values as ids or floats (``datasets.map``'s batched form)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -88,9 +89,16 @@ def read_split(corpus: ReaderOptions, split: str, cache_dir: str | None) -> Data
         raise (error.__cause__ or error) from None
 
 
-def _carve_validation(train: Dataset, val_fraction: float, seed: int) -> dict[str, Dataset]:
-    """Hold out a seeded ``val_fraction`` of train as the validation split, and log that it did so."""
-    parts = train.train_test_split(test_size=val_fraction, seed=seed)
+def _carve_validation(train: Dataset, val_fraction: float, seed: int, where: str) -> dict[str, Dataset]:
+    """Hold out a seeded ``val_fraction`` of train (read from ``where``) as the validation split, and log that it did
+    so."""
+    held_out = math.ceil(val_fraction * len(train))  # as datasets rounds it
+    if not 0 < held_out < len(train):
+        raise ValueError(
+            f"{where}: {len(train)} training sentence(s), too few to hold out val_fraction={val_fraction} of them as "
+            "validation and train on the rest; give a validation file (--data.val_file) or more training sentences"
+        )
+    parts = train.train_test_split(test_size=held_out, seed=seed)
     logger.info(
         "no validation file: holding out %d of %d training sentences as validation (val_fraction=%s, seed=%d)",
         len(parts["test"]),
@@ -109,5 +117,6 @@ def read_corpus(corpus: ReaderOptions, seed: int = 0, cache_dir: str | None = No
     else:
         splits = {split: read_split(corpus, split, cache_dir) for split, key in SPLITS.items() if getattr(corpus, key)}
     if "validation" not in splits:
-        splits |= _carve_validation(splits["train"], corpus.val_fraction, seed)
+        where = corpus.train_file or f"the hub dataset {corpus.hub_name}"
+        splits |= _carve_validation(splits["train"], corpus.val_fraction, seed, where)
     return DatasetDict({split: splits[split] for split in SPLITS if split in splits})
