@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 from helpers import CONFIGS, ROOT, TRAIN_PY, child_env, run
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from seqmodels.checkpoints import (
     FORMAT,
@@ -97,11 +99,23 @@ def test_sigkill_in_the_second_epoch_then_resume_from_last_equals_an_uninterrupt
     assert process.wait(timeout=30) == -signal.SIGKILL
     assert read_checkpoint(last)["epoch"] == 0
     assert not (run_dir(cwd) / "metrics_fit.json").exists()
+    checkpointed = read_checkpoint(last)["global_step"]
+    with SummaryWriter(str(run_dir(cwd))) as writer:  # what the killed run could have logged after its checkpoint
+        writer.add_scalar("train/loss", 123.0, checkpointed + 1)
 
     resumed = train(cwd, "--ckpt_path", "last")  # continues logs/default/version_0
     assert resumed == metrics_of(runs, "straight")  # deterministic CPU run: bit-for-bit the same metrics
     final = read_checkpoint(last)
     assert final["global_step"] == read_checkpoint(run_dir(runs / "straight") / "checkpoints" / "last.ckpt")["global_step"]
+    losses = {name: scalars(run_dir(runs / name), "train/loss") for name in ("straight", "killed")}
+    assert losses["killed"] == losses["straight"]  # TensorBoard shows each step once: the killed run's later ones hidden
+
+
+def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of ``tag`` in the run's TensorBoard files, as TensorBoard shows them."""
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
 # configs/ud_upos.yaml's kind of run: a step budget (13 steps an epoch here), a plateau schedule, weight averaging
