@@ -55,10 +55,10 @@ class LengthHead(TaskHead):
         return scores.argmax(-1)  # (B,)
 
     def decode(self, scores: Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"length": self.classes[i]} for i in scores.argmax(-1).tolist()]
+        return [{self.fields[0]: self.classes[i]} for i in scores.argmax(-1).tolist()]  # named after the instance
 
     def merge(self, parts: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
-        return {"length": "long" if sum(lengths) > self.threshold else "short"}
+        return {self.fields[0]: "long" if sum(lengths) > self.threshold else "short"}
 
     def render_example(self, tokens: list[str], gold: Tensor, predicted: Tensor, probs: Tensor) -> str:
         return f"length: {self.classes[int(gold)]}, predicted {self.classes[int(predicted)]}"
@@ -82,27 +82,28 @@ def examples(n: int, seed: int) -> list[dict]:
              "classifier": rng.randrange(2)} for _ in range(n)]  # fmt: skip
 
 
-def test_a_new_head_trains_evaluates_and_predicts_from_a_checkpoint(length_head, tmp_path):
+@pytest.mark.parametrize(("name", "config"), [("length", {}), ("long", {"type": "length"})])  # named as its type or not
+def test_a_new_head_trains_evaluates_and_predicts_from_a_checkpoint(length_head, tmp_path, name, config):
     torch.manual_seed(0)
     adam = functools.partial(torch.optim.Adam, lr=0.01)
-    model = SequenceModel(VOCAB, encoder={"embedding_dim": 8, "hidden_size": 8}, classifier={}, heads={"length": {}},
+    model = SequenceModel(VOCAB, encoder={"embedding_dim": 8, "hidden_size": 8}, classifier={}, heads={name: config},
                           optimizer=adam)  # fmt: skip
-    assert list(model.heads) == ["classifier", "length"]
+    assert list(model.heads) == ["classifier", name]
     loader = DataLoader(examples(128, 0), batch_size=16, collate_fn=PadCollator())
     trainer = L.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, loader, DataLoader(examples(32, 1), batch_size=16, collate_fn=PadCollator()))
-    assert {"val/length/acc", "val/length/loss", "val/classifier/acc"} <= set(trainer.callback_metrics)
-    assert trainer.callback_metrics["val/length/acc"] > 0.8  # learnable from `final` alone
+    assert {f"val/{name}/acc", f"val/{name}/loss", "val/classifier/acc"} <= set(trainer.callback_metrics)
+    assert trainer.callback_metrics[f"val/{name}/acc"] > 0.8  # learnable from `final` alone
     trainer.save_checkpoint(tmp_path / "model.ckpt")
 
     restored = load_model(tmp_path / "model.ckpt")
-    assert restored.hparams.heads == {"length": {}}
+    assert restored.hparams.heads == {name: config}
     sentences = [WORDS[:3], WORDS[:9], WORDS[:1]]
     records = Predictor(restored)(sentences)
-    assert all(set(r) == {"length", "label", "label_probs"} for r in records)
-    assert [r["length"] for r in records] == [restored.heads["length"].classes[i] for i in
-                                              restored(*padded(restored, sentences))["length"].argmax(-1).tolist()]
+    assert all(set(r) == {name, "label", "label_probs"} for r in records)
+    assert [r[name] for r in records] == [restored.heads[name].classes[i] for i in
+                                          restored(*padded(restored, sentences))[name].argmax(-1).tolist()]
 
 
 def padded(model: SequenceModel, sentences: list[list[str]]) -> tuple[Tensor, Tensor]:
