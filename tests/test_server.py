@@ -296,7 +296,8 @@ def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
         gate.open()
         [thread.join(30) for thread in send]
     assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
-    assert shed.json() == {"error": "the queue holds 4 sentences; at most 4 (--max-queue)"}
+    assert shed.json() == {"error": "the queue holds 4 sentences and this request has 1: more than the 4 it may hold "
+                                    "(--max-queue)"}
     assert [answer.status_code for answer in answers] == [200, 200]
 
 

@@ -1,6 +1,7 @@
 """The FastAPI application: ``/predict`` through the :class:`~.batcher.Batcher`, health, readiness, metrics,
 the model's ``/info`` and the demo page. The model loads in the background, in the process it will run in
-(:mod:`.worker`), so that ``/health/live`` answers at once and ``/health/ready`` says when it can serve."""
+(:mod:`.worker`), so that ``/health/live`` answers once the server listens (after the command has checked the
+checkpoint) and ``/health/ready`` says when it can serve."""
 
 from __future__ import annotations
 

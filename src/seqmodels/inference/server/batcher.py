@@ -105,7 +105,8 @@ class Batcher:
         """The records of ``sentences``; ``TimeoutError`` past ``timeout`` seconds (the sentences not yet run are
         dropped), :class:`QueueFull` when the queue has no room for them."""
         if self.queued + len(sentences) > self.max_queue:
-            raise QueueFull(f"the queue holds {self.queued} sentences; at most {self.max_queue} (--max-queue)")
+            raise QueueFull(f"the queue holds {self.queued} sentences and this request has {len(sentences)}: more than "
+                            f"the {self.max_queue} it may hold (--max-queue)")  # fmt: skip
         loop = asyncio.get_running_loop()
         short = len(sentences) <= self.max_batch_size and sum(map(len, sentences)) <= self.max_batch_tokens
         job = Job(sentences, loop.create_future(), loop.time(), short)
