@@ -62,10 +62,11 @@ def test_the_logger_writes_every_loss_it_wrote_before_and_other_steps_log_nothin
     assert len(logged) < 4 * 2 * 10  # the four losses of all 20 batches, before
 
 
-def test_a_run_shorter_than_the_logging_cadence_still_logs_its_last_steps_loss(make_model):
+def test_a_run_shorter_than_the_logging_cadence_still_logs_its_last_steps_loss(make_model, tmp_path):
     model = make_model(tagger={})
     trainer = L.Trainer(accelerator="cpu", max_steps=2, log_every_n_steps=50, logger=False, limit_val_batches=0,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)  # fmt: skip
     trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))  # 10 batches an epoch
     assert "train/loss" in trainer.callback_metrics  # what a callback monitoring train/loss reads at the end
 
@@ -80,7 +81,7 @@ def test_a_monitor_or_timer_that_may_read_after_any_step_has_every_step_log(make
     model = make_model(tagger={})
     logged = count_logs(model)
     trainer = L.Trainer(accelerator="cpu", max_steps=7, log_every_n_steps=50, logger=False, limit_val_batches=0,
-                        callbacks=[reader(tmp_path)], enable_progress_bar=False,
-                        enable_model_summary=False)  # fmt: skip
+                        callbacks=[reader(tmp_path)], enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)  # fmt: skip
     trainer.fit(model, DataLoader(random_examples(40), batch_size=4, collate_fn=PadCollator()))
     assert sorted({step for _, step in logged}) == list(range(7))  # each step's own loss, whenever it is read
