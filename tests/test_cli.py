@@ -137,6 +137,23 @@ def test_find_checkpoint_takes_the_newest_run(tmp_path):
         find_checkpoint(tmp_path / "elsewhere", "last")
 
 
+def test_a_fit_beside_a_run_that_stopped_before_its_end_names_the_option_that_continues_it(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from seqmodels.checkpoints import unfinished_run
+
+    stopped = tmp_path / "logs" / "default" / "version_3"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"")  # killed: a checkpoint, no final metrics
+    (tmp_path / "logs" / "default" / "version_2").mkdir()  # an older run
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(CONFIGS / "default.yaml"), *TINY, "--trainer.max_steps", "1",
+          "--trainer.enable_progress_bar", "false", "--data.cache_dir", str(tmp_path / "cache")], CONFIGS)  # fmt: skip
+    last = Path("logs", "default", "version_3", "checkpoints", "last.ckpt")
+    assert f"to continue that one instead, rerun with --ckpt_path {last}" in capsys.readouterr().err
+    assert (tmp_path / "logs" / "default" / "version_4" / "metrics_fit.json").is_file()  # the new run, finished
+    assert unfinished_run(tmp_path / "logs" / "default") is None  # the newest run now has its final metrics
+
+
 def train(tmp_path: Path, *args: str, subcommand: str = "fit") -> dict[str, float]:
     """Run ``train.py`` in a subprocess in ``tmp_path``; the metrics it reported."""
     result = run([*TRAIN_PY, subcommand, "--config", str(CONFIGS / "default.yaml"), *args], tmp_path)

@@ -158,6 +158,19 @@ def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
     return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""
 
 
+def unfinished_run(runs_dir: Path) -> str | None:
+    """A notice for a fit about to start a new run when the newest under ``runs_dir`` has a ``last.ckpt`` and no
+    final metrics (``metrics_fit.json``): killed or interrupted (or still running), naming the option that continues
+    it."""
+    runs = sorted(runs_dir.glob("version_*"), key=lambda run: int(run.name.removeprefix("version_")))
+    if not runs or not (last := runs[-1] / "checkpoints" / "last.ckpt").is_file():
+        return None
+    if (runs[-1] / "metrics_fit.json").exists():
+        return None
+    return (f"{runs[-1]} has no final metrics: it stopped before its end (or still runs). This fit starts a new run; "
+            f"to continue that one instead, rerun with --ckpt_path {last}")  # fmt: skip
+
+
 def find_checkpoint(runs_dir: Path, which: str) -> Path:
     """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
     runs = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: int(p.parts[-3].split("_")[1]))

@@ -37,6 +37,7 @@ from seqmodels.checkpoints import (
     find_checkpoint,
     options_of_its_fit,
     read_checkpoint,
+    unfinished_run,
 )
 from seqmodels.data.datamodule import SequenceDataModule
 from seqmodels.data.embeddings import check_dimension
@@ -142,9 +143,11 @@ class SeqModelsCLI(LightningCLI):
         if init_args is not None and init_args.get("name") is None:
             config_files = [Path(str(p)) for p in (config.get("config") or [])]
             init_args.name = config_files[0].stem if config_files else "default"
-        if not config.get("ckpt_path"):
-            return
         runs_dir = Path(init_args.save_dir or ".") / init_args.name if init_args is not None else None
+        if not config.get("ckpt_path"):
+            if self.subcommand == "fit" and runs_dir is not None and (notice := unfinished_run(runs_dir)):
+                print(notice, file=sys.stderr)
+            return
         if config.ckpt_path in ("best", "last"):
             if runs_dir is None:
                 raise ValueError("--ckpt_path best|last looks in the logger's directory; give a path instead")
