@@ -377,6 +377,13 @@ def test_train_py_with_a_checkpoint_of_other_data_says_which_vocabulary_differs(
     assert code == 1 and f"{path} was trained on other data: its 'tokens' vocabulary differs" in line, line
 
 
+def test_train_py_with_a_checkpoint_of_other_encoder_sizes_names_the_sizes_of_its_fit(in_tmp, capsys, checkpoints):
+    args = [*SMALL, *SYNTHETIC, "--model.encoder.hidden_size", "16", "--ckpt_path", str(checkpoints["classifier"])]
+    code, line = train_py(capsys, *args, config="classifier.yaml", subcommand="test")
+    assert code == 1 and "is for another model: 'encoder.lstm.weight_ih_l0' is (32, 8) there and (64, 8) here" in line
+    assert line.endswith("; the fit that wrote it had --model.encoder.hidden_size 8 (--debug for the traceback)"), line
+
+
 PREDICT_ERRORS = {
     **CHECKPOINT_ERRORS,
     "classifier": "CoNLL output writes tags, but this model has no tagger; use --format jsonl or conllu",

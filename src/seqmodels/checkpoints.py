@@ -146,8 +146,9 @@ VOCABULARY_OPTIONS = ("data.train_file", "data.val_file", "data.val_fraction", "
 
 
 def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
-    """The :data:`VOCABULARY_OPTIONS` that the fit which wrote ``checkpoint`` (its recorded config) set otherwise
-    than ``config`` does, as a hint to end an error with; "" when none differs or nothing was recorded."""
+    """The :data:`VOCABULARY_OPTIONS` and ``model.encoder`` options that the fit which wrote ``checkpoint`` (its
+    recorded config) set otherwise than ``config`` does, as a hint to end an error with; "" when none differs or
+    nothing was recorded."""
     recorded = yaml.safe_load(checkpoint.get(KEY, {}).get("config") or "{}") or {}
     differ = []
     for option in VOCABULARY_OPTIONS:
@@ -155,6 +156,11 @@ def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
         theirs, ours = (recorded.get(section) or {}).get(key), getattr(getattr(config, section, None), key, None)
         if theirs != ours:
             differ.append(f"--{option} {theirs}")
+    if recorded:  # the encoder's sizes decide its weights' shapes
+        theirs, ours = (recorded.get("model") or {}).get("encoder") or {}, getattr(config.model, "encoder", None) or {}
+        ours = ours.as_dict() if hasattr(ours, "as_dict") else dict(ours)
+        differ += [f"--model.encoder.{key} {theirs.get(key)}" for key in sorted(set(theirs) | set(ours))
+                   if theirs.get(key) != ours.get(key)]  # fmt: skip
     return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""
 
 
