@@ -5,6 +5,7 @@ expected, with no traceback; a failed run leaves nothing behind that breaks the 
 """
 
 import importlib
+import io
 import sys
 from pathlib import Path
 
@@ -427,6 +428,14 @@ def test_seqmodels_predict_with_bad_input_is_one_line_naming_it(tmp_path, capsys
     error = str(exit_info.value.code)
     assert error.startswith("seqmodels-predict: error: ") and "\n" not in error
     assert message.format(source) in error, error
+
+
+def test_stdin_that_is_not_utf8_is_one_line_naming_its_line(checkpoints, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("a good film\ncaf\u00e9 noir\n".encode("latin-1"))))
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(checkpoints["classifier"])])
+    error = str(exit_info.value.code)
+    assert error == "seqmodels-predict: error: <stdin>:2: cannot decode as UTF-8 (invalid continuation byte)", error
 
 
 @pytest.mark.parametrize(

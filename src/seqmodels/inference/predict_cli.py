@@ -75,10 +75,8 @@ def _batched(items: Iterable[Sentence], size: int) -> Iterator[list[Sentence]]:
         yield batch
 
 
-def _undecodable(path: Path | None) -> str:
-    """Where input that is not UTF-8 is: ``FILE:LINE`` (the file read again, line by line), else ``<stdin>``."""
-    if path is None:
-        return "<stdin>"
+def _undecodable(path: Path) -> str:
+    """Where input that is not UTF-8 is: ``FILE:LINE`` (the file read again, line by line)."""
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             try:
@@ -88,12 +86,21 @@ def _undecodable(path: Path | None) -> str:
     return str(path)
 
 
-def _utf8(stream: TextIO, encoding: str = "utf-8") -> TextIO:
-    """stdin / stdout as UTF-8 whatever the locale says, so that any Unicode goes through; stdin as ``utf-8-sig``,
-    which drops a BOM at its start, as from an --input file."""
+def _utf8(stream: TextIO) -> TextIO:
+    """stdout as UTF-8 whatever the locale says, so that any Unicode goes through."""
     if isinstance(stream, io.TextIOWrapper):
-        stream.reconfigure(encoding=encoding)
+        stream.reconfigure(encoding="utf-8")
     return stream
+
+
+def _stdin_lines() -> Iterator[str]:
+    """stdin's lines, each decoded as it comes (a BOM at the start dropped, as from an --input file), so that bytes
+    that are not UTF-8 are named by their line, as in an --input file."""
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"<stdin>:{number}: cannot decode as UTF-8 ({error.reason})") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                 lines = files.enter_context(args.input.open(encoding="utf-8-sig", newline="\n"))
                 name = str(args.input)
             else:
-                lines, name = _utf8(sys.stdin, "utf-8-sig"), "<stdin>"
+                lines, name = _stdin_lines(), "<stdin>"
             output = files.enter_context(_output(args.output))
             if args.input_format == "text":
                 sentences = read_text(lines, TOKENIZERS[args.tokenizer], name)
@@ -231,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         raise SystemExit(1) from None
     except UnicodeDecodeError as error:
-        where = _undecodable(args.input)
+        where = _undecodable(args.input)  # stdin's lines are decoded one by one (_stdin_lines)
         raise SystemExit(f"seqmodels-predict: error: {where}: cannot decode as UTF-8 ({error.reason})") from None
     except (ValueError, OSError) as error:  # CheckpointError, InputError, DataFormatError, a backend it cannot use
         raise SystemExit(f"seqmodels-predict: error: {error}") from None
