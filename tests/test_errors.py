@@ -176,6 +176,12 @@ def test_a_training_file_too_small_to_hold_out_validation_is_one_line_naming_it(
     assert code == 1 and "one.txt: 1 training sentence(s), too few to hold out val_fraction=0.1" in line, line
 
 
+def test_a_folder_given_as_a_data_file_is_one_line_naming_it(in_tmp, capsys):
+    (in_tmp / "corpus").mkdir()
+    code, line = train_py(capsys, "--data.format", "conllu", "--data.train_file", "corpus")
+    assert code == 1 and "corpus is a folder; expected a file of the corpus's train split" in line, line
+
+
 @pytest.mark.parametrize("option", ["train_file", "val_file", "pretrained_embeddings"])
 def test_a_missing_file_is_one_line_naming_it(in_tmp, capsys, conllu_file, option):
     train = conllu_file.name

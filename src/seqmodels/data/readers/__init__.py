@@ -82,6 +82,8 @@ def read_split(corpus: ReaderOptions, split: str, cache_dir: str | None) -> Data
             sha256 = hashlib.file_digest(file, "sha256").hexdigest()
     except FileNotFoundError:
         raise FileNotFoundError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a folder; expected a file of the corpus's {split} split") from None
     gen_kwargs = {"path": str(path), "corpus": corpus.reader(split), "file": sha256, "reader": _SOURCE}
     try:
         return Dataset.from_generator(_generate, gen_kwargs=gen_kwargs, split=split, cache_dir=cache_dir)
