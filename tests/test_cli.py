@@ -131,6 +131,8 @@ def test_find_checkpoint_takes_the_newest_run(tmp_path):
         best.write_bytes(b"")
         state = {"ModelCheckpoint{'monitor': 'val/loss'}": {"best_model_path": str(best)}}
         torch.save({"callbacks": state}, folder / "last.ckpt")
+    (tmp_path / "version_11_copy" / "checkpoints").mkdir(parents=True)  # a user's folder, not a run of Lightning's
+    (tmp_path / "version_11_copy" / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert find_checkpoint(tmp_path, "last") == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
     assert find_checkpoint(tmp_path, "best") == tmp_path / "version_10" / "checkpoints" / "epoch=3-step=9.ckpt"
     with pytest.raises(FileNotFoundError, match="no earlier run"):

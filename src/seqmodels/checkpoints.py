@@ -164,11 +164,18 @@ def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
     return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""
 
 
+def versions(runs_dir: Path) -> list[Path]:
+    """The ``version_N`` folders of the runs under ``runs_dir``, oldest first (others, such as ``version_0_old``,
+    are not Lightning's)."""
+    runs = [run for run in runs_dir.glob("version_*") if run.name.removeprefix("version_").isdigit()]
+    return sorted(runs, key=lambda run: int(run.name.removeprefix("version_")))
+
+
 def unfinished_run(runs_dir: Path) -> str | None:
     """A notice for a fit about to start a new run when the newest under ``runs_dir`` has a ``last.ckpt`` and no
     final metrics (``metrics_fit.json``): killed or interrupted (or still running), naming the option that continues
     it."""
-    runs = sorted(runs_dir.glob("version_*"), key=lambda run: int(run.name.removeprefix("version_")))
+    runs = versions(runs_dir)
     if not runs or not (last := runs[-1] / "checkpoints" / "last.ckpt").is_file():
         return None
     if (runs[-1] / "metrics_fit.json").exists():
@@ -179,7 +186,7 @@ def unfinished_run(runs_dir: Path) -> str | None:
 
 def find_checkpoint(runs_dir: Path, which: str) -> Path:
     """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
-    runs = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: int(p.parts[-3].split("_")[1]))
+    runs = [last for run in versions(runs_dir) if (last := run / "checkpoints" / "last.ckpt").is_file()]
     if not runs:
         raise FileNotFoundError(f"no earlier run with a last.ckpt under {runs_dir}/version_*/checkpoints/")
     last = runs[-1]
