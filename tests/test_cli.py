@@ -146,13 +146,13 @@ def test_a_fit_beside_a_run_that_stopped_before_its_end_names_the_option_that_co
     stopped = tmp_path / "logs" / "default" / "version_3"
     (stopped / "checkpoints").mkdir(parents=True)
     (stopped / "checkpoints" / "last.ckpt").write_bytes(b"")  # killed: a checkpoint, no final metrics
-    (tmp_path / "logs" / "default" / "version_2").mkdir()  # an older run
+    (tmp_path / "logs" / "default" / "version_4").mkdir()  # a rerun killed before its first checkpoint
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(CONFIGS / "default.yaml"), *TINY, "--trainer.max_steps", "1",
           "--trainer.enable_progress_bar", "false", "--data.cache_dir", str(tmp_path / "cache")], CONFIGS)  # fmt: skip
     last = Path("logs", "default", "version_3", "checkpoints", "last.ckpt")
     assert f"to continue that one instead, rerun with --ckpt_path {last}" in capsys.readouterr().err
-    assert (tmp_path / "logs" / "default" / "version_4" / "metrics_fit.json").is_file()  # the new run, finished
+    assert (tmp_path / "logs" / "default" / "version_5" / "metrics_fit.json").is_file()  # the new run, finished
     assert unfinished_run(tmp_path / "logs" / "default") is None  # the newest run now has its final metrics
 
 

@@ -170,6 +170,12 @@ def test_a_training_split_of_one_class_is_one_line_naming_the_file_and_the_class
     assert "train.txt: the classifier head's column 'label' has one class in the training split ('pos')" in line
 
 
+def test_a_class_that_only_the_held_out_validation_has_is_said_to_be_held_out(in_tmp, capsys):
+    train = write(in_tmp / "train.txt", "pos a good film\nneg a dull film\n")  # one sentence held out: one class left
+    code, line = train_py(capsys, "--data.train_file", train, config="text_classification.yaml")
+    assert code == 1 and "has one class in the training split, what is left once validation was held out" in line
+
+
 def test_a_training_file_too_small_to_hold_out_validation_is_one_line_naming_it(in_tmp, capsys):
     train = write(in_tmp / "one.txt", "pos a good film\n")
     code, line = train_py(capsys, "--data.train_file", train, config="text_classification.yaml")

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -102,6 +103,11 @@ def test_the_command_line_from_a_checkpoint_copied_alone(tmp_path, monkeypatch, 
 
     with pytest.raises(SystemExit, match=r"^seqmodels-export: error: checkpoint not found: missing.ckpt$"):
         main(["missing.ckpt", "--format", "onnx"])
+    os.mkfifo("pipe.pt")  # an export reads its file back to check it: no pipe, no folder
+    with pytest.raises(SystemExit, match=r"^seqmodels-export: error: pipe.pt is a stream; an export is written to a "):
+        main(["model.ckpt", "--format", "torchscript", "--output", "pipe.pt"])
+    with pytest.raises(SystemExit, match=r"^seqmodels-export: error: out is a folder; expected a file$"):
+        main(["model.ckpt", "--format", "torchscript", "--output", "out"])
 
 
 def test_an_encoder_holding_a_gru_fails_in_one_line_and_writes_nothing(tmp_path, make_model):

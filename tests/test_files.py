@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seqmodels.files import replacing
+from seqmodels.files import is_stream, replacing
 
 
 def test_a_file_is_replaced_only_when_the_write_ends_without_an_error(tmp_path):
@@ -47,3 +47,23 @@ def test_a_missing_folder_is_named_not_the_file_beside_the_target(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cannot write .*nowhere/out\.jsonl: no folder .*nowhere$"):
         with replacing(tmp_path / "nowhere" / "out.jsonl"):
             pass
+
+
+def test_a_folder_or_a_loop_of_symlinks_is_an_error_and_stays_as_it_was(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; expected a file"), replacing(tmp_path):
+        pass
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(OSError, match="symbolic links"), replacing(tmp_path / "a"):
+        pass
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+
+
+def test_a_replaced_file_keeps_its_permissions_and_names_under_dev_are_streams(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    with replacing(path) as partial:
+        partial.write_text("new\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert is_stream(Path("/dev/stdout")) and is_stream(Path("/dev/fd/63")) and not is_stream(path)

@@ -1,5 +1,6 @@
 """seqmodels-predict: a checkpoint alone tags and classifies text, CoNLL-U and CoNLL, streamed and robust."""
 
+import io
 import json
 import random
 import re
@@ -185,12 +186,17 @@ def test_empty_lines_and_unusual_unicode(checkpoints, tmp_path, capsys):
     assert out[1] == {"tokens": []} and len(out[2]["tags"]) == 5 and "label" in out[2]
 
 
-def test_a_file_gives_a_record_per_line_break_whatever_its_carriage_returns(checkpoints, tmp_path, capsys):
-    """"\r\n" ends a line as "\n" does; a "\r" alone is inside its line, as it is read from stdin."""
+@pytest.mark.parametrize("data", [b"the cat\rsat down\r\nhello world\n", b"the cat\rsat down\rhello world"])
+def test_carriage_returns_end_lines_in_a_file_and_on_stdin_alike(checkpoints, tmp_path, capsys, monkeypatch, data):
+    """Universal newlines: "\r\n", "\r" (a CR-only file) and "\n" each end a line, from a file as from stdin."""
     source = tmp_path / "in.txt"
-    source.write_bytes(b"the cat\rsat down\r\nhello world\n")
+    source.write_bytes(data)
     main([checkpoints["multitask"], "--input", str(source)])
-    assert [r["tokens"] for r in records(capsys.readouterr().out)] == [["the", "cat", "sat", "down"], ["hello", "world"]]
+    from_file = [r["tokens"] for r in records(capsys.readouterr().out)]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    main([checkpoints["multitask"]])
+    assert [r["tokens"] for r in records(capsys.readouterr().out)] == from_file
+    assert from_file == [["the", "cat"], ["sat", "down"], ["hello", "world"]]
 
 
 def test_a_long_sentence_is_predicted_in_chunks_with_a_warning(checkpoints, capsys):

@@ -296,8 +296,7 @@ def test_past_max_queue_a_request_is_shed_with_503_and_retry_after(checkpoint):
         gate.open()
         [thread.join(30) for thread in send]
     assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
-    assert shed.json() == {"error": "the queue holds 4 sentences and this request has 1: more than the 4 it may hold "
-                                    "(--max-queue)"}
+    assert shed.json() == {"error": "this request's 1 sentence(s) would take the queue from 4 to 5, past --max-queue 4"}
     assert [answer.status_code for answer in answers] == [200, 200]
 
 

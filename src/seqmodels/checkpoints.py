@@ -30,8 +30,6 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from seqmodels.files import replacing
-
 # 1: before checkpoints recorded a format (same layout, loads); 2: + version, config, RNG states (0.2.0);
 # 3: + the data options in the hyperparameters (0.3.0)
 FORMAT = 3
@@ -164,29 +162,28 @@ def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
     return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""
 
 
-def versions(runs_dir: Path) -> list[Path]:
-    """The ``version_N`` folders of the runs under ``runs_dir``, oldest first (others, such as ``version_0_old``,
-    are not Lightning's)."""
+def last_checkpoints(runs_dir: Path) -> list[Path]:
+    """The ``last.ckpt`` of each run under ``runs_dir`` that has one, oldest run first (``version_N``; a folder such
+    as ``version_0_old`` is not one of Lightning's runs)."""
     runs = [run for run in runs_dir.glob("version_*") if run.name.removeprefix("version_").isdigit()]
-    return sorted(runs, key=lambda run: int(run.name.removeprefix("version_")))
+    runs.sort(key=lambda run: int(run.name.removeprefix("version_")))
+    return [last for run in runs if (last := run / "checkpoints" / "last.ckpt").is_file()]
 
 
 def unfinished_run(runs_dir: Path) -> str | None:
-    """A notice for a fit about to start a new run when the newest under ``runs_dir`` has a ``last.ckpt`` and no
-    final metrics (``metrics_fit.json``): killed or interrupted (or still running), naming the option that continues
-    it."""
-    runs = versions(runs_dir)
-    if not runs or not (last := runs[-1] / "checkpoints" / "last.ckpt").is_file():
+    """A notice for a fit about to start a new run when the newest run under ``runs_dir`` that has a ``last.ckpt`` has
+    no final metrics (``metrics_fit.json``): killed or interrupted (or still running), naming the option that
+    continues it."""
+    lasts = last_checkpoints(runs_dir)
+    if not lasts or (lasts[-1].parent.parent / "metrics_fit.json").exists():
         return None
-    if (runs[-1] / "metrics_fit.json").exists():
-        return None
-    return (f"{runs[-1]} has no final metrics: it stopped before its end (or still runs). This fit starts a new run; "
-            f"to continue that one instead, rerun with --ckpt_path {last}")  # fmt: skip
+    return (f"{lasts[-1].parent.parent} has no final metrics: it stopped before its end (or still runs). This fit "
+            f"starts a new run; to continue that one instead, rerun with --ckpt_path {lasts[-1]}")  # fmt: skip
 
 
 def find_checkpoint(runs_dir: Path, which: str) -> Path:
     """``last.ckpt`` of the newest ``version_N`` under ``runs_dir`` that has one, or the best checkpoint it recorded."""
-    runs = [last for run in versions(runs_dir) if (last := run / "checkpoints" / "last.ckpt").is_file()]
+    runs = last_checkpoints(runs_dir)
     if not runs:
         raise FileNotFoundError(f"no earlier run with a last.ckpt under {runs_dir}/version_*/checkpoints/")
     last = runs[-1]
@@ -207,7 +204,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(path) as partial, partial.open("wb") as file:
+        partial = path.with_name(path.name + ".partial")  # not seqmodels.files.replacing: a symlink last.ckpt
+        with partial.open("wb") as file:  # (save_last: link) is replaced, not the checkpoint it names
             torch.save(checkpoint, file)
             file.flush()
             os.fsync(file.fileno())
+        os.replace(partial, path)  # atomic within one file system

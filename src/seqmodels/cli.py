@@ -157,8 +157,8 @@ class SeqModelsCLI(LightningCLI):
         path = Path(config.ckpt_path).resolve()
         if self.subcommand == "fit" and runs_dir is not None and path.parent.parent.parent == runs_dir.resolve():
             init_args.version = int(path.parent.parent.name.removeprefix("version_"))
-            if logger.class_path.endswith(".TensorBoardLogger"):  # TensorBoard hides what the stopped run logged after
-                init_args.purge_step = self._checkpoint["global_step"] + 1  # the checkpoint: it is logged again
+            if logger.class_path.endswith(".TensorBoardLogger"):  # TensorBoard hides what the stopped run logged from
+                init_args.purge_step = self._checkpoint["global_step"]  # the checkpoint's step on: it is logged again
 
     def before_fit(self) -> None:
         """Record the run's config in every checkpoint; check that the monitored metrics are ones the model logs,

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+STREAM_FOLDERS = ("/dev/", "/proc/")  # /dev/stdout, /dev/fd/63 (a shell's >(...)), /dev/null: open streams
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` names no file to replace but a stream to write into: a name under /dev or /proc (even
+    /dev/stdout redirected to a file), or a pipe, device or socket."""
+    if str(path.absolute()).startswith(STREAM_FOLDERS):
+        return True
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """Where to write ``path``'s new content: beside it, renamed over it once the block ends without an error. Through
-    a symlink, the file it names is replaced, not the link. What is not a regular file (``/dev/null``, a pipe, a
-    terminal) cannot be replaced, and a rename would put a file in its place: it is written to as it is."""
-    if path.exists() and not path.is_file():
+    """Where to write ``path``'s new content: beside it, renamed over it once the block ends without an error (with
+    the old file's permissions). Through a symlink, the file it names is replaced, not the link. A stream
+    (:func:`is_stream`) cannot be replaced: it is written into as it is. A folder, or a loop of symlinks, is an
+    ``OSError`` naming ``path``."""
+    with contextlib.suppress(FileNotFoundError):  # a new file, or a symlink to one; ELOOP and others are raised
+        path.stat()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; expected a file")
+    if is_stream(path):
         yield path
         return
     target = Path(os.path.realpath(path))
@@ -22,6 +38,8 @@ def replacing(path: Path) -> Iterator[Path]:
     partial = target.with_name(target.name + ".partial")
     try:
         yield partial
+        if target.exists():
+            shutil.copymode(target, partial)
         os.replace(partial, target)  # atomic within one file system
     finally:
         partial.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from seqmodels.checkpoints import CheckpointError
-from seqmodels.files import replacing
+from seqmodels.files import is_stream, replacing
 from seqmodels.inference.folder import resolve
 from seqmodels.inference.loading import load_model
 from seqmodels.inference.publish import add_arguments, publish
@@ -186,6 +186,8 @@ def _export(
     """Write the export beside ``path``, run it against the model (:func:`verify`), and only then rename it to
     ``path``: a failed export leaves no file."""
     wrapper = ExportableModel(model)
+    if is_stream(path):
+        raise ExportError(f"{path} is a stream; an export is written to a file, then read back to check it")
     with replacing(path) as partial:
         write(model, wrapper, partial)
         verify(model, wrapper, runner(partial))
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     except (CheckpointError, ExportError) as error:
         raise SystemExit(f"seqmodels-export: error: {error}") from None
     except OSError as error:  # an output that cannot be written
-        raise SystemExit(f"seqmodels-export: error: {error.filename or ''}: {error.strerror or error}") from None
+        said = f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+        raise SystemExit(f"seqmodels-export: error: {said}") from None
     print(f"{output}: inputs {', '.join(wrapper.input_names)} -> outputs {', '.join(wrapper.output_names)} "
           f"(checked against the model on {len(VERIFY_SHAPES)} padded batches)")  # fmt: skip
 

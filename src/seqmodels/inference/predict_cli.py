@@ -94,11 +94,11 @@ def _utf8(stream: TextIO) -> TextIO:
 
 
 def _stdin_lines() -> Iterator[str]:
-    """stdin's lines, each decoded as it comes (a BOM at the start dropped, as from an --input file), so that bytes
-    that are not UTF-8 are named by their line, as in an --input file."""
+    """stdin's lines as an --input file's are read: decoded as they come (a BOM at the start dropped), bytes that
+    are not UTF-8 named by their line, and ``\r\n``, ``\r`` and ``\n`` each ending a line (universal newlines)."""
     for number, line in enumerate(sys.stdin.buffer, start=1):
         try:
-            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+            yield from io.StringIO(line.decode("utf-8-sig" if number == 1 else "utf-8"), newline=None)
         except UnicodeDecodeError as error:
             raise InputError(f"<stdin>:{number}: cannot decode as UTF-8 ({error.reason})") from None
 
@@ -223,9 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.text:
                 lines, name = args.text, "argument"
             elif args.input:
-                # lines end at "\n" only (a "\r" inside a line is no line break), as on stdin and in _undecodable
-                lines = files.enter_context(args.input.open(encoding="utf-8-sig", newline="\n"))
-                name = str(args.input)
+                lines, name = files.enter_context(args.input.open(encoding="utf-8-sig")), str(args.input)
             else:
                 lines, name = _stdin_lines(), "<stdin>"
             output = files.enter_context(_output(args.output))

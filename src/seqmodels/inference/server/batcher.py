@@ -105,8 +105,8 @@ class Batcher:
         """The records of ``sentences``; ``TimeoutError`` past ``timeout`` seconds (the sentences not yet run are
         dropped), :class:`QueueFull` when the queue has no room for them."""
         if self.queued + len(sentences) > self.max_queue:
-            raise QueueFull(f"the queue holds {self.queued} sentences and this request has {len(sentences)}: more than "
-                            f"the {self.max_queue} it may hold (--max-queue)")  # fmt: skip
+            raise QueueFull(f"this request's {len(sentences)} sentence(s) would take the queue from {self.queued} to "
+                            f"{self.queued + len(sentences)}, past --max-queue {self.max_queue}")  # fmt: skip
         loop = asyncio.get_running_loop()
         short = len(sentences) <= self.max_batch_size and sum(map(len, sentences)) <= self.max_batch_tokens
         job = Job(sentences, loop.create_future(), loop.time(), short)
