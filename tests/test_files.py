@@ -67,3 +67,11 @@ def test_a_replaced_file_keeps_its_permissions_and_names_under_dev_are_streams(t
         partial.write_text("new\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert is_stream(Path("/dev/stdout")) and is_stream(Path("/dev/fd/63")) and not is_stream(path)
+
+
+def test_a_killed_runs_partial_file_is_not_appended_to(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.with_name("out.jsonl.partial").write_text("what a killed run left\n")
+    with replacing(path) as partial, partial.open("a") as file:  # seqmodels-predict appends (for streams)
+        file.write("new\n")
+    assert path.read_text() == "new\n"

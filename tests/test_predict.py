@@ -280,6 +280,20 @@ def test_stdin_with_a_checkpoint_copied_alone_into_another_directory(checkpoints
 
 
 @pytest.mark.slow
+def test_output_to_dev_stdout_appends_to_what_the_shell_redirected_it_to(checkpoints, tmp_path):
+    """/dev/stdout redirected to a file is that file: the records follow what it held (>>), and the warnings that
+    share it (2>&1) are not overwritten."""
+    (tmp_path / "r.txt").write_text("header\n")
+    predict = " ".join([*PREDICT, checkpoints["multitask"], "--output", "/dev/stdout", "'zzyzx qwxv'"])
+    result = subprocess.run(f"{predict} >> r.txt 2>&1", shell=True, cwd=tmp_path, env=child_env(), timeout=300,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0
+    lines = (tmp_path / "r.txt").read_text().splitlines()
+    assert lines[0] == "header" and any(line.startswith("seqmodels-predict: warning: ") for line in lines)
+    assert [json.loads(line)["tokens"] for line in lines if line.startswith("{")] == [["zzyzx", "qwxv"]]
+
+
+@pytest.mark.slow
 def test_a_bom_on_stdin_is_not_part_of_the_first_token(checkpoints, tmp_path):
     """As in an --input file: a BOM (Windows editors write one) marks the encoding, and is no character of the text."""
     stdin = b"\xef\xbb\xbfgood film\n"

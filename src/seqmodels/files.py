@@ -23,8 +23,9 @@ def is_stream(path: Path) -> bool:
 def replacing(path: Path) -> Iterator[Path]:
     """Where to write ``path``'s new content: beside it, renamed over it once the block ends without an error (with
     the old file's permissions). Through a symlink, the file it names is replaced, not the link. A stream
-    (:func:`is_stream`) cannot be replaced: it is written into as it is. A folder, or a loop of symlinks, is an
-    ``OSError`` naming ``path``."""
+    (:func:`is_stream`) cannot be replaced: it is written into as it is, best opened to append (``/dev/stdout``
+    redirected to a file is that file: "w" would truncate it). A folder, or a loop of symlinks, is an ``OSError``
+    naming ``path``."""
     with contextlib.suppress(FileNotFoundError):  # a new file, or a symlink to one; ELOOP and others are raised
         path.stat()
     if path.is_dir():
@@ -36,6 +37,7 @@ def replacing(path: Path) -> Iterator[Path]:
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: no folder {target.parent}")
     partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)  # a killed run's: what is written starts a new file, whatever the mode
     try:
         yield partial
         if target.exists():

@@ -208,7 +208,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
     if path is None:
         yield _utf8(sys.stdout)
         return
-    with replacing(path) as target, target.open("w", encoding="utf-8") as file:
+    with replacing(path) as target, target.open("a", encoding="utf-8") as file:  # a stream is appended to
         yield file
 
 
