@@ -73,7 +73,8 @@ class Field:
         learn (and its metrics cannot be built)."""
         classes = self.classes(train)
         if len(found := [value for value in classes.itos if value != UNK]) < 2:
-            carved = "" if corpus.val_file else ", what is left once validation was held out of it (--data.val_file)"
+            held_out = not corpus.val_file and corpus.format != "hub"  # a hub dataset may have its own validation
+            carved = ", what is left once validation was held out of it (--data.val_file)" if held_out else ""
             raise ValueError(
                 f"{corpus.file('train')}: the {self.name} head's column {self.column!r} has one class in the training "
                 f"split{carved} ({found[0]!r}); a head needs two or more to learn to tell them apart"
