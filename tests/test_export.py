@@ -63,6 +63,18 @@ def test_onnx_parity(tmp_path, make_model, directions, num_layers, chars):
     assert_parity(model, run_onnx(tmp_path / "model.onnx"))
 
 
+@pytest.mark.parametrize("export_format", ["torchscript", "onnx"])
+def test_a_character_lstm_exports_with_parity(tmp_path, make_model, export_format):
+    model = make_model(chars=True, encoder={"num_layers": 2, "char_encoder": "lstm"}).eval()
+    if export_format == "onnx":
+        pytest.importorskip("onnxruntime")
+        export_onnx(model, tmp_path / "model.onnx")
+        assert_parity(model, run_onnx(tmp_path / "model.onnx"))
+    else:
+        export_torchscript(model, tmp_path / "model.pt")
+        assert_parity(model, run_torchscript(tmp_path / "model.pt"))
+
+
 def test_case_feature_crf_emissions_and_metadata(tmp_path, make_model):
     pytest.importorskip("onnxruntime")
     model = make_model(chars=True, cases=True, encoder={"num_layers": 2}, tagger={"crf": True}, classifier={}).eval()

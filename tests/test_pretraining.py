@@ -78,6 +78,20 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
     assert not any(torch.equal(model.encoder.embedding.weight[2], row) for row in theirs["encoder.embedding.weight"])
 
 
+def test_init_from_a_checkpoint_that_named_the_character_encoder_char_cnn(pretrained, tmp_path):
+    checkpoint = torch.load(pretrained["checkpoint"], weights_only=False)
+    chars = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith("encoder.chars.")}
+    assert chars
+    for key, value in chars.items():  # as checkpoints from before the character BiLSTM named them
+        del checkpoint["state_dict"][key]
+        checkpoint["state_dict"][key.replace("encoder.chars.", "encoder.char_cnn.")] = value
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    vocab = {**checkpoint["hyper_parameters"]["vocab"], "tagger": ["ADJ", "NOUN"]}
+    model = SequenceModel(vocab, encoder={}, tagger={}, init_from=str(tmp_path / "old.ckpt"))
+    for key, value in chars.items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("factor", [0.1, 1.0])
 def test_encoder_lr_factor_scales_the_encoders_learning_rate_and_the_schedule_keeps_it(factor):
     """The encoder's parameters, and only they, train at ``factor`` times the optimizer's learning rate, through a

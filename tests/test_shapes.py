@@ -53,10 +53,10 @@ def test_a_config_file_with_flags_over_it(capsys):
     main(["--config", str(CONFIGS / "conll2003_ner.yaml"), "--hidden_size", "7"])
     printed = capsys.readouterr().out
     rows = shapes(["--config", str(CONFIGS / "conll2003_ner.yaml"), "--hidden_size", "7"])
-    assert rows["char_cnn(char_ids)"] == (3, 5, 50) and rows["case_embedding(case_ids)"] == (3, 5, 8)
+    assert rows["chars(char_ids)"] == (3, 5, 50) and rows["case_embedding(case_ids)"] == (3, 5, 8)
     assert rows["lstm input"] == (3, 5, 100 + 50 + 8) and rows["output"] == (3, 5, 14)
     assert "tagger scores" in rows and "classifier scores" not in rows  # classifier: null
-    assert printed.splitlines()[0].split() == ["tensor", "shape", "axes"] and "char_cnn(char_ids)" in printed
+    assert printed.splitlines()[0].split() == ["tensor", "shape", "axes"] and "chars(char_ids)" in printed
 
 
 def test_separate_directions_show_the_encoders_results():

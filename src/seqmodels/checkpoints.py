@@ -38,6 +38,8 @@ KEY = "seqmodels"
 # ``columns``: where each token head's values came from (the corpus's format, its column, its tag scheme), for
 # writing them back.
 DEFAULT_DATA_OPTIONS: dict[str, Any] = {"max_word_length": 20, "lowercase": False, "columns": {}}
+# Weights renamed since a release: (old, new) parts of a state dict's keys.
+RENAMED = (("char_cnn.", "chars."),)  # the character encoder, a CNN only up to 0.3.0
 
 
 class CheckpointError(ValueError):
@@ -82,8 +84,16 @@ def restore_rng(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def current_name(key: str) -> str:
+    """A weight's name in this version, from its name in a checkpoint of any version (:data:`RENAMED`)."""
+    for old, new in RENAMED:
+        key = key.replace(old, new, 1)
+    return key
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A seqmodels checkpoint as a dict, loaded with ``weights_only=True``; :class:`CheckpointError` otherwise."""
+    """A seqmodels checkpoint as a dict, loaded with ``weights_only=True``, its weights under today's names;
+    :class:`CheckpointError` otherwise."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -99,6 +109,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} was written by seqmodels {record.get('version')} (checkpoint format {record['format']}); "
             f"this is seqmodels {package_version()}, which reads formats up to {FORMAT}: upgrade seqmodels"
         )
+    if isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint["state_dict"] = {current_name(key): value for key, value in checkpoint["state_dict"].items()}
     return checkpoint
 
 

@@ -75,10 +75,10 @@ def _input_rows(model: LSTMEncoder, vocab_size: int, B: int, T: int, W: int) -> 
         _row("lengths", lengths, f"B: real tokens per sentence ({', '.join(map(str, lengths.tolist()))})"),
         _row("embedding(token_ids)", model.embedding(inputs["token_ids"]), f"B, T, E={model.embedding.embedding_dim}"),
     ]
-    if model.char_cnn is not None:
+    if model.chars is not None:
         char_ids = inputs["char_ids"] = torch.randint(1, NUM_CHARS, (B, T, W)) * real[..., None]  # (B, T, W)
         rows.append(_row("char_ids", char_ids, f"B, T, W={W}: character ids per token (the longest word)"))
-        rows.append(_row("char_cnn(char_ids)", model.char_cnn(char_ids), f"B, T, F={model.char_cnn.output_size}"))
+        rows.append(_row("chars(char_ids)", model.chars(char_ids), f"B, T, F={model.chars.output_size}"))
     if model.case_embedding is not None:
         case_ids = inputs["case_ids"] = torch.randint(1, len(CASES), (B, T)) * real  # (B, T)
         rows.append(_row("case_ids", case_ids, f"B, T: the case lower-casing removed ({', '.join(CASES[1:])})"))
@@ -135,7 +135,7 @@ def shape_rows(
     ).eval()
     inputs, rows = _input_rows(model, vocab_size, batch_size, seq_len, word_length)
     x = model.embed(inputs["token_ids"], inputs["char_ids"], inputs["case_ids"])  # (B, T, E')
-    rows.append(_row("lstm input", x, f"B, T, E'={x.size(-1)}: what the LSTM reads (embedding ++ char CNN ++ case)"))
+    rows.append(_row("lstm input", x, f"B, T, E'={x.size(-1)}: what the LSTM reads (embedding ++ chars ++ case)"))
     if isinstance(model.lstm, nn.LSTM):  # a bare nn.LSTM's layouts; separate_directions' two stacks have no one LSTM
         rows += _lstm_rows(model.lstm, x, batch_first)
 

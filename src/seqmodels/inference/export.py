@@ -66,7 +66,7 @@ class ExportableModel(nn.Module):
         check_maskable(model.encoder.lstm)
         self.heads = model.heads
         self.input_names = ["token_ids", "lengths"]
-        self.input_names += ["char_ids"] if model.encoder.char_cnn is not None else []
+        self.input_names += ["char_ids"] if model.encoder.chars is not None else []
         self.input_names += ["case_ids"] if model.encoder.case_embedding is not None else []
         self.output_names = list(model.heads)
         self.eval()
@@ -80,7 +80,8 @@ class ExportableModel(nn.Module):
 
 
 def random_batch(model: SequenceModel, batch_size: int, max_len: int, seed: int) -> dict[str, Tensor]:
-    """A padded batch of random ids (any id but ``<pad>``), lengths in 1..T (the first one T), 0 at padding."""
+    """A padded batch of random ids (any id but ``<pad>``), lengths in 1..T (the first one T), words of 1..4
+    characters, 0 at padding."""
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_len + 1, (batch_size,), generator=generator)
     lengths[0] = max_len
@@ -88,9 +89,10 @@ def random_batch(model: SequenceModel, batch_size: int, max_len: int, seed: int)
     sizes = {name: len(items) for name, items in model.hparams.vocab.items()}
     batch = {"token_ids": torch.randint(1, sizes["tokens"], (batch_size, max_len), generator=generator) * real}
     batch["lengths"] = lengths
-    if model.encoder.char_cnn is not None:
+    if model.encoder.chars is not None:
         chars = torch.randint(1, sizes["chars"], (batch_size, max_len, 4), generator=generator)  # (B, T, W)
-        batch["char_ids"] = chars * real[..., None]
+        word_lengths = torch.randint(1, 5, (batch_size, max_len, 1), generator=generator)  # (B, T, 1): 1..W chars
+        batch["char_ids"] = chars * real[..., None] * (torch.arange(4) < word_lengths)  # 0 after each word
     if model.encoder.case_embedding is not None:
         batch["case_ids"] = torch.randint(1, sizes["cases"], (batch_size, max_len), generator=generator) * real
     return batch

@@ -128,7 +128,7 @@ def describe(model: SequenceModel) -> str:
     encoder, lstm = model.encoder, model.encoder.lstm
     direction = "bidirectional" if encoder.num_directions == 2 else "unidirectional"
     direction += " (two stacks whose directions never mix)" if isinstance(lstm, SeparateDirectionsLSTM) else ""
-    chars = f", a character CNN ({encoder.char_cnn.output_size} channels)" if encoder.char_cnn is not None else ""
+    chars = f", a {encoder.chars.description}" if encoder.chars is not None else ""
     parameters = sum(p.numel() for p in model.parameters())
     lines = [f"A {direction} {lstm.num_layers}-layer LSTM encoder (hidden size {lstm.hidden_size}, word "
              f"embeddings of {encoder.embedding.embedding_dim}{chars}) with {len(model.heads)} head(s); "

@@ -17,17 +17,19 @@ batches that are mostly words (length-bucketed ones), the first elsewhere (:meth
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, TypedDict, get_args
+from typing import Any, Literal, NamedTuple, TypedDict, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqmodels.models.layers import CharCNN, LockedDropout, word_dropout
+from seqmodels.checkpoints import current_name
+from seqmodels.models.layers import CharCNN, CharEncoder, CharLSTM, LockedDropout, word_dropout
 from seqmodels.models.masked_lstm import maskable, masked_lstm
 from seqmodels.models.separate_directions import SeparateDirectionsLSTM
 
 
+CharEncoderName = Literal["cnn", "lstm"]  # how a word's characters become its vector (models.layers)
 Kernel = Literal["auto", "packed", "masked"]  # how the LSTM skips padding (module docstring)
 # "auto" runs packed a batch with more padding (masked computes every padded step) or fewer steps (oneDNN's set-up
 # per call outweighs its gain below about 8 steps: benchmarks/README.md).
@@ -44,6 +46,7 @@ class EncoderConfig(TypedDict, total=False):
     separate_directions: bool
     dropout: float
     proj_size: int
+    char_encoder: CharEncoderName
     char_embedding_dim: int
     char_channels: int
     char_kernel_size: int
@@ -65,7 +68,7 @@ class LSTMEncoder(nn.Module):
     """Token features -> dropout -> packed multi-layer LSTM (``batch_first=True``).
 
     The LSTM's input at each token (:meth:`embed`) is the word embedding, concatenated with a
-    character-CNN vector when ``num_chars`` > 0 and a case embedding when ``num_cases`` > 0.
+    vector from its characters when ``num_chars`` > 0 and a case embedding when ``num_cases`` > 0.
 
     Args:
         vocab_size, embedding_dim, padding_idx: the word embedding table.
@@ -74,7 +77,8 @@ class LSTMEncoder(nn.Module):
             never mix (:class:`~seqmodels.models.separate_directions.SeparateDirectionsLSTM`, ELMo-style): a
             language model stays valid at any depth. Default: ``nn.LSTM``'s, whose layers mix them.
         dropout: on the LSTM's input and between LSTM layers.
-        num_chars, char_embedding_dim, char_channels, char_kernel_size: the character CNN (0 chars: none).
+        num_chars, char_encoder, char_embedding_dim, char_channels, char_kernel_size: the characters' vector (0
+            chars: none), from a CNN with ``char_channels`` filters or a BiLSTM of ``char_channels`` / 2 per direction.
         num_cases, case_embedding_dim: the case feature for lower-cased lookups (0 cases: none).
         word_dropout: in training, the chance that a token is replaced by ``unk_idx``.
         locked_dropout: one dropout mask per sentence on the LSTM's input, instead of one per token.
@@ -94,6 +98,7 @@ class LSTMEncoder(nn.Module):
         padding_idx: int = 0,
         proj_size: int = 0,
         num_chars: int = 0,
+        char_encoder: CharEncoderName = "cnn",
         char_embedding_dim: int = 30,
         char_channels: int = 50,
         char_kernel_size: int = 3,
@@ -107,14 +112,19 @@ class LSTMEncoder(nn.Module):
         kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
-        if kernel not in get_args(Kernel):
-            raise ValueError(f"model.encoder.kernel must be one of {get_args(Kernel)}, got {kernel!r}")
+        for option, value, allowed in (("kernel", kernel, Kernel), ("char_encoder", char_encoder, CharEncoderName)):
+            if value not in get_args(allowed):
+                raise ValueError(f"model.encoder.{option} must be one of {get_args(allowed)}, got {value!r}")
         self.padding_idx, self.unk_idx, self.word_dropout, self.kernel = padding_idx, unk_idx, word_dropout, kernel
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         if pretrained is not None:
             self.embedding.weight.data.copy_(pretrained)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.char_cnn = CharCNN(num_chars, char_embedding_dim, char_channels, char_kernel_size) if num_chars else None
+        self.chars: CharEncoder | None = None  # a vector per word from its characters
+        if num_chars and char_encoder == "lstm":
+            self.chars = CharLSTM(num_chars, char_embedding_dim, char_channels)
+        elif num_chars:
+            self.chars = CharCNN(num_chars, char_embedding_dim, char_channels, char_kernel_size)
         self.case_embedding = nn.Embedding(num_cases, case_embedding_dim, padding_idx=0) if num_cases else None
         input_size = embedding_dim + (char_channels if num_chars else 0) + (case_embedding_dim if num_cases else 0)
         self.input_dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
@@ -132,13 +142,22 @@ class LSTMEncoder(nn.Module):
         self.directions_mix = bidirectional and num_layers > 1 and not separate_directions
         self.output_size = self.num_directions * (proj_size or hidden_size)
 
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+        """Weights saved under an earlier release's names load too (``seqmodels.checkpoints.RENAMED``): every
+        ``load_state_dict`` passes here, Lightning's resume and its weight average's included."""
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            renamed = prefix + current_name(key.removeprefix(prefix))
+            if renamed != key:
+                state_dict[renamed] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def embed(self, token_ids: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None) -> Tensor:
         """Token ids (B, T), char ids (B, T, W), case ids (B, T) -> the LSTM's input (B, T, E')."""
         if self.training and self.word_dropout > 0:
             token_ids = word_dropout(token_ids, self.word_dropout, self.unk_idx, self.padding_idx)
         parts = [self.embedding(token_ids)]  # (B, T, E)
-        if self.char_cnn is not None:
-            parts.append(self.char_cnn(char_ids))  # (B, T, F)
+        if self.chars is not None:
+            parts.append(self.chars(char_ids))  # (B, T, F)
         if self.case_embedding is not None:
             parts.append(self.case_embedding(case_ids))  # (B, T, C)
         return self.input_dropout(torch.cat(parts, dim=-1))  # (B, T, E')

@@ -1,16 +1,46 @@
-"""Small building blocks of the encoder's input side: character CNN, locked dropout, word dropout."""
+"""Small building blocks of the encoder's input side: character encoders, locked dropout, word dropout."""
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
 
+from seqmodels.models.masked_lstm import masked_lstm
 
-class CharCNN(nn.Module):
-    """A word's characters -> one vector: embedding -> Conv1d -> max over the word (Ma & Hovy, 2016).
 
-    Input: char ids (B, T, W), 0 = padding. Output: (B, T, ``channels``).
+class CharEncoder(nn.Module, ABC):
+    """A word's characters -> one vector, computed once per distinct word of the batch (about half of UD-EWT's
+    tokens in a batch). Subclasses say how a word's characters become its vector (:meth:`encode_words`).
+
+    Input: char ids (B, T, W), 0 = padding, each word's characters first. Output: (B, T, ``output_size``).
     """
+
+    output_size: int
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """What the model card says of it."""
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        batch_size, max_len, word_len = char_ids.shape
+        words = char_ids.view(-1, word_len)  # (B*T, W)
+        real = words[:, 0] != 0  # (B*T,) padding words have no characters
+        distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W) of the R real, (R,)
+        features = self.encode_words(distinct)  # (N, F)
+        out = features.new_zeros(batch_size * max_len, self.output_size)  # (B*T, F), padding words: 0
+        out[real] = features[occurrence]  # (R, F) into the real words' rows
+        return out.view(batch_size, max_len, -1)  # (B, T, F)
+
+    @abstractmethod
+    def encode_words(self, words: Tensor) -> Tensor:
+        """Distinct words' char ids (N, W), each with at least one character -> (N, F)."""
+
+
+class CharCNN(CharEncoder):
+    """Embedding -> Conv1d -> max over the word (Ma & Hovy, 2016); ``channels`` filters."""
 
     def __init__(self, num_chars: int, embedding_dim: int = 30, channels: int = 50, kernel_size: int = 3) -> None:
         super().__init__()
@@ -18,19 +48,37 @@ class CharCNN(nn.Module):
         self.conv = nn.Conv1d(embedding_dim, channels, kernel_size, padding=kernel_size // 2)
         self.output_size = channels
 
-    def forward(self, char_ids: Tensor) -> Tensor:
-        batch_size, max_len, word_len = char_ids.shape
-        words = char_ids.view(-1, word_len)  # (B*T, W)
-        real = words[:, 0] != 0  # (B*T,) padding words have no characters
-        # each distinct word of the batch goes through the CNN once (about half its tokens in UD-EWT's batches)
-        distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W) of the R real, (R,)
-        chars = self.embedding(distinct)  # (N, W, C)
+    @property
+    def description(self) -> str:
+        return f"character CNN ({self.output_size} channels)"
+
+    def encode_words(self, words: Tensor) -> Tensor:
+        chars = self.embedding(words)  # (N, W, C)
         features = self.conv(chars.transpose(1, 2))  # (N, F, W)
-        padding = (distinct == 0).unsqueeze(1)  # (N, 1, W)
-        features = features.masked_fill(padding, float("-inf")).amax(-1)  # (N, F)
-        out = features.new_zeros(batch_size * max_len, self.output_size)  # (B*T, F), padding words: 0
-        out[real] = features[occurrence]  # (R, F) into the real words' rows
-        return out.view(batch_size, max_len, -1)  # (B, T, F)
+        padding = (words == 0).unsqueeze(1)  # (N, 1, W)
+        return features.masked_fill(padding, float("-inf")).amax(-1)  # (N, F)
+
+
+class CharLSTM(CharEncoder):
+    """Embedding -> one-layer BiLSTM -> its two final states, the backward one read from the word's first character
+    (Plank et al., 2016; UDPipe 2 uses a GRU). ``channels`` = twice the LSTM's hidden size."""
+
+    def __init__(self, num_chars: int, embedding_dim: int = 30, channels: int = 50) -> None:
+        super().__init__()
+        if channels % 2:
+            raise ValueError(f"model.encoder.char_channels must be even for char_encoder lstm, got {channels}")
+        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        self.lstm = nn.LSTM(embedding_dim, channels // 2, bidirectional=True, batch_first=True)
+        self.output_size = channels
+
+    @property
+    def description(self) -> str:
+        return f"character BiLSTM ({self.output_size // 2} per direction)"
+
+    def encode_words(self, words: Tensor) -> Tensor:
+        chars = self.embedding(words)  # (N, W, C)
+        lengths = (words != 0).sum(-1)  # (N,)
+        return masked_lstm(self.lstm, chars, lengths)[1]  # (N, F): the final states, padding never read
 
 
 class LockedDropout(nn.Module):

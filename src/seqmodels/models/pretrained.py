@@ -1,7 +1,7 @@
 """Start a task model's encoder from a pretrained one (``model.init_from``): a language model trained on the user's
 unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoint.
 
-The encoder's shape (sizes, layers, directions, character CNN) comes from the pretrained checkpoint, its
+The encoder's shape (sizes, layers, directions, character encoder) comes from the pretrained checkpoint, its
 regularisation (dropouts, frozen embeddings) and ``kernel`` from the task's config. Weights are copied as they
 are, except the embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained
 vector whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
@@ -24,7 +24,7 @@ from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 # Settings that change how the encoder trains or runs, not its weights' shapes: the task's config decides these.
 TASK_SETTINGS = ("dropout", "word_dropout", "locked_dropout", "freeze_embeddings", "kernel")
 # Each embedding table, by the vocabulary that indexes its rows.
-TABLES = {"embedding.weight": "tokens", "char_cnn.embedding.weight": "chars", "case_embedding.weight": "cases"}
+TABLES = {"embedding.weight": "tokens", "chars.embedding.weight": "chars", "case_embedding.weight": "cases"}
 
 
 def encoder_config(pretrained: dict[str, Any], task: EncoderConfig) -> EncoderConfig:
