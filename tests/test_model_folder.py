@@ -20,6 +20,7 @@ from test_server import ready, trained_checkpoint
 
 from seqmodels.checkpoints import CheckpointError, provenance
 from seqmodels.inference import Predictor, load_model
+from seqmodels.inference.backends import load_predictor
 from seqmodels.inference.export import main as export
 from seqmodels.inference.folder import CONFIG, VOCAB, WEIGHTS
 from seqmodels.inference.predict_cli import main as predict
@@ -61,6 +62,23 @@ def test_a_folder_predicts_exactly_what_its_checkpoint_predicts(heads, make_mode
     assert sorted(path.name for path in output.iterdir()) == sorted([CONFIG, VOCAB, WEIGHTS, "README.md"])
     assert records(output) == records(checkpoint)
     assert not (tmp_path / "model.partial").exists()
+
+
+@pytest.mark.parametrize("char_encoder", ["cnn", "lstm"])
+def test_a_folder_of_an_earlier_release_loads_under_todays_weight_names(char_encoder, make_model, tmp_path):
+    """0.3.0 named the character encoder ``char_cnn``; its folders still predict (``checkpoints.RENAMED``)."""
+    model = make_model(chars=True, encoder={"char_encoder": char_encoder}, tagger={})
+    checkpoint = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "seqmodels": provenance(None)}, checkpoint)  # fmt: skip
+    output = publish(checkpoint, tmp_path / "model")
+    weights = load_file(output / WEIGHTS)
+    save_file({name.replace("encoder.chars.", "encoder.char_cnn."): tensor for name, tensor in weights.items()},
+              output / WEIGHTS)  # fmt: skip
+    assert any(name.startswith("encoder.char_cnn.") for name in load_file(output / WEIGHTS))
+    assert records(output) == records(checkpoint)
+    int8 = load_predictor(output, "torch-int8")(SENTENCES)  # its character LSTM quantised, run packed
+    assert [len(record["tags"]) for record in int8] == [len(sentence) for sentence in SENTENCES]
 
 
 def test_the_trained_folder_is_smaller_and_predicts_what_the_checkpoint_does(trained, folder):

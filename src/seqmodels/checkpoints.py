@@ -40,6 +40,8 @@ KEY = "seqmodels"
 DEFAULT_DATA_OPTIONS: dict[str, Any] = {"max_word_length": 20, "lowercase": False, "columns": {}}
 # Weights renamed since a release: (old, new) parts of a state dict's keys.
 RENAMED = (("char_cnn.", "chars."),)  # the character encoder, a CNN only up to 0.3.0
+# Encoder options added since a release, with the value that checkpoints from before them had.
+ENCODER_DEFAULTS = {"char_encoder": "cnn"}
 
 
 class CheckpointError(ValueError):
@@ -166,9 +168,10 @@ def options_of_its_fit(checkpoint: dict[str, Any], config: Any) -> str:
         theirs, ours = (recorded.get(section) or {}).get(key), getattr(getattr(config, section, None), key, None)
         if theirs != ours:
             differ.append(f"--{option} {theirs}")
-    if recorded:  # the encoder's sizes decide its weights' shapes
-        theirs, ours = (recorded.get("model") or {}).get("encoder") or {}, getattr(config.model, "encoder", None) or {}
-        ours = ours.as_dict() if hasattr(ours, "as_dict") else dict(ours)
+    if recorded:  # the encoder's sizes decide its weights' shapes; an option it did not record had its default
+        theirs = ENCODER_DEFAULTS | ((recorded.get("model") or {}).get("encoder") or {})
+        ours = getattr(config.model, "encoder", None) or {}
+        ours = ENCODER_DEFAULTS | (ours.as_dict() if hasattr(ours, "as_dict") else dict(ours))
         differ += [f"--model.encoder.{key} {theirs.get(key)}" for key in sorted(set(theirs) | set(ours))
                    if theirs.get(key) != ours.get(key)]  # fmt: skip
     return f"; the fit that wrote it had {' '.join(differ)}" if differ else ""

@@ -28,7 +28,7 @@ def test_char_encoder_ignores_padding_characters_and_padded_words(char_encoder):
     assert small[1, 1].abs().max() == 0  # a padded word
 
 
-def test_char_lstm_gives_each_words_final_states_read_from_its_own_ends():
+def test_char_lstm_gives_each_words_final_states_read_from_its_own_ends(monkeypatch):
     torch.manual_seed(0)
     encoder = CharLSTM(num_chars=20, embedding_dim=6, channels=6)
     words = [[3, 4, 5], [6, 7], [8]]
@@ -36,6 +36,11 @@ def test_char_lstm_gives_each_words_final_states_read_from_its_own_ends():
     for word, vector in zip(words, vectors):
         _, (h_n, _) = encoder.lstm(encoder.embedding(torch.tensor([word])))  # (2, 1, 3): unpadded, nn.LSTM's own
         torch.testing.assert_close(vector, h_n[:, 0].flatten())  # forward after the last char, backward after the first
+
+    monkeypatch.setattr("seqmodels.models.layers.maskable", lambda lstm: False)  # the packed path, as int8 runs
+    torch.testing.assert_close(encoder(pad_chars([words]))[0], vectors)
+    quantised = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.LSTM}, dtype=torch.qint8)  # int8 inference
+    assert quantised(pad_chars([words])).shape == (1, 3, 6)  # runs packed: masked_lstm takes nn.LSTM only
 
 
 @pytest.mark.parametrize("char_encoder", list(CHAR_ENCODERS))

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from seqmodels.checkpoints import CheckpointError, package_version
+from seqmodels.checkpoints import CheckpointError, current_name, package_version
 from seqmodels.data.vocab import PAD, UNK
 
 FOLDER_FORMAT = 1
@@ -125,7 +125,7 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     weights = folder / WEIGHTS
     check_present(weights)
     try:
-        state_dict = load_file(weights)
+        state_dict = {current_name(name): tensor for name, tensor in load_file(weights).items()}  # any release's
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights}: not a readable safetensors file (truncated or corrupt: {error})") from None
     return config | {"vocab": vocab}, state_dict

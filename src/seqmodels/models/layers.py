@@ -6,8 +6,9 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
-from seqmodels.models.masked_lstm import masked_lstm
+from seqmodels.models.masked_lstm import maskable, masked_lstm
 
 
 class CharEncoder(nn.Module, ABC):
@@ -78,7 +79,12 @@ class CharLSTM(CharEncoder):
     def encode_words(self, words: Tensor) -> Tensor:
         chars = self.embedding(words)  # (N, W, C)
         lengths = (words != 0).sum(-1)  # (N,)
-        return masked_lstm(self.lstm, chars, lengths)[1]  # (N, F): the final states, padding never read
+        if maskable(self.lstm):
+            return masked_lstm(self.lstm, chars, lengths)[1]  # (N, F): the final states, padding never read
+        # an int8 (dynamically quantised) LSTM runs packed only
+        packed = pack_padded_sequence(chars, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)  # (2, N, F/2): forward, backward
+        return h_n.transpose(0, 1).reshape(words.size(0), self.output_size)  # (N, F)
 
 
 class LockedDropout(nn.Module):
