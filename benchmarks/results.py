@@ -47,6 +47,9 @@ UD_HAND = ["--model.optimizer.init_args.lr=0.002", "--model.encoder.dropout=0.33
 # with it, not re-measured since (README: Results). The averaged weights never feed back into training, so only
 # validation, the checkpoint choice and the test depend on it.
 NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=null"]
+# ud_upos.yaml's characters before its character BiLSTM (README: Results): every UD-EWT row measured with them.
+UD_CHAR_CNN = ["--model.encoder.char_encoder=cnn", "--model.encoder.char_channels=128",
+               "--model.encoder.char_embedding_dim=30"]  # fmt: skip
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 # text_classification.yaml's encoder sizes, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
 TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_channels=50"]
@@ -117,7 +120,8 @@ class SelfTrained(str):
 
 def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     """Result name -> (its test metric, the arguments of `train.py fit`)."""
-    ud = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
+    ud_config = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
+    ud = ud_config + UD_CHAR_CNN  # the rows measured before ud_upos.yaml's character BiLSTM
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
@@ -147,7 +151,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small_and_raw = ["--config", "configs/ud_upos.yaml", f"--data.corpora={json.dumps(corpora)}",
                      *[arg.replace("--data.", "--data.corpora.ud.") for arg in small if "_file=" in arg],
                      f"--data.corpora.raw.train_file={unlabelled(ud_train, 2000)}",
-                     "--data.mixing=round_robin", "--model.lm={vocab_size: 10000, loss_weight: 0.5}"]  # fmt: skip
+                     "--data.mixing=round_robin", "--model.lm={vocab_size: 10000, loss_weight: 0.5}",
+                     *UD_CHAR_CNN]  # fmt: skip
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -159,8 +164,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     return {
         "ud_joint": ("test/upos/acc", joint),  # and test/xpos/acc, test/feats/acc in its metrics_fit.json
         "sst_fine_regression": ("test/score/pearson", regression),
-        "ud_upos": (tagger, ud),
-        "ud_upos_2000": (tagger, small + NO_WARMUP),
+        "ud_upos": (tagger, ud_config),
+        "ud_upos_2000": (tagger, [*ud_config, small_train] + NO_WARMUP),
+        "ud_upos_char_cnn": (tagger, ud),
+        "ud_upos_2000_char_cnn": (tagger, small + NO_WARMUP),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32 + NO_WARMUP),
         "ud_upos_glove": (tagger, ud + GLOVE + NO_WARMUP),
         "ud_upos_glove_batch32": (tagger, ud + UD_BATCH32 + GLOVE + NO_WARMUP),

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py --data-dir ../shared/data [--steps 150] [--rounds 3]
 
-For the UD-EWT tagger (configs/ud_upos.yaml: BiLSTM, hidden 256, 2 layers, char CNN) and the SST-2
+For the UD-EWT tagger (configs/ud_upos.yaml: BiLSTM, hidden 256, 2 layers, char BiLSTM) and the SST-2
 classifier (configs/sst2.yaml), it prints a table and one JSON line per row:
 
 - data preparation: a first run into an empty cache against a cached rerun;
