@@ -18,7 +18,10 @@ class CharEncoder(nn.Module, ABC):
     Input: char ids (B, T, W), 0 = padding, each word's characters first. Output: (B, T, ``output_size``).
     """
 
-    output_size: int
+    def __init__(self, num_chars: int, embedding_dim: int, output_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        self.output_size = output_size
 
     @property
     @abstractmethod
@@ -30,31 +33,29 @@ class CharEncoder(nn.Module, ABC):
         words = char_ids.view(-1, word_len)  # (B*T, W)
         real = words[:, 0] != 0  # (B*T,) padding words have no characters
         distinct, occurrence = torch.unique(words[real], dim=0, return_inverse=True)  # (N, W) of the R real, (R,)
-        features = self.encode_words(distinct)  # (N, F)
+        features = self.encode_words(distinct, self.embedding(distinct))  # (N, F)
         out = features.new_zeros(batch_size * max_len, self.output_size)  # (B*T, F), padding words: 0
         out[real] = features[occurrence]  # (R, F) into the real words' rows
         return out.view(batch_size, max_len, -1)  # (B, T, F)
 
     @abstractmethod
-    def encode_words(self, words: Tensor) -> Tensor:
-        """Distinct words' char ids (N, W), each with at least one character -> (N, F)."""
+    def encode_words(self, words: Tensor, chars: Tensor) -> Tensor:
+        """Distinct words' char ids (N, W), each with at least one character, and their embeddings (N, W, C) ->
+        (N, F)."""
 
 
 class CharCNN(CharEncoder):
     """Embedding -> Conv1d -> max over the word (Ma & Hovy, 2016); ``channels`` filters."""
 
     def __init__(self, num_chars: int, embedding_dim: int = 30, channels: int = 50, kernel_size: int = 3) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        super().__init__(num_chars, embedding_dim, channels)
         self.conv = nn.Conv1d(embedding_dim, channels, kernel_size, padding=kernel_size // 2)
-        self.output_size = channels
 
     @property
     def description(self) -> str:
         return f"character CNN ({self.output_size} channels)"
 
-    def encode_words(self, words: Tensor) -> Tensor:
-        chars = self.embedding(words)  # (N, W, C)
+    def encode_words(self, words: Tensor, chars: Tensor) -> Tensor:
         features = self.conv(chars.transpose(1, 2))  # (N, F, W)
         padding = (words == 0).unsqueeze(1)  # (N, 1, W)
         return features.masked_fill(padding, float("-inf")).amax(-1)  # (N, F)
@@ -65,19 +66,16 @@ class CharLSTM(CharEncoder):
     (Plank et al., 2016; UDPipe 2 uses a GRU). ``channels`` = twice the LSTM's hidden size."""
 
     def __init__(self, num_chars: int, embedding_dim: int = 30, channels: int = 50) -> None:
-        super().__init__()
         if channels % 2:
             raise ValueError(f"model.encoder.char_channels must be even for char_encoder lstm, got {channels}")
-        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        super().__init__(num_chars, embedding_dim, channels)
         self.lstm = nn.LSTM(embedding_dim, channels // 2, bidirectional=True, batch_first=True)
-        self.output_size = channels
 
     @property
     def description(self) -> str:
         return f"character BiLSTM ({self.output_size // 2} per direction)"
 
-    def encode_words(self, words: Tensor) -> Tensor:
-        chars = self.embedding(words)  # (N, W, C)
+    def encode_words(self, words: Tensor, chars: Tensor) -> Tensor:
         lengths = (words != 0).sum(-1)  # (N,)
         if maskable(self.lstm):
             return masked_lstm(self.lstm, chars, lengths)[1]  # (N, F): the final states, padding never read
