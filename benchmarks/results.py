@@ -50,6 +50,9 @@ NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=
 # ud_upos.yaml's characters before its character BiLSTM (README: Results): every UD-EWT row measured with them.
 UD_CHAR_CNN = ["--model.encoder.char_encoder=cnn", "--model.encoder.char_channels=128",
                "--model.encoder.char_embedding_dim=30"]  # fmt: skip
+# ud_upos.yaml's character BiLSTM, for pretrain_lm.yaml (whose characters are the CNN's)
+UD_CHAR_LSTM = ["--model.encoder.char_encoder=lstm", "--model.encoder.char_channels=256",
+                "--model.encoder.char_embedding_dim=50"]  # fmt: skip
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 # text_classification.yaml's encoder sizes, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
 TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_channels=50"]
@@ -133,6 +136,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     ewt_unlabelled_dropout = Pretrained("ewt_after_2000_dropout", unlabelled(ud_train, 2000),
                                         "--model.encoder.dropout=0.4", "--model.lm.dropout=0.4",
                                         "--trainer.max_steps=3000")  # fmt: skip
+    # the same text, a language model reading characters as ud_upos.yaml does (a character BiLSTM)
+    ewt_unlabelled_char_lstm = Pretrained("ewt_after_2000_char_lstm", unlabelled(ud_train, 2000), *UD_CHAR_LSTM)
     # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
     sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
                                 *TEXT_ENCODER)  # fmt: skip
@@ -175,6 +180,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
+        "ud_upos_2000_pretrained_char_lstm": (tagger, [*ud_config, small_train, *NO_WARMUP, ewt_unlabelled_char_lstm]),
         "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny500_pretrained),
