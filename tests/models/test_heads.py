@@ -207,6 +207,34 @@ def test_the_built_in_heads_keep_the_contract(name):
     assert set(head.metrics()) >= {"acc", "f1_macro"}
 
 
+
+@pytest.mark.parametrize("name", ["tagger", "classifier"])
+def test_label_smoothing_spreads_the_targets_mass_over_the_real_tokens_only(name):
+    """With ``label_smoothing`` e, a token's loss is (1 - e) of its target's negative log-probability plus e of the
+    mean over all C classes (written out here, not by torch's own option); padding adds nothing."""
+    torch.manual_seed(0)
+    vocab = {"tokens": [PAD, UNK, *WORDS], "tags": ["B-X", "I-X", "O"], "labels": ["negative", "positive"]}
+    model = SequenceModel(vocab, encoder={"embedding_dim": 8, "hidden_size": 8}, **{name: {"label_smoothing": 0.1}})
+    head = model.heads[name]
+    scores = torch.randn(2, 4, 3) if head.reads == "outputs" else torch.randn(2, 2)  # (B, T, C) or (B, K)
+    targets = torch.tensor([[0, 1, 2, 2], [2, 0, IGNORE_INDEX, IGNORE_INDEX]] if name == "tagger" else [0, 1])
+    real = targets != IGNORE_INDEX
+    log_probs = scores.log_softmax(-1)[real]  # (N, C): the real tokens' (or sentences')
+    target_nll = -log_probs.gather(1, targets[real].unsqueeze(1)).squeeze(1)  # (N,)
+    expected = (0.9 * target_nll - 0.1 * log_probs.mean(-1)).mean()
+    assert head.label_smoothing == 0.1
+    assert head.loss(scores, targets).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"label_smoothing": 1.0}, r"a tagger head's label_smoothing must be in \[0, 1\), got 1.0"),
+    ({"label_smoothing": -0.1}, r"a tagger head's label_smoothing must be in \[0, 1\), got -0.1"),
+    ({"label_smoothing": 0.1, "crf": True}, "a tagger with crf: true has no softmax"),
+])  # fmt: skip
+def test_a_label_smoothing_outside_0_1_or_with_a_crf_is_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        TaggingHead(8, ["A", "B"], **config)
+
 def json_ready(records: list[dict]) -> bool:
     import json
 

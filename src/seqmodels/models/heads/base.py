@@ -25,6 +25,14 @@ from seqmodels.models.encoder import EncoderOutput, LSTMEncoder
 from seqmodels.padding import IGNORE_INDEX
 
 
+
+def checked_smoothing(head: str, label_smoothing: float) -> float:
+    """``label_smoothing`` of a softmax head (torch's ``cross_entropy``: the target puts that much of its mass evenly
+    on every class), if it is in [0, 1)."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"a {head} head's label_smoothing must be in [0, 1), got {label_smoothing}")
+    return label_smoothing
+
 class TaskHead(nn.Module):
     """One task's head. B = sentences, T = padded length, C = the head's classes.
 

@@ -16,18 +16,20 @@ from torch import Tensor, nn
 
 from seqmodels.models.encoder import EncoderOutput
 from seqmodels.models.heads import register_head
-from seqmodels.models.heads.base import TaskHead
+from seqmodels.models.heads.base import TaskHead, checked_smoothing
 
 
 class ClassifierConfig(TypedDict, total=False):
     """``model.classifier`` in the configs; ``mlp_size`` > 0 adds a hidden layer of that size (an MLP head).
-    ``hidden_size`` is its old name (before 0.3.0), read with a deprecation warning. ``unseen``: as the tagger's."""
+    ``hidden_size`` is its old name (before 0.3.0), read with a deprecation warning. ``unseen`` and
+    ``label_smoothing``: as the tagger's."""
 
     dropout: float
     mlp_size: int
     loss_weight: float
     hidden_size: int
     unseen: Literal["error", "unknown"]
+    label_smoothing: float
 
 
 @register_head
@@ -51,8 +53,10 @@ class ClassificationHead(TaskHead):
         mlp_size: int = 0,
         loss_weight: float = 1.0,
         hidden_size: int | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(classes, loss_weight)
+        self.label_smoothing = checked_smoothing(self.name, label_smoothing)
         if hidden_size is not None:
             message = "model.classifier.hidden_size is now model.classifier.mlp_size"
             warnings.warn(message, DeprecationWarning, stacklevel=3)
@@ -68,7 +72,7 @@ class ClassificationHead(TaskHead):
         return self.net(encoded.final)  # (B, K)
 
     def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(scores, targets)
+        return F.cross_entropy(scores, targets, label_smoothing=self.label_smoothing)
 
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         return scores.argmax(-1)  # (B,)

@@ -16,19 +16,21 @@ from torchmetrics import Metric
 from seqmodels.models.crf import CRF, bio_allowed_transitions
 from seqmodels.models.encoder import EncoderOutput
 from seqmodels.models.heads import register_head
-from seqmodels.models.heads.base import TaskHead, markdown_escape
+from seqmodels.models.heads.base import TaskHead, checked_smoothing, markdown_escape
 from seqmodels.models.span_f1 import SpanF1
 from seqmodels.padding import IGNORE_INDEX, token_mask
 
 
 class TaggerConfig(TypedDict, total=False):
     """``model.tagger`` in the configs; ``crf`` replaces the per-token softmax by a linear-chain CRF; ``unseen``
-    (``error`` or ``unknown``): what a tag the training split never had does at evaluation (``Field.unseen``)."""
+    (``error`` or ``unknown``): what a tag the training split never had does at evaluation (``Field.unseen``);
+    ``label_smoothing``: the softmax's targets smoothed by that much (UDPipe 2 takes 0.03; not with ``crf``)."""
 
     dropout: float
     loss_weight: float
     crf: bool
     unseen: Literal["error", "unknown"]
+    label_smoothing: float
 
 
 def is_bio(tags: list[str]) -> bool:
@@ -53,9 +55,18 @@ class TaggingHead(TaskHead):
     conllu = "column"
 
     def __init__(
-        self, input_size: int, classes: list[str], dropout: float = 0.5, crf: bool = False, loss_weight: float = 1.0
+        self,
+        input_size: int,
+        classes: list[str],
+        dropout: float = 0.5,
+        crf: bool = False,
+        loss_weight: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(classes, loss_weight)
+        if crf and label_smoothing:
+            raise ValueError("label_smoothing smooths a softmax's targets: a tagger with crf: true has no softmax")
+        self.label_smoothing = checked_smoothing(self.name, label_smoothing)
         self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(input_size, len(classes)))
         constraints = bio_allowed_transitions(classes) if is_bio(classes) else None
         self.crf = CRF(len(classes), constraints) if crf else None
@@ -64,10 +75,13 @@ class TaggingHead(TaskHead):
         return self.net(encoded.outputs)  # (B, T, C)
 
     def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy over real tokens, or the CRF's mean negative log-likelihood per sentence."""
+        """Mean cross-entropy over real tokens (targets smoothed by ``label_smoothing``), or the CRF's mean negative
+        log-likelihood per sentence."""
         if self.crf is not None:
             return self.crf(scores, targets, targets != IGNORE_INDEX)
-        return F.cross_entropy(scores.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(
+            scores.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing
+        )
 
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         """Tag ids (B, T): the CRF's Viterbi path, or each token's argmax; ``IGNORE_INDEX`` at padding."""
