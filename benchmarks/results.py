@@ -148,6 +148,9 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         return SelfTrained(name, by, subset(ud_train, labelled), unlabelled(ud_train, 2000), copies)
 
     student = small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]
+    # the same with ud_upos.yaml's characters (a character BiLSTM), in the language model and the tagger
+    teacher_char_lstm = ("ud_upos_2000_pretrained_char_lstm",
+                         [*ud_config, small_train, *NO_WARMUP, ewt_unlabelled_char_lstm])  # fmt: skip
     tiny500_pretrained = tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]
 
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
@@ -180,7 +183,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
-        "ud_upos_2000_pretrained_char_lstm": (tagger, [*ud_config, small_train, *NO_WARMUP, ewt_unlabelled_char_lstm]),
+        "ud_upos_2000_pretrained_char_lstm": (tagger, teacher_char_lstm[1]),
         "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny500_pretrained),
@@ -190,6 +193,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # ud_upos_2000_pretrained model of the same seed (the labelled ones once, or three times)
         "ud_upos_2000_self_trained": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(1)]),
         "ud_upos_2000_self_trained_3": (tagger, student),
+        "ud_upos_2000_self_trained_3_char_lstm": (tagger, teacher_char_lstm[1] + [self_trained(3, teacher_char_lstm)]),
         # a second round: the student above is the teacher
         "ud_upos_2000_self_trained_3_twice": (tagger, student + [self_trained(3, ("ud_upos_2000_self_trained_3",
                                                                                    student))]),  # fmt: skip
