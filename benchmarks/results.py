@@ -53,6 +53,7 @@ UD_CHAR_CNN = ["--model.encoder.char_encoder=cnn", "--model.encoder.char_channel
 # ud_upos.yaml's character BiLSTM, for pretrain_lm.yaml (whose characters are the CNN's)
 UD_CHAR_LSTM = ["--model.encoder.char_encoder=lstm", "--model.encoder.char_channels=256",
                 "--model.encoder.char_embedding_dim=50"]  # fmt: skip
+LABEL_SMOOTHING = ["--model.tagger.label_smoothing=0.03"]  # UDPipe 2's
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 # text_classification.yaml's encoder sizes, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
 TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_channels=50"]
@@ -175,6 +176,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos": (tagger, ud_config),
         "ud_upos_2000": (tagger, [*ud_config, small_train] + NO_WARMUP),
         "ud_upos_char_cnn": (tagger, ud),
+        "ud_upos_label_smoothing": (tagger, ud_config + LABEL_SMOOTHING),
+        "ud_upos_2000_label_smoothing": (tagger, [*ud_config, small_train] + NO_WARMUP + LABEL_SMOOTHING),
         "ud_upos_2000_char_cnn": (tagger, small + NO_WARMUP),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32 + NO_WARMUP),
         "ud_upos_glove": (tagger, ud + GLOVE + NO_WARMUP),
