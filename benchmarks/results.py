@@ -50,13 +50,11 @@ NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=
 # ud_upos.yaml's characters before its character BiLSTM (README: Results): every UD-EWT row measured with them.
 UD_CHAR_CNN = ["--model.encoder.char_encoder=cnn", "--model.encoder.char_channels=128",
                "--model.encoder.char_embedding_dim=30"]  # fmt: skip
-# ud_upos.yaml's character BiLSTM, for pretrain_lm.yaml (whose characters are the CNN's)
-UD_CHAR_LSTM = ["--model.encoder.char_encoder=lstm", "--model.encoder.char_channels=256",
-                "--model.encoder.char_embedding_dim=50"]  # fmt: skip
 LABEL_SMOOTHING = ["--model.tagger.label_smoothing=0.03"]  # UDPipe 2's
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
-# text_classification.yaml's encoder sizes, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
-TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_channels=50"]
+# text_classification.yaml's encoder sizes and character CNN, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
+TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_encoder=cnn",
+                "--model.encoder.char_channels=50", "--model.encoder.char_embedding_dim=30"]  # fmt: skip
 SST_TUNED = ["--config", "configs/tuned/sst2.yaml"]  # tune.py's best on the SST trees' dev split
 
 
@@ -132,13 +130,14 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small_train = f"--data.train_file={subset(ud_train, 2000)}"
     small = [*ud, small_train]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
-    ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000))  # pretrained on what small and tiny leave
+    # pretrained on what small and tiny leave, with the character CNN (pretrain_lm.yaml's before the BiLSTM)
+    ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000), *UD_CHAR_CNN)
     # the same text, a language model with twice the dropout, longer (its validation perplexity had stopped falling)
-    ewt_unlabelled_dropout = Pretrained("ewt_after_2000_dropout", unlabelled(ud_train, 2000),
+    ewt_unlabelled_dropout = Pretrained("ewt_after_2000_dropout", unlabelled(ud_train, 2000), *UD_CHAR_CNN,
                                         "--model.encoder.dropout=0.4", "--model.lm.dropout=0.4",
                                         "--trainer.max_steps=3000")  # fmt: skip
-    # the same text, a language model reading characters as ud_upos.yaml does (a character BiLSTM)
-    ewt_unlabelled_char_lstm = Pretrained("ewt_after_2000_char_lstm", unlabelled(ud_train, 2000), *UD_CHAR_LSTM)
+    # the same text, pretrain_lm.yaml unchanged: characters read as ud_upos.yaml reads them (a character BiLSTM)
+    ewt_unlabelled_char_lstm = Pretrained("ewt_after_2000_char_lstm", unlabelled(ud_train, 2000))
     # text_classification.yaml's encoder (the task takes the pretrained one's sizes), on the SST training trees
     sst_unlabelled = Pretrained("sst_train_trees", tree_sentences(data / "sst_trees" / "train.txt", data / "sst2"),
                                 *TEXT_ENCODER)  # fmt: skip
