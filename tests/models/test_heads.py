@@ -210,8 +210,9 @@ def test_the_built_in_heads_keep_the_contract(name):
 
 @pytest.mark.parametrize("name", ["tagger", "classifier"])
 def test_label_smoothing_spreads_the_targets_mass_over_the_real_tokens_only(name):
-    """With ``label_smoothing`` e, a token's loss is (1 - e) of its target's negative log-probability plus e of the
-    mean over all C classes (written out here, not by torch's own option); padding adds nothing."""
+    """With ``label_smoothing`` e, a token's training loss is (1 - e) of its target's negative log-probability plus e
+    of the mean over all C classes (written out here, not by torch's own option); padding adds nothing. In
+    evaluation the loss is the plain cross-entropy."""
     torch.manual_seed(0)
     vocab = {"tokens": [PAD, UNK, *WORDS], "tags": ["B-X", "I-X", "O"], "labels": ["negative", "positive"]}
     model = SequenceModel(vocab, encoder={"embedding_dim": 8, "hidden_size": 8}, **{name: {"label_smoothing": 0.1}})
@@ -221,17 +222,21 @@ def test_label_smoothing_spreads_the_targets_mass_over_the_real_tokens_only(name
     real = targets != IGNORE_INDEX
     log_probs = scores.log_softmax(-1)[real]  # (N, C): the real tokens' (or sentences')
     target_nll = -log_probs.gather(1, targets[real].unsqueeze(1)).squeeze(1)  # (N,)
+    plain = target_nll.mean()
     expected = (0.9 * target_nll - 0.1 * log_probs.mean(-1)).mean()
-    assert head.label_smoothing == 0.1
+    assert head.label_smoothing == 0.1 and head.training
     assert head.loss(scores, targets).item() == pytest.approx(expected.item())
+    head.eval()  # evaluation losses are the plain cross-entropy, comparable between runs
+    assert head.loss(scores, targets).item() == pytest.approx(plain.item())
 
 
 @pytest.mark.parametrize("config, message", [
     ({"label_smoothing": 1.0}, r"a tagger head's label_smoothing must be in \[0, 1\), got 1.0"),
     ({"label_smoothing": -0.1}, r"a tagger head's label_smoothing must be in \[0, 1\), got -0.1"),
+    ({"label_smoothing": "abc"}, r"a tagger head's label_smoothing must be in \[0, 1\), got abc"),
     ({"label_smoothing": 0.1, "crf": True}, "a tagger with crf: true has no softmax"),
 ])  # fmt: skip
-def test_a_label_smoothing_outside_0_1_or_with_a_crf_is_refused(config, message):
+def test_a_label_smoothing_not_in_0_1_or_with_a_crf_is_refused(config, message):
     with pytest.raises(ValueError, match=message):
         TaggingHead(8, ["A", "B"], **config)
 

@@ -72,7 +72,7 @@ class ClassificationHead(TaskHead):
         return self.net(encoded.final)  # (B, K)
 
     def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(scores, targets, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(scores, targets, label_smoothing=self.label_smoothing if self.training else 0.0)
 
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         return scores.argmax(-1)  # (B,)

@@ -75,13 +75,13 @@ class TaggingHead(TaskHead):
         return self.net(encoded.outputs)  # (B, T, C)
 
     def loss(self, scores: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy over real tokens (targets smoothed by ``label_smoothing``), or the CRF's mean negative
-        log-likelihood per sentence."""
+        """Mean cross-entropy over real tokens (in training, targets smoothed by ``label_smoothing``), or the CRF's
+        mean negative log-likelihood per sentence."""
         if self.crf is not None:
             return self.crf(scores, targets, targets != IGNORE_INDEX)
-        return F.cross_entropy(
-            scores.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing
-        )
+        smoothing = self.label_smoothing if self.training else 0.0
+        flat_scores, flat_targets = scores.flatten(0, 1), targets.flatten()  # (B*T, C), (B*T,)
+        return F.cross_entropy(flat_scores, flat_targets, ignore_index=IGNORE_INDEX, label_smoothing=smoothing)
 
     def predict(self, scores: Tensor, lengths: Tensor) -> Tensor:
         """Tag ids (B, T): the CRF's Viterbi path, or each token's argmax; ``IGNORE_INDEX`` at padding."""
