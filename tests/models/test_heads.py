@@ -207,7 +207,6 @@ def test_the_built_in_heads_keep_the_contract(name):
     assert set(head.metrics()) >= {"acc", "f1_macro"}
 
 
-
 @pytest.mark.parametrize("name", ["tagger", "classifier"])
 def test_label_smoothing_spreads_the_targets_mass_over_the_real_tokens_only(name):
     """With ``label_smoothing`` e, a token's training loss is (1 - e) of its target's negative log-probability plus e

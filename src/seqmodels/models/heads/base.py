@@ -25,7 +25,6 @@ from seqmodels.models.encoder import EncoderOutput, LSTMEncoder
 from seqmodels.padding import IGNORE_INDEX
 
 
-
 def checked_smoothing(head: str, label_smoothing: float) -> float:
     """``label_smoothing`` of a softmax head (torch's ``cross_entropy``: the target puts that much of its mass evenly
     on every class), if it is a number in [0, 1). It smooths the training loss only: evaluation losses stay the plain
@@ -34,6 +33,7 @@ def checked_smoothing(head: str, label_smoothing: float) -> float:
     if not (number and 0 <= label_smoothing < 1):
         raise ValueError(f"a {head} head's label_smoothing must be in [0, 1), got {label_smoothing}")
     return label_smoothing
+
 
 class TaskHead(nn.Module):
     """One task's head. B = sentences, T = padded length, C = the head's classes.
