@@ -130,6 +130,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small_train = f"--data.train_file={subset(ud_train, 2000)}"
     small = [*ud, small_train]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
+    small_today = [*ud_config, small_train, *NO_WARMUP]  # ud_upos_2000: today's ud_upos.yaml on the first 2,000
     # pretrained on what small and tiny leave, with the character CNN (pretrain_lm.yaml's before the BiLSTM)
     ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000), *UD_CHAR_CNN)
     # the same text, a language model with twice the dropout, longer (its validation perplexity had stopped falling)
@@ -149,8 +150,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
 
     student = small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]
     # the same with ud_upos.yaml's characters (a character BiLSTM), in the language model and the tagger
-    teacher_char_lstm = ("ud_upos_2000_pretrained_char_lstm",
-                         [*ud_config, small_train, *NO_WARMUP, ewt_unlabelled_char_lstm])  # fmt: skip
+    teacher_char_lstm = ("ud_upos_2000_pretrained_char_lstm", small_today + [ewt_unlabelled_char_lstm])
     tiny500_pretrained = tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]
 
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
@@ -173,10 +173,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_joint": ("test/upos/acc", joint),  # and test/xpos/acc, test/feats/acc in its metrics_fit.json
         "sst_fine_regression": ("test/score/pearson", regression),
         "ud_upos": (tagger, ud_config),
-        "ud_upos_2000": (tagger, [*ud_config, small_train] + NO_WARMUP),
+        "ud_upos_2000": (tagger, small_today),
         "ud_upos_char_cnn": (tagger, ud),
         "ud_upos_label_smoothing": (tagger, ud_config + LABEL_SMOOTHING),
-        "ud_upos_2000_label_smoothing": (tagger, [*ud_config, small_train] + NO_WARMUP + LABEL_SMOOTHING),
+        "ud_upos_2000_label_smoothing": (tagger, small_today + LABEL_SMOOTHING),
         "ud_upos_2000_char_cnn": (tagger, small + NO_WARMUP),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32 + NO_WARMUP),
         "ud_upos_glove": (tagger, ud + GLOVE + NO_WARMUP),
