@@ -123,6 +123,8 @@ def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
         SequenceModel(VOCAB, heads={"mine": {"type": "seqmodels.models.heads.base.IGNORE_INDEX"}})
     with pytest.raises(ValueError, match="the classifier head is configured twice"):
         SequenceModel(VOCAB, classifier={}, heads={"classifier": {}})
+    with pytest.raises(ValueError, match=r"the upos head: a tagger head's label_smoothing must be in \[0, 1\), got abc"):
+        SequenceModel({**VOCAB, "upos": ["A", "B"]}, heads={"upos": {"type": "tagger", "label_smoothing": "abc"}})
     with pytest.raises(ValueError, match="a head named 'classifier' is already registered"):
         register_head(type("Other", (LengthHead,), {"name": "classifier"}))
 

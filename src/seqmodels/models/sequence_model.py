@@ -28,7 +28,7 @@ from seqmodels.data.vocab import PAD, from_lists
 from seqmodels.models.adversarial import AdversarialConfig, checked, clean_and_adversarial
 from seqmodels.models.encoder import EncoderConfig, LSTMEncoder
 from seqmodels.data.fields import Field
-from seqmodels.models.heads import INSTANCE_KEYS, TaskHead, head_configs, head_field, head_type
+from seqmodels.models.heads import build_head, head_configs, head_field
 from seqmodels.models.heads.classifier import ClassifierConfig
 from seqmodels.models.heads.lm import LMConfig
 from seqmodels.models.heads.tagger import TaggerConfig
@@ -106,7 +106,8 @@ class SequenceModel(L.LightningModule):
         self.multitask_score = multitask_score
         self.adversarial = checked(adversarial)
         self.loss_guard = LossGuard()  # a NaN loss stops training
-        self.heads = nn.ModuleDict({name: self._build_head(name, config) for name, config in configs.items()})
+        self.heads = nn.ModuleDict({name: build_head(name, config, self.fields[name], self.vocabularies, self.encoder)
+                                    for name, config in configs.items()})  # fmt: skip
         self.metrics = nn.ModuleDict({
             stage: nn.ModuleDict({
                 name: MetricCollection(head.metrics(), prefix=f"{stage}/{name}/") for name, head in self.heads.items()
@@ -133,19 +134,6 @@ class SequenceModel(L.LightningModule):
             pretrained=initial_embeddings,
             **config,
         )
-
-    def _build_head(self, name: str, config: dict[str, Any]) -> TaskHead:
-        """The head instance ``name``: its type's class, with its classes from the vocabularies (the one named after
-        it; a checkpoint of 0.3 names it after the type's ``vocab_name``), unless it has its own."""
-        head, field = head_type(name, config), self.fields[name]
-        wanted = [name, head.vocab_name] if field.column is not None and head.target == "classes" else [head.vocab_name]
-        found = next((vocab for vocab in wanted if vocab in self.vocabularies), None)
-        if found is None and wanted != [None]:
-            raise ValueError(f"the {name} head needs its classes ('{name}') in the vocabularies; the data has "
-                             f"{list(self.vocabularies)}")  # fmt: skip
-        classes = self.vocabularies[found].itos if found is not None else None
-        arguments = {key: value for key, value in config.items() if key not in INSTANCE_KEYS}
-        return head.from_encoder(self.encoder, classes, **arguments).named(name, field.column)
 
     def forward(
         self, token_ids: Tensor, lengths: Tensor, char_ids: Tensor | None = None, case_ids: Tensor | None = None

@@ -13,6 +13,8 @@ import pkgutil
 from typing import Any
 
 from seqmodels.data.fields import Field
+from seqmodels.data.vocab import Vocabulary
+from seqmodels.models.encoder import LSTMEncoder
 from seqmodels.models.heads.base import TaskHead
 
 HEADS: dict[str, type[TaskHead]] = {}
@@ -76,6 +78,25 @@ def head_field(name: str, config: dict[str, Any]) -> Field:
     return Field(name, config.get("column", head.column), level, head.target, config.get("unseen", "error"))
 
 
+def build_head(name: str, config: dict[str, Any], field: Field, vocabularies: dict[str, Vocabulary],
+               encoder: LSTMEncoder) -> TaskHead:
+    """The head instance ``name`` on ``encoder``: its type's class, with its classes from the vocabularies (the one
+    named after it; a checkpoint of 0.3 names it after the type's ``vocab_name``), unless it has its own. A value
+    its class refuses is refused in one line naming the head."""
+    head = head_type(name, config)
+    wanted = [name, head.vocab_name] if field.column is not None and head.target == "classes" else [head.vocab_name]
+    found = next((vocab for vocab in wanted if vocab in vocabularies), None)
+    if found is None and wanted != [None]:
+        raise ValueError(f"the {name} head needs its classes ('{name}') in the vocabularies; the data has "
+                         f"{list(vocabularies)}")  # fmt: skip
+    classes = vocabularies[found].itos if found is not None else None
+    arguments = {key: value for key, value in config.items() if key not in INSTANCE_KEYS}
+    try:
+        return head.from_encoder(encoder, classes, **arguments).named(name, field.column)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the {name} head: {error}") from None
+
+
 def check_outputs(configs: dict[str, dict[str, Any]]) -> None:
     """Refuse two head instances that would write the same field of the prediction records (one would overwrite the
     other's in every record) or both fill one CoNLL-U column, in one line naming both. Their export outputs are
@@ -116,5 +137,5 @@ def head_configs(heads: dict[str, dict[str, Any]] | None = None, **named: dict[s
     return configs
 
 
-__all__ = ["HEADS", "INSTANCE_KEYS", "RESERVED", "TaskHead", "check_outputs", "head_configs", "head_field", "head_type",
-           "register_head"]
+__all__ = ["HEADS", "INSTANCE_KEYS", "RESERVED", "TaskHead", "build_head", "check_outputs", "head_configs",
+           "head_field", "head_type", "register_head"]
