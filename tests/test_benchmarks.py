@@ -1,9 +1,10 @@
 """The benchmark scripts run: the GPU check on the CPU (what CI can run of it, so it is known to work), every
-docs/results.md result's command is one that train.py takes, and ud_upos.yaml's step budget is the 25 epochs it
-replaced."""
+docs/results.md result's command is one that train.py takes (and every one the docs run is a result), and
+ud_upos.yaml's step budget is the 25 epochs it replaced."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from seqmodels.runs import cpu_runs_bf16_lstm
 
 # Absolute: the scripts run as subprocesses in other folders, and the variable may be relative to this one.
 DATA_DIR = os.environ.get("SEQMODELS_DATA_DIR") and str(Path(os.environ["SEQMODELS_DATA_DIR"]).resolve())
+ONLY = r"results\.py(?:(?!\.py)[^`])*?--only\s+((?:[a-z0-9_]+ ?)+)"  # the rows that a results.py command runs
 
 
 @pytest.mark.slow
@@ -50,6 +52,22 @@ def test_every_readme_result_is_a_command_train_py_takes(monkeypatch):
         assert isinstance(config, dict), f"{name}: train.py does not take {args}"
         train_files = dict(arg.split("=", 1) for arg in args if "train_file=" in arg)  # flag -> its last value
         assert train_files and all(file in json.dumps(config) for file in train_files.values()), name
+
+
+@pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (results.py's files)")
+def test_every_result_the_docs_run_is_one_of_results_py(monkeypatch):
+    """``results.py ... --only NAME ...`` in the README and docs (wrapped or not) names rows that results.py has, so
+    a row renamed after a config change takes its commands along."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    rows, named = set(results.runs(Path(DATA_DIR).resolve())), {}
+    for path in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for names in re.findall(ONLY, path.read_text(encoding="utf-8")):
+            named.update(dict.fromkeys(names.split(), path.name))
+    assert "ud_upos" in named  # README's command, found
+    assert not (unknown := {name: page for name, page in named.items() if name not in rows}), unknown
 
 
 @pytest.mark.skipif(not DATA_DIR, reason="set SEQMODELS_DATA_DIR to the shared data folder (UD-EWT)")
