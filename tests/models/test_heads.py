@@ -113,7 +113,9 @@ def padded(model: SequenceModel, sentences: list[list[str]]) -> tuple[Tensor, Te
 
 def test_an_unknown_or_doubly_configured_head_is_refused_by_name():
     with pytest.raises(ValueError, match=r"the lenght head: no head type is registered as 'lenght' \(the head gives "
-                       r"no type, so its name is taken for one\); the registered types are \['classifier', "):
+                       r"no type, so its name is taken for one; on the command line, --model.heads.lenght.KEY=VALUE "
+                       r"replaces the head's whole entry: give it whole, --model.heads.lenght='\{type: ..., KEY: "
+                       r"VALUE\}'\); the registered types are \['classifier', "):
         SequenceModel(VOCAB, classifier={}, heads={"lenght": {}})
     with pytest.raises(ValueError, match="the upos head: unknown key 'colum' for a tagger head .it takes column, "):
         SequenceModel(VOCAB, heads={"upos": {"type": "tagger", "colum": "upos"}})

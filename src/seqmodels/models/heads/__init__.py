@@ -45,7 +45,9 @@ def head_type(name: str, config: dict[str, Any]) -> type[TaskHead]:
     if kind not in HEADS and "." in str(kind):
         importable(name, str(kind))
     if kind not in HEADS:
-        missing = "" if "type" in config else " (the head gives no type, so its name is taken for one)"
+        missing = "" if "type" in config else (" (the head gives no type, so its name is taken for one; on the command"
+                                               f" line, --model.heads.{name}.KEY=VALUE replaces the head's whole entry:"
+                                               f" give it whole, --model.heads.{name}='{{type: ..., KEY: VALUE}}')")
         raise ValueError(f"the {name} head: no head type is registered as {kind!r}{missing}; the registered types "
                          f"are {sorted(HEADS)}, or give a TaskHead's import path (package.module.Class)")  # fmt: skip
     head = HEADS[kind]
