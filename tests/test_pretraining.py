@@ -64,8 +64,11 @@ def test_init_from_copies_the_encoder_by_symbol_and_takes_its_sizes(pretrained):
     their_vocab = checkpoint["hyper_parameters"]["vocab"]
     tokens = ["<pad>", "<unk>", "newword", *reversed(their_vocab["tokens"][2:])]  # other ids than the LM's
     vocab = {"tokens": tokens, "chars": their_vocab["chars"], "tagger": ["ADJ", "NOUN"]}
-    model = SequenceModel(vocab, encoder={"hidden_size": 99, "dropout": 0.1, "kernel": "packed"}, tagger={},
-                          init_from=pretrained["checkpoint"])  # fmt: skip
+    with pytest.warns(UserWarning) as warned:  # the shape it replaces is named, the settings it keeps are not
+        model = SequenceModel(vocab, encoder={"hidden_size": 99, "dropout": 0.1, "kernel": "packed"}, tagger={},
+                              init_from=pretrained["checkpoint"])  # fmt: skip
+    assert [str(w.message) for w in warned] == [f"model.init_from: the encoder takes {pretrained['checkpoint']}'s "
+                                                f"shape: hidden_size 8 (the config's 99)"]  # fmt: skip
     assert model.encoder.lstm.hidden_size == 8 and model.encoder.lstm.num_layers == 2  # the checkpoint's sizes
     assert model.hparams.encoder["dropout"] == 0.1 and model.hparams.init_from is None  # the task's; weights within
     assert model.encoder.kernel == "packed"  # the task's too: how to run it, not what it is

@@ -1,8 +1,9 @@
 """Start a task model's encoder from a pretrained one (``model.init_from``): a language model trained on the user's
 unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoint.
 
-The encoder's shape (sizes, layers, directions, character encoder) comes from the pretrained checkpoint, its
-regularisation (dropouts, frozen embeddings) and ``kernel`` from the task's config. Weights are copied as they
+The encoder's shape (sizes, layers, directions, character encoder) comes from the pretrained checkpoint (a warning
+names each size of the task's config it replaces), its regularisation (dropouts, frozen embeddings) and ``kernel``
+from the task's config. Weights are copied as they
 are, except the embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained
 vector whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
 learning rate for the encoder than for the heads (``model.encoder_lr_factor``) keeps more of what it learnt.
@@ -10,7 +11,9 @@ learning rate for the encoder than for the heads (``model.encoder_lr_factor``) k
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,19 @@ TASK_SETTINGS = ("dropout", "word_dropout", "locked_dropout", "freeze_embeddings
 TABLES = {"embedding.weight": "tokens", "chars.embedding.weight": "chars", "case_embedding.weight": "cases"}
 
 
-def encoder_config(pretrained: dict[str, Any], task: EncoderConfig) -> EncoderConfig:
-    """The pretrained encoder's settings, with the task's regularisation and kernel."""
+def encoder_config(pretrained: dict[str, Any], task: EncoderConfig, path: str | Path) -> EncoderConfig:
+    """The pretrained encoder's settings, with the task's regularisation and kernel; a warning names each shape
+    setting of the task's config that the pretrained one's replaces."""
     config = dict(pretrained["hyper_parameters"].get("encoder") or {})
     for key in TASK_SETTINGS:
         config.pop(key, None)
         if key in task:
             config[key] = task[key]
+    defaults = {name: parameter.default for name, parameter in inspect.signature(LSTMEncoder).parameters.items()}
+    replaced = [f"{key} {config.get(key, defaults[key])} (the config's {value})" for key, value in task.items()
+                if key not in TASK_SETTINGS and config.get(key, defaults[key]) != value]  # fmt: skip
+    if replaced:
+        warnings.warn(f"model.init_from: the encoder takes {path}'s shape: {', '.join(replaced)}", stacklevel=2)
     return EncoderConfig(**config)
 
 

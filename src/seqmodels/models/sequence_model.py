@@ -96,7 +96,7 @@ class SequenceModel(L.LightningModule):
         pretrained = read_checkpoint(init_from) if init_from is not None else None
         if pretrained is not None:
             check_same_reading(pretrained, vocab, self.hparams["data_options"], init_from)
-            encoder = encoder_config(pretrained, encoder or {})
+            encoder = encoder_config(pretrained, encoder or {}, init_from)
             self.hparams.update(encoder=encoder, init_from=None)
         self.encoder = self._build_encoder(encoder or {}, initial_embeddings)
         if pretrained is not None:
