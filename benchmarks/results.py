@@ -50,7 +50,8 @@ NO_WARMUP = ["--weight_averaging.start_epochs=0", "--weight_averaging.max_share=
 # ud_upos.yaml's characters before its character BiLSTM (README: Results): every UD-EWT row measured with them.
 UD_CHAR_CNN = ["--model.encoder.char_encoder=cnn", "--model.encoder.char_channels=128",
                "--model.encoder.char_embedding_dim=30"]  # fmt: skip
-LABEL_SMOOTHING = ["--model.tagger.label_smoothing=0.03"]  # UDPipe 2's
+# ud_upos.yaml before it took label smoothing (README: Results): every UD-EWT row measured without it.
+NO_SMOOTHING = ["--model.tagger.label_smoothing=0"]
 TEXT_TUNED = ["--config", "configs/tuned/text_classification.yaml"]  # tune.py's best on stsa's dev split
 # text_classification.yaml's encoder sizes and character CNN, for pretrain_lm.yaml (whose sizes are ud_upos.yaml's)
 TEXT_ENCODER = ["--model.encoder.hidden_size=100", "--model.encoder.num_layers=1", "--model.encoder.char_encoder=cnn",
@@ -123,7 +124,8 @@ class SelfTrained(str):
 def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     """Result name -> (its test metric, the arguments of `train.py fit`)."""
     ud_config = ["--config", "configs/ud_upos.yaml", *files(data / "ud_english_ewt", "en_ewt-ud-{}.conllu", "dev")]
-    ud = ud_config + UD_CHAR_CNN  # the rows measured before ud_upos.yaml's character BiLSTM
+    unsmoothed = ud_config + NO_SMOOTHING  # the rows measured before ud_upos.yaml's label smoothing
+    ud = unsmoothed + UD_CHAR_CNN  # the rows measured before ud_upos.yaml's character BiLSTM
     sst = ["--config", "configs/sst2.yaml", *files(data / "sst_trees", "{}.txt", "dev")]
     text = ["--config", "configs/text_classification.yaml", *files(data / "sst2", "stsa.binary.{}", "dev")]
     ud_train = data / "ud_english_ewt" / "en_ewt-ud-train.conllu"
@@ -131,6 +133,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
     small = [*ud, small_train]
     tiny = [*ud, f"--data.train_file={subset(ud_train, 500)}"]
     small_today = [*ud_config, small_train, *NO_WARMUP]  # ud_upos_2000: today's ud_upos.yaml on the first 2,000
+    small_unsmoothed = small_today + NO_SMOOTHING
     # pretrained on what small and tiny leave, with the character CNN (pretrain_lm.yaml's before the BiLSTM)
     ewt_unlabelled = Pretrained("ewt_after_2000", unlabelled(ud_train, 2000), *UD_CHAR_CNN)
     # the same text, a language model with twice the dropout, longer (its validation perplexity had stopped falling)
@@ -149,8 +152,10 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         return SelfTrained(name, by, subset(ud_train, labelled), unlabelled(ud_train, 2000), copies)
 
     student = small + NO_WARMUP + [ewt_unlabelled, self_trained(3)]
-    # the same with ud_upos.yaml's characters (a character BiLSTM), in the language model and the tagger
-    teacher_char_lstm = ("ud_upos_2000_pretrained_char_lstm", small_today + [ewt_unlabelled_char_lstm])
+    # the same with ud_upos.yaml's characters (a character BiLSTM), in the language model and the tagger, before
+    # ud_upos.yaml's label smoothing
+    teacher_char_lstm = ("ud_upos_2000_pretrained_char_lstm_no_smoothing",
+                         small_unsmoothed + [ewt_unlabelled_char_lstm])  # fmt: skip
     tiny500_pretrained = tiny + UD_BATCH32 + NO_WARMUP + [ewt_unlabelled]
 
     # the first 2,000 labelled for the tagger, the raw text for a language-model head beside it (an auxiliary loss)
@@ -160,7 +165,7 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
                      *[arg.replace("--data.", "--data.corpora.ud.") for arg in small if "_file=" in arg],
                      f"--data.corpora.raw.train_file={unlabelled(ud_train, 2000)}",
                      "--data.mixing=round_robin", "--model.lm={vocab_size: 10000, loss_weight: 0.5}",
-                     *UD_CHAR_CNN]  # fmt: skip
+                     *UD_CHAR_CNN, *NO_SMOOTHING]  # fmt: skip
     resplit = ["--config", "configs/text_classification.yaml", *[f"--data.{key}_file={path}" for key, path in
                                                                  resplit_files(data / "sst2" / "stsa.binary.train")]]
     multitask = ["--config", "configs/multitask_ud_sst.yaml"]
@@ -175,8 +180,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         "ud_upos": (tagger, ud_config),
         "ud_upos_2000": (tagger, small_today),
         "ud_upos_char_cnn": (tagger, ud),
-        "ud_upos_label_smoothing": (tagger, ud_config + LABEL_SMOOTHING),
-        "ud_upos_2000_label_smoothing": (tagger, small_today + LABEL_SMOOTHING),
+        "ud_upos_no_smoothing": (tagger, unsmoothed),
+        "ud_upos_2000_no_smoothing": (tagger, small_unsmoothed),
         "ud_upos_2000_char_cnn": (tagger, small + NO_WARMUP),
         "ud_upos_batch32": (tagger, ud + UD_BATCH32 + NO_WARMUP),
         "ud_upos_glove": (tagger, ud + GLOVE + NO_WARMUP),
@@ -185,7 +190,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # the 2,000 (500) first sentences labelled, the ~10,500 after the first 2,000 as raw text: ud_upos_2000 (500)
         # started from a language model pretrained on that text
         "ud_upos_2000_pretrained": (tagger, small + NO_WARMUP + [ewt_unlabelled]),
-        "ud_upos_2000_pretrained_char_lstm": (tagger, teacher_char_lstm[1]),
+        "ud_upos_2000_pretrained_char_lstm": (tagger, small_today + [ewt_unlabelled_char_lstm]),
+        "ud_upos_2000_pretrained_char_lstm_no_smoothing": (tagger, teacher_char_lstm[1]),
         "ud_upos_2000_pretrained_dropout": (tagger, small + NO_WARMUP + [ewt_unlabelled_dropout]),
         "ud_upos_2000_pretrained_lm": (tagger, small_and_raw + NO_WARMUP + [ewt_unlabelled]),
         "ud_upos_500_pretrained": (tagger, tiny500_pretrained),
@@ -195,7 +201,8 @@ def runs(data: Path) -> dict[str, tuple[str, list[str]]]:
         # ud_upos_2000_pretrained model of the same seed (the labelled ones once, or three times)
         "ud_upos_2000_self_trained": (tagger, small + NO_WARMUP + [ewt_unlabelled, self_trained(1)]),
         "ud_upos_2000_self_trained_3": (tagger, student),
-        "ud_upos_2000_self_trained_3_char_lstm": (tagger, teacher_char_lstm[1] + [self_trained(3, teacher_char_lstm)]),
+        "ud_upos_2000_self_trained_3_char_lstm_no_smoothing": (tagger, teacher_char_lstm[1] + [
+            self_trained(3, teacher_char_lstm)]),
         # a second round: the student above is the teacher
         "ud_upos_2000_self_trained_3_twice": (tagger, student + [self_trained(3, ("ud_upos_2000_self_trained_3",
                                                                                    student))]),  # fmt: skip
