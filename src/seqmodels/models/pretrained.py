@@ -3,10 +3,10 @@ unlabelled text (``configs/pretrain_lm.yaml``), or any other seqmodels checkpoin
 
 The encoder's shape (sizes, layers, directions, character encoder) comes from the pretrained checkpoint (a warning
 names each size of the task's config it replaces), its regularisation (dropouts, frozen embeddings) and ``kernel``
-from the task's config. Weights are copied as they
-are, except the embedding tables, whose rows are copied by symbol: a word, character or case keeps its pretrained
-vector whatever its id in the task's vocabulary, and one the pretrained model never saw keeps its fresh one. A lower
-learning rate for the encoder than for the heads (``model.encoder_lr_factor``) keeps more of what it learnt.
+from the task's config. Weights are copied as they are, except the embedding tables, whose rows are copied by
+symbol: a word, character or case keeps its pretrained vector whatever its id in the task's vocabulary, and one the
+pretrained model never saw keeps its fresh one. A lower learning rate for the encoder than for the heads
+(``model.encoder_lr_factor``) keeps more of what it learnt.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def encoder_config(pretrained: dict[str, Any], task: EncoderConfig, path: str | 
         if key in task:
             config[key] = task[key]
     defaults = {name: parameter.default for name, parameter in inspect.signature(LSTMEncoder).parameters.items()}
-    replaced = [f"{key} {config.get(key, defaults[key])} (the config's {value})" for key, value in task.items()
-                if key not in TASK_SETTINGS and config.get(key, defaults[key]) != value]  # fmt: skip
+    theirs = {key: config.get(key, defaults.get(key)) for key in task if key not in TASK_SETTINGS}
+    replaced = [f"{key} {theirs[key]} (the config's {task[key]})" for key in theirs if theirs[key] != task[key]]
     if replaced:
         warnings.warn(f"model.init_from: the encoder takes {path}'s shape: {', '.join(replaced)}", stacklevel=2)
     return EncoderConfig(**config)

@@ -95,7 +95,7 @@ def build_head(name: str, config: dict[str, Any], field: Field, vocabularies: di
     arguments = {key: value for key, value in config.items() if key not in INSTANCE_KEYS}
     try:
         return head.from_encoder(encoder, classes, **arguments).named(name, field.column)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:  # a value its class refuses (its own checks), said of this instance
         raise ValueError(f"the {name} head: {error}") from None
 
 
