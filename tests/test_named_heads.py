@@ -186,6 +186,16 @@ def test_bad_wiring_is_one_line_naming_the_head_and_the_corpus(tmp_path, capsys,
     assert message in line, line
 
 
+def test_a_head_given_in_part_on_the_command_line_is_refused_before_the_data_is_read(tmp_path, capsys):
+    """``--model.heads.xpos.crf=true`` replaces ud_joint.yaml's whole xpos entry: refused at once, saying how to give
+    it (a training file that does not exist shows that nothing was read first)."""
+    line = one_line_error(capsys, lambda: main([
+        "fit", "--config", str(Path(__file__).parents[1] / "configs" / "ud_joint.yaml"), "--model.heads.xpos.crf=true",
+        f"--data.train_file={tmp_path / 'missing.conllu'}", f"--trainer.logger.init_args.save_dir={tmp_path}"]))
+    assert "the xpos head: no head type is registered as 'xpos'" in line, line
+    assert "--model.heads.xpos.KEY=VALUE replaces the head's whole entry: give it whole" in line, line
+
+
 @pytest.mark.parametrize("bad", ["lots", "nan", "-inf"])
 def test_a_regression_target_that_is_not_a_finite_number_names_the_file_and_the_sentence(tmp_path, capsys, bad):
     """Not a number, or NaN (which pads token targets: it would be read as no target) or infinite."""

@@ -123,15 +123,16 @@ class SeqModelsCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs, callbacks=callbacks)  # in place of the config's list
 
     def _parse_ckpt_path(self) -> None:
-        """Keep the config's model rather than, as LightningCLI does, the ``--ckpt_path`` checkpoint's
-        hyperparameters: the data module builds the vocabularies, and :meth:`before_fit` checks that the
-        checkpoint fits them."""
+        """Keep the config's model rather than, as LightningCLI does, the ``--ckpt_path`` checkpoint's hyperparameters:
+        the data module builds the vocabularies, and :meth:`before_fit` checks that the checkpoint fits them."""
 
     def before_instantiate_classes(self) -> None:
         """Name the TensorBoard run after the first ``--config`` file (``logs/<config name>/version_N``), and
         resolve ``--ckpt_path best|last``; ``fit`` from a checkpoint of an earlier run continues that run's
         ``version_N``, so its checkpoint callback and early stopping pick up where they stopped."""
         config = self.config[self.subcommand]
+        *named, heads = (config.model.get(key) for key in HEAD_KEYS)
+        head_configs(heads, **dict(zip(HEAD_KEYS, named)))  # a head the model would refuse: now, not after the data
         if config.model.init_from and not config.data.pretrained_embeddings:
             config.data.pretrained_embeddings = config.model.init_from  # its words join the vocabulary, with vectors
         if config.data.pretrained_embeddings and config.data.pretrained_embeddings != config.model.init_from:
@@ -232,9 +233,8 @@ HEAD_KEYS = (*NAMED_HEADS, "heads")  # SequenceModel's head arguments
 
 
 def head_fields(*configs: dict | None) -> dict[str, dict[str, Any]] | None:
-    """What each of the model's heads reads, by name, from its head arguments; None before any is configured. A
-    configuration the model refuses (an unknown type, a name it cannot take) is left to the model to refuse, in
-    one line of its own (an error here would come wrapped in the link's)."""
+    """What each of the model's heads reads, by name, from its head arguments; None while they are refused (the link's
+    error would wrap the refusal: :meth:`SeqModelsCLI.before_instantiate_classes` gives it in one line)."""
     *named, heads = configs
     try:
         instances = head_configs(heads, **dict(zip(HEAD_KEYS, named)))

@@ -25,13 +25,13 @@ from seqmodels.models.encoder import EncoderOutput, LSTMEncoder
 from seqmodels.padding import IGNORE_INDEX
 
 
-def checked_smoothing(head: str, label_smoothing: float) -> float:
+def checked_smoothing(label_smoothing: float) -> float:
     """``label_smoothing`` of a softmax head (torch's ``cross_entropy``: the target puts that much of its mass evenly
     on every class), if it is a number in [0, 1). It smooths the training loss only: evaluation losses stay the plain
     cross-entropy, comparable between runs."""
     number = isinstance(label_smoothing, (int, float)) and not isinstance(label_smoothing, bool)
     if not (number and 0 <= label_smoothing < 1):
-        raise ValueError(f"a {head} head's label_smoothing must be in [0, 1), got {label_smoothing}")
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")  # the head is named by build_head
     return label_smoothing
 
 

@@ -56,7 +56,7 @@ class ClassificationHead(TaskHead):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(classes, loss_weight)
-        self.label_smoothing = checked_smoothing(self.name, label_smoothing)
+        self.label_smoothing = checked_smoothing(label_smoothing)
         if hidden_size is not None:
             message = "model.classifier.hidden_size is now model.classifier.mlp_size"
             warnings.warn(message, DeprecationWarning, stacklevel=3)

@@ -67,7 +67,7 @@ class TaggingHead(TaskHead):
         if crf and label_smoothing:
             raise ValueError(f"label_smoothing ({label_smoothing}) smooths a softmax's targets and a tagger with crf: "
                              f"true has none: give it label_smoothing: 0 as well")  # fmt: skip
-        self.label_smoothing = checked_smoothing(self.name, label_smoothing)
+        self.label_smoothing = checked_smoothing(label_smoothing)
         self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(input_size, len(classes)))
         constraints = bio_allowed_transitions(classes) if is_bio(classes) else None
         self.crf = CRF(len(classes), constraints) if crf else None
