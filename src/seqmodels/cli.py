@@ -131,8 +131,8 @@ class SeqModelsCLI(LightningCLI):
         resolve ``--ckpt_path best|last``; ``fit`` from a checkpoint of an earlier run continues that run's
         ``version_N``, so its checkpoint callback and early stopping pick up where they stopped."""
         config = self.config[self.subcommand]
-        *named, heads = (config.model.get(key) for key in HEAD_KEYS)
-        head_configs(heads, **dict(zip(HEAD_KEYS, named)))  # a head the model would refuse: now, not after the data
+        # a head the model would refuse, refused now rather than after the data is read
+        head_configs(config.model.get("heads"), **{key: config.model.get(key) for key in NAMED_HEADS})
         if config.model.init_from and not config.data.pretrained_embeddings:
             config.data.pretrained_embeddings = config.model.init_from  # its words join the vocabulary, with vectors
         if config.data.pretrained_embeddings and config.data.pretrained_embeddings != config.model.init_from:
