@@ -260,8 +260,8 @@ def test_a_failing_trial_is_one_line_with_its_values_and_trainpys_error(tmp_path
     process = tune_py(tmp_path, "--trials", "1")
     _, err = process.communicate(timeout=300)
     errors = [line for line in err.splitlines() if "error" in line.lower()]
-    expected = ("tune.py: error: trial 0 (model.classifier.dropout=1.5) failed: dropout probability has to be between "
-                "0 and 1, but got 1.5 (--debug for the traceback)")  # fmt: skip
+    expected = ("tune.py: error: trial 0 (model.classifier.dropout=1.5) failed: the classifier head: dropout "
+                "probability has to be between 0 and 1, but got 1.5 (--debug for the traceback)")  # fmt: skip
     assert errors == [expected], err[-3000:]
     assert process.returncode == 1 and "Traceback" not in err
     assert [t.state.name for t in trials_of(tmp_path)] == ["FAIL"]
